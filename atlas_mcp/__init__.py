@@ -1,0 +1,48 @@
+"""atlascloud-mcp: an MCP server for Atlas Cloud image generation, and the async Atlas client under it.
+
+Importing this package does nothing but define names: no environment reads, no clients, no logging.
+"""
+
+from atlas_mcp._version import __version__
+from atlas_mcp.atlas import AtlasClient, PollPolicy, Prediction, RetryPolicy, UploadedFile
+from atlas_mcp.config import Settings
+from atlas_mcp.errors import (
+    AtlasAPIError,
+    AtlasMCPError,
+    AuthenticationError,
+    BadResponseError,
+    ConfigError,
+    InputError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    NotFoundError,
+    PathRefusedError,
+    PredictionFailedError,
+    PredictionTimeoutError,
+    RateLimitedError,
+    UpstreamUnavailableError,
+)
+
+__all__ = [
+    "AtlasAPIError",
+    "AtlasClient",
+    "AtlasMCPError",
+    "AuthenticationError",
+    "BadResponseError",
+    "ConfigError",
+    "InputError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PathRefusedError",
+    "PollPolicy",
+    "Prediction",
+    "PredictionFailedError",
+    "PredictionTimeoutError",
+    "RateLimitedError",
+    "RetryPolicy",
+    "Settings",
+    "UploadedFile",
+    "UpstreamUnavailableError",
+    "__version__",
+]

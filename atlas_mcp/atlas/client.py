@@ -1,0 +1,572 @@
+"""The async Atlas Cloud client: submit, read, wait for and list predictions; upload files; read the catalogue.
+
+It knows HTTP and Atlas, nothing of MCP. One :class:`httpx.AsyncClient` per lifetime; every request has
+an explicit timeout; GETs are retried with capped, jittered backoff (honouring ``Retry-After``); the
+billable submit and the upload are sent once, never retried. All HTTP outcomes become either a parsed
+model or one exception of :mod:`atlas_mcp.errors`, in :meth:`AtlasClient._send`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import random
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal, TypeVar
+from urllib.parse import quote, urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from atlas_mcp._version import __version__
+from atlas_mcp.atlas.models import (
+    HistoryPage,
+    ModelEntry,
+    Prediction,
+    UploadedFile,
+    error_text,
+    unwrap,
+)
+from atlas_mcp.errors import (
+    AtlasAPIError,
+    AuthenticationError,
+    BadResponseError,
+    InputError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    NotFoundError,
+    PredictionTimeoutError,
+    RateLimitedError,
+    UpstreamUnavailableError,
+)
+from atlas_mcp.redaction import redact
+
+__all__ = ["AtlasClient", "MediaKind", "PollPolicy", "RetryPolicy", "validate_prediction_id"]
+
+logger = logging.getLogger(__name__)
+
+MediaKind = Literal["image", "video", "audio"]
+_SUBMIT_PATHS: dict[MediaKind, str] = {
+    "image": "/api/v1/model/generateImage",
+    "video": "/api/v1/model/generateVideo",
+    "audio": "/api/v1/model/generateAudio",
+}
+_PREDICTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_UPLOAD_CHUNK = 256 * 1024
+
+_M = TypeVar("_M", bound=BaseModel)
+
+OnPoll = Callable[[Prediction, int], Awaitable[None]]
+"""Called after every poll of :meth:`AtlasClient.wait` with the prediction and the number of polls so far."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How idempotent requests (GETs) are retried: capped attempts, full-jitter backoff, capped Retry-After."""
+
+    attempts: int = 4
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+    max_retry_after: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            # Honour the server's word, capped, with a little jitter so many clients do not return together.
+            return min(retry_after, self.max_retry_after) + random.uniform(0, 0.1)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """When to look at a running prediction: quickly at first, then less often, never rarer than ``max_interval``.
+
+    The interval grows with the time already waited (``ratio``), so the lag between "done upstream" and
+    "seen here" stays a fixed fraction of the job's length while the number of polls grows only
+    logarithmically with it.
+    """
+
+    min_interval: float = 0.25
+    ratio: float = 0.2
+    max_interval: float = 3.0
+
+    def delay(self, elapsed: float) -> float:
+        return max(self.min_interval, min(self.max_interval, self.ratio * elapsed))
+
+
+def validate_prediction_id(prediction_id: str) -> str:
+    """Return the id if it can only ever name a prediction; raise :class:`InputError` otherwise.
+
+    Ids are pasted into a URL path, so ``x/../../history`` must never get that far.
+    """
+    candidate = prediction_id.strip()
+    if not _PREDICTION_ID.fullmatch(candidate):
+        raise InputError(
+            "That is not a prediction id: ids are 1-128 letters, digits, '-' or '_' "
+            "(as returned by generate_image). Pass the id exactly as it was returned."
+        )
+    return candidate
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the key only to requests for Atlas's own origin, so a schema or output URL on another host never sees it."""
+
+    def __init__(self, key: SecretStr | None, origin: str) -> None:
+        self._key = key
+        self._origin = origin
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        if self._key is not None and _origin_of(str(request.url)) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        yield request
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: Any
+    headers: httpx.Headers
+
+
+class AtlasClient:
+    """An async client for Atlas Cloud's prediction API.
+
+    Use it as an async context manager (or call :meth:`aclose`). ``transport`` lets tests and embedders
+    route requests anywhere (an ASGI app, a mock transport) without patching.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: SecretStr | str | None,
+        base_url: str = "https://api.atlascloud.ai",
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_body_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self._key = key if key is not None and key.get_secret_value() else None
+        self._origin = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self._max_body = max_body_bytes
+        self._http = httpx.AsyncClient(
+            base_url=self._origin,
+            auth=_BearerAuth(self._key, self._origin),
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            headers={"User-Agent": f"atlascloud-mcp/{__version__}", "Accept": "application/json"},
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._origin
+
+    @property
+    def has_key(self) -> bool:
+        return self._key is not None
+
+    async def __aenter__(self) -> AtlasClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- predictions ----------------------------------------------------------------------------------
+
+    async def submit(self, model: str, params: Mapping[str, Any], *, kind: MediaKind = "image") -> Prediction:
+        """Start a prediction. Billable: sent exactly once, never retried, whatever happens."""
+        if "model" in params:
+            raise InputError("'model' cannot be set inside the parameters; pass it as the model argument.")
+        if not model.strip():
+            raise InputError("A model id is required, e.g. 'black-forest-labs/flux-schnell'.")
+        body = {"model": model, **params}
+        answer = await self._send("POST", _SUBMIT_PATHS[kind], json_body=body, idempotent=False)
+        return self._prediction(answer)
+
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        """Read a prediction's current state. A failed prediction answered with HTTP 5xx is returned, not raised."""
+        path = f"/api/v1/model/prediction/{quote(validate_prediction_id(prediction_id), safe='')}"
+        return self._prediction(await self._send("GET", path, idempotent=True))
+
+    async def wait(self, prediction: Prediction, *, timeout: float, on_poll: OnPoll | None = None) -> Prediction:
+        """Poll until the prediction is done (succeeded or failed) and return it.
+
+        Raises :class:`PredictionTimeoutError` (carrying the last state seen) when ``timeout`` seconds pass
+        first. Cancelling the calling task stops the polling at once.
+        """
+        started = time.monotonic()
+        polls = 0
+        last = prediction
+        with anyio.move_on_after(timeout):
+            while not last.done:
+                await anyio.sleep(self.poll.delay(time.monotonic() - started))
+                last = await self.get_prediction(last.id)
+                polls += 1
+                if on_poll is not None:
+                    await on_poll(last, polls)
+        if last.done:
+            return last
+        raise PredictionTimeoutError(
+            f"Prediction {last.id} is still {last.status} after {timeout:g} s; it goes on running at Atlas. "
+            f"Call check_prediction with this id later to get the result.",
+            prediction=last,
+        )
+
+    async def list_predictions(
+        self,
+        *,
+        page: int = 1,
+        size: int = 20,
+        model: str | None = None,
+        status: str | None = None,
+        prediction_id: str | None = None,
+    ) -> HistoryPage:
+        """One page of the account's generation history, newest first."""
+        if not 1 <= size <= 50 or page < 1:
+            raise InputError("page starts at 1 and size is 1 to 50.")
+        query: dict[str, str | int] = {"no": page, "size": size}
+        if model:
+            query["model"] = model
+        if status:
+            query["status"] = status
+        if prediction_id:
+            query["sessionID"] = validate_prediction_id(prediction_id)
+        answer = await self._send("GET", "/api/v1/model/history", params=query, idempotent=True)
+        return self._parse(HistoryPage, unwrap(answer.body), "history page")
+
+    # -- files ----------------------------------------------------------------------------------------
+
+    async def upload(self, file: BinaryIO, *, filename: str, content_type: str, size: int) -> UploadedFile:
+        """Upload ``size`` bytes of an open file as multipart/form-data, streamed in chunks (never read whole)."""
+        boundary = secrets.token_hex(16)
+        safe_name = quote(filename, safe=" ._-()[]+,@")
+        head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield head
+            remaining = size
+            while remaining > 0:
+                chunk = await anyio.to_thread.run_sync(file.read, min(_UPLOAD_CHUNK, remaining))
+                if not chunk:
+                    raise InputError(f"{filename} shrank while it was being uploaded; try again.")
+                remaining -= len(chunk)
+                yield chunk
+            yield tail
+
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + size + len(tail)),
+        }
+        answer = await self._send(
+            "POST", "/api/v1/model/uploadMedia", content=stream(), headers=headers, idempotent=False
+        )
+        return self._parse(UploadedFile, unwrap(answer.body), "upload answer")
+
+    async def download(self, url: str, *, max_bytes: int) -> tuple[bytes, str | None]:
+        """Fetch an output file (for a preview or a saved copy): https or Atlas's origin only, size-capped.
+
+        Redirects are followed by hand, at most three, and only to places the first URL could have been.
+        Returns the bytes and the announced content type.
+        """
+        for _hop in range(4):
+            self._check_download_url(url)
+            request = self._http.build_request("GET", url, headers={"Accept": "*/*"})
+            try:
+                response = await self._http.send(request, stream=True, auth=None)  # output files are public
+            except httpx.TransportError as exc:
+                raise UpstreamUnavailableError(
+                    f"The output file could not be fetched ({type(exc).__name__}); its URL still works for a later try."
+                ) from exc
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    url = str(response.url.join(response.headers["location"]))
+                    continue
+                if response.status_code != 200:
+                    raise NotFoundError(
+                        f"The output file answered HTTP {response.status_code}; it may have expired.",
+                        status=response.status_code,
+                    )
+                announced = response.headers.get("content-length")
+                if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+                    raise BadResponseError(f"The output file is larger than {max_bytes // 1048576} MiB; not fetched.")
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise BadResponseError(
+                            f"The output file is larger than {max_bytes // 1048576} MiB; stopped reading."
+                        )
+                return bytes(data), response.headers.get("content-type")
+            finally:
+                await response.aclose()
+        raise BadResponseError("The output URL redirected too many times; not fetched.")
+
+    def _check_download_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if _origin_of(url) == self._origin:
+            return
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" or not host:
+            raise BadResponseError("Only https output URLs (or Atlas's own origin) are fetched; this one is not.")
+        if host == "localhost" or host.endswith(".localhost") or _is_private_address(host):
+            raise BadResponseError("The output URL points at a private or local address; not fetched.")
+
+    # -- catalogue ------------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelEntry]:
+        """The public model catalogue (no key needed)."""
+        answer = await self._send("GET", "/api/v1/models", idempotent=True, authenticated=False)
+        items = unwrap(answer.body)
+        if isinstance(items, dict):
+            items = items.get("items") or items.get("models")
+        if not isinstance(items, list):
+            raise BadResponseError("Atlas answered the model list with something that is not a list.")
+        models = []
+        for item in items:
+            try:
+                models.append(ModelEntry.model_validate(item))
+            except ValidationError:
+                logger.debug("skipping an unreadable catalogue entry")
+        return models
+
+    async def get_schema(self, schema_url: str) -> dict[str, Any]:
+        """A model's OpenAPI schema document. Public: fetched without the key, from https or Atlas's origin only."""
+        if _origin_of(schema_url) != self._origin and urlsplit(schema_url).scheme != "https":
+            raise BadResponseError("The model's schema URL is neither https nor on Atlas's origin; not fetched.")
+        answer = await self._send("GET", schema_url, idempotent=True, authenticated=False)
+        if not isinstance(answer.body, dict):
+            raise BadResponseError("The model's schema document is not a JSON object.")
+        return answer.body
+
+    # -- the one place HTTP becomes models or errors -------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool,
+        authenticated: bool = True,
+        json_body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        content: AsyncIterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _Answer:
+        if authenticated and self._key is None:
+            raise AuthenticationError(
+                "No Atlas API key is configured: set ATLASCLOUD_API_KEY in the server's environment "
+                "(get a key from the Atlas Cloud dashboard). Nothing was sent."
+            )
+        attempts = self.retry.attempts if idempotent else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                answer = await self._exchange(method, url, json_body, params, content, headers, authenticated)
+            except httpx.TransportError as exc:
+                if attempt < attempts:
+                    await anyio.sleep(self.retry.delay(attempt, None))
+                    continue
+                raise self._network_error(exc, idempotent) from exc
+            if _retryable(answer) and attempt < attempts:
+                retry_after = _retry_after(answer.headers)
+                logger.info("Atlas answered %s on %s; retry %d of %d", answer.status, method, attempt, attempts - 1)
+                await anyio.sleep(self.retry.delay(attempt, retry_after))
+                continue
+            self._raise_for_error(answer)
+            return answer
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        params: Mapping[str, str | int] | None,
+        content: AsyncIterator[bytes] | None,
+        headers: Mapping[str, str] | None,
+        authenticated: bool,
+    ) -> _Answer:
+        request = self._http.build_request(method, url, json=json_body, params=params, content=content, headers=headers)
+        # Public documents (catalogue, schemas) are fetched without the key: it only goes where it is needed.
+        response = await self._http.send(request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if authenticated else None)
+        try:
+            raw = bytearray()
+            async for chunk in response.aiter_bytes():
+                raw += chunk
+                if len(raw) > self._max_body:
+                    raise BadResponseError(
+                        f"Atlas's answer to {method} {request.url.path} exceeded {self._max_body // 1024} KiB; "
+                        "refused to read further."
+                    )
+        finally:
+            await response.aclose()
+        body: Any
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, ValueError):
+            body = _NotJSON(bytes(raw[:300]).decode("utf-8", "replace"))
+        return _Answer(status=response.status_code, body=body, headers=response.headers)
+
+    def _raise_for_error(self, answer: _Answer) -> None:
+        status = _effective_status(answer)
+        if 200 <= status < 300:
+            if isinstance(answer.body, _NotJSON):
+                raise BadResponseError(
+                    "Atlas answered with a body that is not JSON; the service may be having trouble. Try again later."
+                )
+            return
+        if status >= 500 and _terminal_prediction(answer.body):
+            return  # a failed prediction reported with a 5xx: an answer, not an outage
+        text = self._upstream_text(answer.body)
+        detail = f" Atlas said: {text}" if text else ""
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"Atlas refused the API key (HTTP {status}).{detail} Check ATLASCLOUD_API_KEY.", status=status
+            )
+        if status == 402 or "balance" in (text or "").lower():
+            raise InsufficientBalanceError(
+                f"The Atlas account's balance is too low for this call (HTTP {status}).{detail} "
+                "Top up at the Atlas Cloud console; nothing was generated.",
+                status=status,
+            )
+        if status == 404:
+            raise NotFoundError(f"Atlas has no such resource (HTTP 404).{detail}", status=404)
+        if status == 429:
+            retry_after = _retry_after(answer.headers)
+            when = f"in {retry_after:g} s" if retry_after is not None else "in a little while"
+            raise RateLimitedError(
+                f"Atlas is rate-limiting this key (HTTP 429).{detail} Try again {when}.", retry_after=retry_after
+            )
+        if status in (400, 409, 413, 415, 422):
+            raise InvalidRequestError(
+                f"Atlas refused the request (HTTP {status}).{detail} Fix the parameters and try again.",
+                status=status,
+            )
+        if status >= 500:
+            raise UpstreamUnavailableError(
+                f"Atlas is having trouble (HTTP {status}).{detail} Try again in a minute.", status=status
+            )
+        raise AtlasAPIError(f"Atlas answered HTTP {status}.{detail}", status=status)
+
+    def _network_error(self, exc: httpx.TransportError, idempotent: bool) -> UpstreamUnavailableError:
+        what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
+        message = f"Atlas {what} ({type(exc).__name__})."
+        if not idempotent:
+            message += (
+                " The request may still have reached Atlas: look at the recent predictions before "
+                "trying again, so that nothing is paid twice."
+            )
+        else:
+            message += " Check the network or ATLASCLOUD_BASE_URL and try again."
+        return UpstreamUnavailableError(message)
+
+    def _upstream_text(self, body: Any) -> str | None:
+        text = body.text if isinstance(body, _NotJSON) else error_text(body)
+        if text is None and isinstance(body, dict):
+            text = error_text(unwrap(body))
+        secrets_ = [self._key.get_secret_value()] if self._key else []
+        if isinstance(body, _NotJSON):
+            text = _strip_markup(text or "")
+        return redact(text, secrets_) if text else None
+
+    def _prediction(self, answer: _Answer) -> Prediction:
+        prediction = self._parse(Prediction, unwrap(answer.body), "prediction")
+        reason = prediction.error
+        if prediction.phase == "failed" and not reason:
+            reason = error_text(answer.body)  # some failures carry the reason only in the outer message
+        if reason:
+            secrets_ = [self._key.get_secret_value()] if self._key else []
+            prediction = prediction.model_copy(update={"error": redact(reason, secrets_)})
+        return prediction
+
+    def _parse(self, model: type[_M], payload: Any, what: str) -> _M:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in err["loc"]) or "(body)" for err in exc.errors()})
+            raise BadResponseError(
+                f"Atlas's {what} is missing or has malformed fields ({', '.join(fields)}). Try again later."
+            ) from None
+
+
+class _NotJSON:
+    """A body that did not parse as JSON (an HTML error page, a truncated answer); keeps a readable excerpt."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _is_private_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return not address.is_global
+
+
+def _strip_markup(text: str) -> str:
+    return re.sub(r"<[^>]+>", " ", text)
+
+
+def _effective_status(answer: _Answer) -> int:
+    """HTTP status, or the envelope's ``code`` when a 200 carries an error envelope (``data`` null)."""
+    body = answer.body
+    if answer.status == 200 and isinstance(body, dict) and body.get("data") is None and "code" in body:
+        try:
+            code = int(str(body["code"]))
+        except ValueError:
+            return answer.status
+        if code >= 400:
+            return code
+    return answer.status
+
+
+def _terminal_prediction(body: Any) -> bool:
+    data = unwrap(body)
+    if not isinstance(data, dict) or not data.get("id"):
+        return False
+    try:
+        return Prediction.model_validate(data).phase == "failed"
+    except ValidationError:
+        return False
+
+
+def _retryable(answer: _Answer) -> bool:
+    status = _effective_status(answer)
+    if status == 429:
+        return True
+    return status >= 500 and not _terminal_prediction(answer.body)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP-date: rare for APIs; fall back to our own backoff
+    return seconds if seconds >= 0 else None

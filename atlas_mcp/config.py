@@ -1,0 +1,165 @@
+"""Settings, read from the environment once, when ``main()`` runs — never at import.
+
+Every setting has one environment variable, a default a newcomer can live with, and a check that fails
+at start with one line naming the variable. The API key is a :class:`pydantic.SecretStr`: its ``repr``
+and ``str`` are masked, so printing the settings cannot leak it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from atlas_mcp.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.atlascloud.ai"
+DEFAULT_MODEL = "black-forest-labs/flux-schnell"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_T = TypeVar("_T")
+
+
+class Settings(BaseModel):
+    """Everything configurable, with the environment variable that sets it in each description."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_key: SecretStr | None = Field(default=None, description="ATLASCLOUD_API_KEY: your Atlas Cloud API key.")
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="ATLASCLOUD_BASE_URL: the Atlas origin.")
+    http_timeout: float = Field(default=30.0, gt=0, le=600, description="ATLASCLOUD_HTTP_TIMEOUT: seconds per request.")
+    wait_seconds: float = Field(
+        default=45.0, ge=0, le=600, description="ATLASCLOUD_WAIT_SECONDS: longest a tool call waits for a prediction."
+    )
+    output_dir: Path | None = Field(
+        default=None, description="ATLASCLOUD_OUTPUT_DIR: where full-size outputs are saved."
+    )
+    upload_roots: tuple[Path, ...] = Field(
+        default=(), description="ATLASCLOUD_UPLOAD_ROOTS: folders upload_media may read from (os.pathsep-separated)."
+    )
+    max_upload_mb: float = Field(
+        default=256.0, gt=0, description="ATLASCLOUD_MAX_UPLOAD_MB: largest file upload_media sends."
+    )
+    preview_max_side: int = Field(
+        default=1024, ge=64, le=4096, description="ATLASCLOUD_PREVIEW_MAX_SIDE: longest side of an inline preview."
+    )
+    preview_budget_kb: int = Field(
+        default=600,
+        ge=0,
+        le=900,
+        description="ATLASCLOUD_PREVIEW_BUDGET_KB: base64 bytes all previews of a result may use.",
+    )
+    default_model: str = Field(
+        default=DEFAULT_MODEL, description="ATLASCLOUD_DEFAULT_MODEL: model used when none is given."
+    )
+    log_level: LogLevel = Field(
+        default="INFO", description="ATLASCLOUD_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR (stderr)."
+    )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from ``environ`` (default ``os.environ``); a bad value raises :class:`ConfigError`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def read(name: str, field: str, parse: Callable[[str], _T]) -> None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return
+            try:
+                values[field] = parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+
+        read("ATLASCLOUD_API_KEY", "api_key", _parse_key)
+        read("ATLASCLOUD_BASE_URL", "base_url", _parse_origin)
+        read("ATLASCLOUD_HTTP_TIMEOUT", "http_timeout", _parse_float)
+        read("ATLASCLOUD_WAIT_SECONDS", "wait_seconds", _parse_float)
+        read("ATLASCLOUD_OUTPUT_DIR", "output_dir", _parse_dir)
+        read("ATLASCLOUD_UPLOAD_ROOTS", "upload_roots", _parse_roots)
+        read("ATLASCLOUD_MAX_UPLOAD_MB", "max_upload_mb", _parse_float)
+        read("ATLASCLOUD_PREVIEW_MAX_SIDE", "preview_max_side", int)
+        read("ATLASCLOUD_PREVIEW_BUDGET_KB", "preview_budget_kb", int)
+        read("ATLASCLOUD_DEFAULT_MODEL", "default_model", str)
+        read("ATLASCLOUD_LOG_LEVEL", "log_level", str.upper)
+        try:
+            return cls(**values)
+        except ValidationError as exc:  # the range and literal checks of the fields
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else ""
+            variable = _VARIABLES.get(field, "settings")
+            raise ConfigError(f"{variable}: {first['msg']} (got {values.get(field)!r})") from None
+
+
+_VARIABLES = {
+    "http_timeout": "ATLASCLOUD_HTTP_TIMEOUT",
+    "wait_seconds": "ATLASCLOUD_WAIT_SECONDS",
+    "max_upload_mb": "ATLASCLOUD_MAX_UPLOAD_MB",
+    "preview_max_side": "ATLASCLOUD_PREVIEW_MAX_SIDE",
+    "preview_budget_kb": "ATLASCLOUD_PREVIEW_BUDGET_KB",
+    "log_level": "ATLASCLOUD_LOG_LEVEL",
+}
+
+
+def _parse_key(raw: str) -> SecretStr:
+    if any(ch.isspace() for ch in raw) or not raw.isprintable():
+        # Never echo the value: it is a secret, even when it is a wrong one.
+        raise ValueError("the key contains spaces or control characters; paste it again without quotes")
+    return SecretStr(raw)
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _parse_origin(raw: str) -> str:
+    parts = urlsplit(raw.rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an origin like https://api.atlascloud.ai, got {raw!r}")
+    if parts.path or parts.query or parts.fragment:
+        raise ValueError(f"give only the origin (scheme://host[:port]) without a path, got {raw!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # The key travels in a header: plain http is only acceptable when it never leaves the machine.
+        raise ValueError(f"plain http is only allowed for a loopback emulator; use https for {parts.hostname}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_dir(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"expected an absolute path, got {raw!r}")
+    return path
+
+
+def _parse_roots(raw: str) -> tuple[Path, ...]:
+    roots = []
+    for item in raw.split(os.pathsep):
+        if not item.strip():
+            continue
+        path = _parse_dir(item.strip())
+        if not path.is_dir():
+            raise ValueError(f"{item!r} is not an existing folder")
+        roots.append(path.resolve())
+    return tuple(roots)

@@ -1,0 +1,117 @@
+"""One exception tree for everything that can go wrong between a caller and Atlas.
+
+Every message is written for the one who has to act on it (often a language model): it says what went
+wrong and what to do next. No message ever contains the API key; text that comes from Atlas passes
+through :func:`atlas_mcp.redaction.redact` before it lands in a message.
+
+    AtlasMCPError
+    ├── ConfigError                  a setting is missing or malformed (raised at start, or when a tool needs it)
+    ├── InputError                   the caller's input is wrong; nothing was sent to Atlas
+    │   └── PathRefusedError         a local path is outside the allowed roots, hidden, or not a regular file
+    ├── AtlasAPIError                Atlas answered with an error (``status`` holds the HTTP status)
+    │   ├── AuthenticationError      401/403: the key is missing, wrong or revoked
+    │   ├── InsufficientBalanceError 402: the account cannot pay for the call
+    │   ├── NotFoundError            404: no such prediction or model
+    │   ├── InvalidRequestError      400/422: Atlas refused the parameters
+    │   ├── RateLimitedError         429 after the capped retries (``retry_after`` when Atlas said)
+    │   └── UpstreamUnavailableError 5xx, network failure or request timeout, after the capped retries
+    ├── BadResponseError             Atlas answered, but not in any form it documents
+    ├── PredictionFailedError        the prediction ended failed/canceled/timed out upstream (``prediction``)
+    └── PredictionTimeoutError       our own wait bound ran out; the prediction goes on (``prediction``)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from atlas_mcp.atlas.models import Prediction
+
+__all__ = [
+    "AtlasAPIError",
+    "AtlasMCPError",
+    "AuthenticationError",
+    "BadResponseError",
+    "ConfigError",
+    "InputError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PathRefusedError",
+    "PredictionFailedError",
+    "PredictionTimeoutError",
+    "RateLimitedError",
+    "UpstreamUnavailableError",
+]
+
+
+class AtlasMCPError(Exception):
+    """The root: catch this to catch everything this package raises on purpose."""
+
+
+class ConfigError(AtlasMCPError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class InputError(AtlasMCPError):
+    """The caller's input cannot be used; nothing was sent to Atlas and nothing was spent."""
+
+
+class PathRefusedError(InputError):
+    """A local path may not be read or written; the message says which roots are allowed."""
+
+
+class AtlasAPIError(AtlasMCPError):
+    """Atlas answered with an error status."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(AtlasAPIError):
+    """The API key is missing, wrong or revoked."""
+
+
+class InsufficientBalanceError(AtlasAPIError):
+    """The account's balance cannot pay for the call."""
+
+
+class NotFoundError(AtlasAPIError):
+    """No such prediction, model or file."""
+
+
+class InvalidRequestError(AtlasAPIError):
+    """Atlas refused the request's parameters."""
+
+
+class RateLimitedError(AtlasAPIError):
+    """Atlas kept answering 429 after the capped retries."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(AtlasAPIError):
+    """Atlas could not be reached or kept failing (5xx, network error, request timeout)."""
+
+
+class BadResponseError(AtlasMCPError):
+    """Atlas answered in a form it does not document (not JSON, no prediction id, too large...)."""
+
+
+class PredictionFailedError(AtlasMCPError):
+    """The prediction reached a final state other than success; the reason is Atlas's own."""
+
+    def __init__(self, message: str, *, prediction: Prediction) -> None:
+        super().__init__(message)
+        self.prediction = prediction
+
+
+class PredictionTimeoutError(AtlasMCPError):
+    """Our wait ran out before the prediction finished. It is still running upstream."""
+
+    def __init__(self, message: str, *, prediction: Prediction) -> None:
+        super().__init__(message)
+        self.prediction = prediction
