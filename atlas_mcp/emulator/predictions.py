@@ -1,0 +1,125 @@
+"""A prediction's life, derived from the clock rather than driven by background tasks.
+
+A prediction stores when it started and how long it takes; its status at any moment
+is computed from that. Nothing has to run for predictions to progress, so submitting
+hundreds costs nothing and a stopped emulator leaves no stray tasks behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import ConfigDict
+
+from atlas_mcp.emulator.validation import Submission
+
+FINAL_STATUSES = ("completed", "succeeded", "success")
+OUTPUTS_KEYS = ("outputs", "output")
+
+# Share of the run spent in "created" before "processing", like a queue wait.
+_CREATED_SHARE = 0.1
+
+
+@dataclass
+class PredictionPlan:
+    """How the next submitted prediction behaves; queue several with `EmulatorState.plan_next`."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
+
+    seconds: float | None = None  # None: EmulatorConfig.prediction_seconds
+    fail: str | None = None  # the prediction ends "failed" with this error text
+    failure_http_status: int = 500  # how a failed prediction's GET is answered (Atlas says 500)
+    final_status: str = "completed"  # the success word: "completed", "succeeded" or "success"
+    outputs_key: str = "outputs"  # "outputs", or "output" as a few Atlas models say
+
+    def __post_init__(self) -> None:
+        if self.seconds is not None and self.seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {self.seconds}")
+        if not 200 <= self.failure_http_status <= 599:
+            raise ValueError(f"failure_http_status must be an HTTP status, got {self.failure_http_status}")
+        if self.final_status not in FINAL_STATUSES:
+            raise ValueError(f"final_status must be one of {FINAL_STATUSES}, got {self.final_status!r}")
+        if self.outputs_key not in OUTPUTS_KEYS:
+            raise ValueError(f"outputs_key must be one of {OUTPUTS_KEYS}, got {self.outputs_key!r}")
+
+
+def iso_time(epoch: float) -> str:
+    """UTC time as Atlas writes it: ISO 8601 with a Z."""
+    stamp = datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def prediction_path(prediction_id: str) -> str:
+    return f"/api/v1/model/prediction/{prediction_id}"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    submission: Submission
+    request_body: dict[str, Any]  # as submitted, for the history's `requestBody`
+    seed: int  # resolved: never -1
+    plan: PredictionPlan
+    seconds: float
+    created_at: float  # wall clock, for timestamps
+    started: float  # time.monotonic(), for progress
+    sequence: int  # submission order, for newest-first history
+
+    @property
+    def model_id(self) -> str:
+        return self.submission.model.id
+
+    @property
+    def price(self) -> float:
+        """Dollars charged: nothing for a planned failure, else the model price per output."""
+        if self.plan.fail is not None:
+            return 0.0
+        return round(self.submission.model.price * self.submission.num_outputs, 6)
+
+    def status(self, now: float | None = None) -> str:
+        elapsed = (time.monotonic() if now is None else now) - self.started
+        if elapsed >= self.seconds:
+            return "failed" if self.plan.fail is not None else self.plan.final_status
+        return "created" if elapsed < self.seconds * _CREATED_SHARE else "processing"
+
+    def remaining(self, now: float | None = None) -> float:
+        return max(self.seconds - ((time.monotonic() if now is None else now) - self.started), 0.0)
+
+    def has_output(self, index: int, now: float | None = None) -> bool:
+        status = self.status(now)
+        return status not in ("created", "processing", "failed") and 0 <= index < self.submission.num_outputs
+
+    def output_name(self, index: int) -> str:
+        return f"{index}.{self.submission.model.output_extension}"
+
+    def output_path(self, index: int) -> str:
+        return f"/emulator-storage/outputs/{self.id}/{self.output_name(index)}"
+
+    def payload(self, origin: str, now: float | None = None) -> dict[str, Any]:
+        """The prediction object as Atlas answers it at this moment."""
+        status = self.status(now)
+        data: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model_id,
+            "status": status,
+            self.plan.outputs_key: [],
+            "urls": {"get": origin + prediction_path(self.id)},
+            "has_nsfw_contents": [],
+            "created_at": iso_time(self.created_at),
+            "error": "",
+        }
+        if status in ("created", "processing"):
+            return data
+        data["completed_at"] = iso_time(self.created_at + self.seconds)
+        data["metrics"] = {"predict_time": round(self.seconds, 3)}
+        data["price"] = self.price
+        if self.plan.fail is not None:
+            data["error"] = self.plan.fail
+            return data
+        count = self.submission.num_outputs
+        data[self.plan.outputs_key] = [origin + self.output_path(i) for i in range(count)]
+        data["has_nsfw_contents"] = [False] * count
+        return data

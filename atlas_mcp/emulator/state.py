@@ -1,0 +1,206 @@
+"""Everything the emulator remembers, shared by the server thread and the test thread.
+
+Handlers run on the server's event loop while tests read and arm the state from their
+own thread, so every access goes through one lock, held only for short, await-free
+sections. Reads hand out copies, never the live containers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atlas_mcp.emulator.faults import Fault
+from atlas_mcp.emulator.predictions import Prediction, PredictionPlan
+
+REDACTED = "<redacted>"
+
+
+@dataclass
+class EmulatorConfig:
+    """How the emulated account and service behave; read on every request, so tests may adjust it."""
+
+    prediction_seconds: float = 1.5  # time from submit to a final status
+    api_key: str | None = None  # None: any non-empty Bearer token is accepted; else only this one
+    balance: float = 1000.0  # dollars; a submit costing more than what is left gets 402
+    storage_dir: Path | None = None  # uploads and outputs; None: a temporary directory
+
+
+@dataclass(frozen=True, repr=False)
+class RecordedRequest:
+    """One request as the emulator received it. `headers` keep the real Authorization for
+    assertions; `repr` and `redacted_headers` hide it so logs and failure output do not."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body_size: int
+    at: float  # time.monotonic() on arrival
+
+    def redacted_headers(self) -> dict[str, str]:
+        return {k: REDACTED if k == "authorization" else v for k, v in self.headers.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"RecordedRequest(method={self.method!r}, path={self.path!r}, query={self.query!r}, "
+            f"headers={self.redacted_headers()!r}, body_size={self.body_size}, at={self.at})"
+        )
+
+
+@dataclass(frozen=True)
+class Upload:
+    key: str  # 32 hex, the folder in the download URL
+    filename: str
+    content_type: str
+    size: int
+    path: Path
+
+
+@dataclass
+class _ArmedFault:
+    fault: Fault
+    remaining: int | None
+
+
+@dataclass
+class _Store:
+    requests: list[RecordedRequest] = field(default_factory=list)
+    faults: list[_ArmedFault] = field(default_factory=list)
+    plans: list[PredictionPlan] = field(default_factory=list)
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+
+
+class EmulatorState:
+    """The emulator's memory: recorded requests, armed faults, queued plans, predictions, uploads."""
+
+    def __init__(self, config: EmulatorConfig, storage_dir: Path) -> None:
+        self.config = config
+        self.storage_dir = storage_dir
+        self._lock = threading.Lock()
+        self._store = _Store()
+        self._balance = config.balance
+        self._sequence = 0
+
+    # --- for tests and the control endpoints -------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far (control endpoints excepted), oldest first."""
+        with self._lock:
+            return list(self._store.requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._store.requests.clear()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Arm `fault`; faults are tried in the order they were added."""
+        with self._lock:
+            self._store.faults.append(_ArmedFault(dataclasses.replace(fault), fault.times))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._store.faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Armed faults, with `times` showing how many uses each has left."""
+        with self._lock:
+            return [dataclasses.replace(a.fault, times=a.remaining) for a in self._store.faults]
+
+    def plan_next(self, plan: PredictionPlan) -> None:
+        """Queue `plan` for the next submitted prediction (first in, first out)."""
+        with self._lock:
+            self._store.plans.append(dataclasses.replace(plan))
+
+    def clear_plans(self) -> None:
+        with self._lock:
+            self._store.plans.clear()
+
+    def reset(self) -> None:
+        """Forget requests, faults and plans, and refill the balance. Predictions and uploads stay,
+        so URLs handed out earlier keep working."""
+        with self._lock:
+            self._store.requests.clear()
+            self._store.faults.clear()
+            self._store.plans.clear()
+            self._balance = self.config.balance
+
+    @property
+    def predictions(self) -> dict[str, Prediction]:
+        with self._lock:
+            return dict(self._store.predictions)
+
+    @property
+    def prediction_count(self) -> int:
+        with self._lock:
+            return len(self._store.predictions)
+
+    @property
+    def balance(self) -> float:
+        with self._lock:
+            return self._balance
+
+    @balance.setter
+    def balance(self, dollars: float) -> None:
+        with self._lock:
+            self._balance = dollars
+
+    # --- for the app ----------------------------------------------------------------------
+
+    def record_request(self, request: RecordedRequest) -> int:
+        """Append a request; the returned position lets `update_body_size` fill in the final size."""
+        with self._lock:
+            self._store.requests.append(request)
+            return len(self._store.requests) - 1
+
+    def update_body_size(self, position: int, request: RecordedRequest, body_size: int) -> None:
+        with self._lock:
+            requests = self._store.requests
+            # The list may have been cleared meanwhile; only touch our own entry.
+            if position < len(requests) and requests[position] is request:
+                requests[position] = dataclasses.replace(request, body_size=body_size)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        """The first armed fault matching this request, using up one of its times."""
+        with self._lock:
+            for armed in self._store.faults:
+                if armed.fault.matches(method, path):
+                    if armed.remaining is not None:
+                        armed.remaining -= 1
+                        if armed.remaining == 0:
+                            self._store.faults.remove(armed)
+                    return armed.fault
+            return None
+
+    def admit(self, cost: float) -> tuple[PredictionPlan, int] | None:
+        """Start a submission: None if the balance cannot cover `cost` (nothing consumed); else the
+        next plan and the submission's sequence number. Planned failures are not charged."""
+        with self._lock:
+            if cost > self._balance + 1e-9:
+                return None
+            plan = self._store.plans.pop(0) if self._store.plans else PredictionPlan()
+            if plan.fail is None:
+                self._balance -= cost
+            self._sequence += 1
+            return plan, self._sequence
+
+    def add_prediction(self, prediction: Prediction) -> None:
+        with self._lock:
+            self._store.predictions[prediction.id] = prediction
+
+    def get_prediction(self, prediction_id: str) -> Prediction | None:
+        with self._lock:
+            return self._store.predictions.get(prediction_id)
+
+    def add_upload(self, upload: Upload) -> None:
+        with self._lock:
+            self._store.uploads[upload.key] = upload
+
+    def get_upload(self, key: str) -> Upload | None:
+        with self._lock:
+            return self._store.uploads.get(key)

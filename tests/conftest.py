@@ -1,0 +1,34 @@
+"""Shared fixtures: one Atlas emulator on a free loopback port, reset between tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from atlas_mcp.emulator import Emulator, EmulatorConfig
+
+TEST_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"  # recognisable, so a leak is easy to find
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full-load", action="store_true", help="run load and soak checks at the issue's full sizes")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def emulator_session() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(prediction_seconds=0.3)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
+    emulator_session.state.reset()
+    emulator_session.state.config.prediction_seconds = 0.3
+    yield emulator_session
+    emulator_session.state.reset()
