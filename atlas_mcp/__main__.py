@@ -1,0 +1,84 @@
+"""The command line: ``atlascloud-mcp`` serves MCP over stdio; ``emulator`` and ``demo`` are the other jobs.
+
+stdout belongs to JSON-RPC when serving, so everything human goes to stderr through ``logging``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from atlas_mcp._version import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="atlascloud-mcp",
+        description="MCP server for Atlas Cloud image generation. With no command, serves MCP over stdio.",
+    )
+    parser.add_argument("--version", action="version", version=f"atlascloud-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve MCP over stdio (the default)")
+    emulator = commands.add_parser("emulator", help="run the local Atlas API emulator (no key, no cost)")
+    demo = commands.add_parser(
+        "demo", help="generate an image through the server as a real MCP client would (emulator without a key)"
+    )
+    demo.add_argument("prompt", nargs="?", default="a lighthouse on a cliff at sunset, watercolor")
+    demo.add_argument("--out", default="atlas-output", help="folder for the saved image (default: ./atlas-output)")
+    demo.add_argument("--size", default="1024*1024", help="image size as W*H (default 1024*1024)")
+
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["emulator"]:
+        # Loaded only for this command: serving stdio never imports the emulator.
+        from atlas_mcp.emulator.cli import add_arguments
+
+        add_arguments(emulator)
+    args = parser.parse_args(arguments)
+
+    if args.command == "emulator":
+        _log_to_stderr("INFO")
+        from atlas_mcp.emulator.cli import main_from_args
+
+        main_from_args(args)
+        return 0
+    if args.command == "demo":
+        _log_to_stderr("WARNING")
+        from atlas_mcp.demo import run_demo
+
+        return run_demo(args.prompt, out=args.out, size=args.size)
+    return _serve()
+
+
+def _serve() -> int:
+    from atlas_mcp.config import Settings
+    from atlas_mcp.errors import ConfigError
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"atlascloud-mcp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _log_to_stderr(settings.log_level)
+    log = logging.getLogger("atlas_mcp")
+    if settings.api_key is None:
+        log.warning("ATLASCLOUD_API_KEY is not set: generate_image and upload_media will fail until it is.")
+    log.info("serving MCP over stdio against %s", settings.base_url)
+
+    from atlas_mcp.server import create_server
+
+    with contextlib.suppress(KeyboardInterrupt):
+        create_server(settings).run("stdio")
+    return 0
+
+
+def _log_to_stderr(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

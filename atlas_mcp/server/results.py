@@ -1,0 +1,326 @@
+"""What a generation hands back: text for the model, inline previews for the user, files on disk, and the same
+facts as structured content.
+
+Clients reject results over about 1 MiB and the Anthropic API refuses images over 8000 px a side, so
+an inline image is always a JPEG preview within a byte budget; the full-size file goes to a URL and,
+when ``ATLASCLOUD_OUTPUT_DIR`` is set, to disk. Pillow is imported here, lazily, where the work is.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+from mcp_types import CallToolResult, ImageContent, TextContent
+from pydantic import BaseModel, Field
+
+from atlas_mcp.atlas import AtlasClient, Prediction, UploadedFile
+from atlas_mcp.config import Settings
+from atlas_mcp.errors import AtlasMCPError
+from atlas_mcp.server.files import output_path, sniff_media_type
+
+__all__ = [
+    "GenerationResult",
+    "OutputInfo",
+    "Preview",
+    "UploadResult",
+    "generation_result",
+    "make_preview",
+    "upload_result",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+_MAX_PREVIEW_PIXELS = 80_000_000  # decoding more than this for a thumbnail is a decompression-bomb risk
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tiff",
+    "image/avif": ".avif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
+    "audio/mp4": ".m4a",
+}
+
+
+class OutputInfo(BaseModel):
+    """One output of a prediction."""
+
+    url: str = Field(description="The full-size output at Atlas (it expires after a while).")
+    saved_path: str | None = Field(
+        default=None, description="Where the full-size file was saved, when an output dir is set."
+    )
+    preview: bool = Field(default=False, description="Whether an inline preview image is part of this result.")
+    width: int | None = Field(default=None, description="Full-size width in pixels, when known.")
+    height: int | None = Field(default=None, description="Full-size height in pixels, when known.")
+    size_bytes: int | None = Field(default=None, description="Full-size file size in bytes, when fetched.")
+    note: str | None = Field(default=None, description="Why there is no preview or saved file, when there is not.")
+
+
+class GenerationResult(BaseModel):
+    """A prediction as this server reports it, whatever state it is in."""
+
+    prediction_id: str = Field(description="Atlas's id for the prediction; pass it to check_prediction.")
+    model: str | None = Field(default=None, description="The model that ran.")
+    status: str = Field(description="Atlas's own word for the state (created, processing, completed, failed...).")
+    phase: Literal["running", "succeeded", "failed"] = Field(description="The state, normalised.")
+    outputs: list[OutputInfo] = Field(default_factory=list, description="The outputs, when it succeeded.")
+    price_usd: float | None = Field(default=None, description="What Atlas charged, when it says.")
+    predict_time_seconds: float | None = Field(default=None, description="Atlas's compute time, when it says.")
+    waited_seconds: float = Field(description="How long this call waited for the prediction.")
+    not_used: list[str] = Field(default_factory=list, description="Inputs that were not sent, and why.")
+    next_step: str | None = Field(default=None, description="What to do next, when there is something to do.")
+
+
+class UploadResult(BaseModel):
+    """A local file now stored at Atlas."""
+
+    url: str = Field(description="The Atlas URL of the file; pass it as a model input (e.g. generate_image's image).")
+    filename: str = Field(description="The file's name.")
+    content_type: str = Field(description="The media type, judged from the file's bytes.")
+    size_bytes: int = Field(description="The file's size in bytes.")
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An inline JPEG preview of a full-size image."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    full_width: int
+    full_height: int
+
+
+def make_preview(data: bytes, *, max_side: int, max_base64_bytes: int) -> Preview | None:
+    """A JPEG of ``data`` whose longest side is at most ``max_side`` and whose base64 fits ``max_base64_bytes``.
+
+    Returns ``None`` when the bytes are not an image Pillow can read, or no preview fits the budget.
+    """
+    from PIL import Image  # imaging loads only when a preview is made: start-up stays light
+
+    max_jpeg = max_base64_bytes * 3 // 4
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image: Image.Image = Image.open(io.BytesIO(data))
+            full_width, full_height = image.size
+            if full_width * full_height > _MAX_PREVIEW_PIXELS:
+                return None
+            image.draft("RGB", (max_side, max_side))  # JPEG decodes at reduced scale: much faster
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return None
+    if image.mode in ("RGBA", "LA", "P"):
+        background = Image.new("RGB", image.size, "white")
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        image = background
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    side = max_side
+    while side >= 128:
+        candidate = image.copy()
+        candidate.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        for quality in (85, 72, 60):
+            buffer = io.BytesIO()
+            candidate.save(buffer, "JPEG", quality=quality, optimize=True)
+            if buffer.tell() <= max_jpeg:
+                return Preview(buffer.getvalue(), candidate.width, candidate.height, full_width, full_height)
+        side = int(side * 0.75)
+    return None
+
+
+async def generation_result(
+    prediction: Prediction,
+    *,
+    atlas: AtlasClient,
+    settings: Settings,
+    waited_seconds: float,
+    not_used: Sequence[str] = (),
+) -> CallToolResult:
+    """Turn a prediction into the tool result: text, previews within budget, saved files, structured content."""
+    outputs: list[OutputInfo] = []
+    previews: list[Preview | None] = []
+    if prediction.phase == "succeeded" and prediction.outputs:
+        budget_each = settings.preview_budget_kb * 1024 // len(prediction.outputs)
+        fetched: list[tuple[OutputInfo, Preview | None]] = [(OutputInfo(url=url), None) for url in prediction.outputs]
+
+        async def fetch(index: int, url: str) -> None:
+            fetched[index] = await _fetch_output(prediction.id, index, url, atlas, settings, budget_each)
+
+        async with anyio.create_task_group() as group:
+            for index, url in enumerate(prediction.outputs):
+                group.start_soon(fetch, index, url)
+        outputs = [info for info, _ in fetched]
+        previews = [preview for _, preview in fetched]
+    else:
+        outputs = [OutputInfo(url=url) for url in prediction.outputs]
+
+    result = GenerationResult(
+        prediction_id=prediction.id,
+        model=prediction.model,
+        status=prediction.status,
+        phase=prediction.phase,
+        outputs=outputs,
+        price_usd=prediction.price,
+        predict_time_seconds=prediction.predict_time,
+        waited_seconds=round(waited_seconds, 2),
+        not_used=list(not_used),
+        next_step=_next_step(prediction),
+    )
+    content: list[TextContent | ImageContent] = [TextContent(text=_summary(result))]
+    for preview in previews:
+        if preview is not None:
+            content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
+    return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
+
+
+def upload_result(uploaded: UploadedFile, *, filename: str, content_type: str, size: int) -> CallToolResult:
+    result = UploadResult(
+        url=uploaded.download_url,
+        filename=uploaded.filename or filename,
+        content_type=uploaded.content_type or content_type,
+        size_bytes=uploaded.size if uploaded.size is not None else size,
+    )
+    text = (
+        f"Uploaded {result.filename} ({_human_bytes(result.size_bytes)}, {result.content_type}).\n"
+        f"URL: {result.url}\n"
+        "Pass this URL as a model input, e.g. the `image` argument of generate_image."
+    )
+    return CallToolResult(content=[TextContent(text=text)], structured_content=result.model_dump(mode="json"))
+
+
+async def _fetch_output(
+    prediction_id: str, index: int, url: str, atlas: AtlasClient, settings: Settings, preview_budget: int
+) -> tuple[OutputInfo, Preview | None]:
+    wants_file = settings.output_dir is not None
+    wants_preview = preview_budget > 0 and _looks_like_image(url)
+    if not (wants_file or wants_preview):
+        return OutputInfo(url=url, note="previews are off and no output dir is set"), None
+    try:
+        data, _announced = await atlas.download(url, max_bytes=MAX_OUTPUT_BYTES)
+    except AtlasMCPError as exc:
+        logger.info("output %d of %s not fetched: %s", index, prediction_id, exc)
+        return OutputInfo(url=url, note=f"not fetched: {exc}"), None
+    media_type = sniff_media_type(data[:64])
+    notes: list[str] = []
+    saved: str | None = None
+    if settings.output_dir is not None:
+        extension = _EXTENSIONS.get(media_type or "", "") or _url_extension(url)
+        try:
+            target = output_path(settings.output_dir, prediction_id, index, extension)
+            await anyio.to_thread.run_sync(_write_atomically, target, data)
+            saved = str(target)
+        except (OSError, AtlasMCPError) as exc:
+            notes.append(f"not saved: {getattr(exc, 'strerror', None) or exc}")
+    preview = None
+    if wants_preview and (media_type or "").startswith("image/"):
+        preview = await anyio.to_thread.run_sync(
+            lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget)
+        )
+        if preview is None:
+            notes.append("no inline preview: the image could not be shrunk into the result's size budget")
+    return (
+        OutputInfo(
+            url=url,
+            saved_path=saved,
+            preview=preview is not None,
+            width=preview.full_width if preview else None,
+            height=preview.full_height if preview else None,
+            size_bytes=len(data),
+            note="; ".join(notes) or None,
+        ),
+        preview,
+    )
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; an output image is meant to be opened by the user's apps
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _looks_like_image(url: str) -> bool:
+    extension = _url_extension(url)
+    return extension == "" or extension in {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tiff", ".avif"}
+
+
+def _url_extension(url: str) -> str:
+    return os.path.splitext(urlsplit(url).path)[1].lower()[:8]
+
+
+def _next_step(prediction: Prediction) -> str | None:
+    if prediction.phase == "running":
+        return (
+            f'Call check_prediction with prediction_id "{prediction.id}" and wait=true to get the result; '
+            "do not submit the generation again (that would be paid twice)."
+        )
+    return None
+
+
+def _summary(result: GenerationResult) -> str:
+    lines: list[str] = []
+    model = result.model or "the model"
+    if result.phase == "succeeded":
+        count = len(result.outputs)
+        cost = f" Cost: ${result.price_usd:.4g}." if result.price_usd is not None else ""
+        took = f" in {result.predict_time_seconds:.1f} s" if result.predict_time_seconds is not None else ""
+        lines.append(f"Done: {count} output{'s' if count != 1 else ''} from {model}{took}.{cost}")
+        lines.append(f"Prediction id: {result.prediction_id}")
+        for number, output in enumerate(result.outputs, start=1):
+            size = f" ({output.width}×{output.height})" if output.width and output.height else ""
+            lines.append(f"Output {number}{size}: {output.url}")
+            if output.saved_path:
+                lines.append(f"  saved to {output.saved_path}")
+            if output.note:
+                lines.append(f"  {output.note}")
+    elif result.phase == "running":
+        lines.append(
+            f"Prediction {result.prediction_id} is {result.status} after {result.waited_seconds:g} s of waiting; "
+            "it goes on running at Atlas."
+        )
+    else:
+        lines.append(f"Prediction {result.prediction_id} ended {result.status}.")
+    if result.not_used:
+        lines.append("Not used: " + "; ".join(result.not_used))
+    if result.next_step:
+        lines.append(result.next_step)
+    return "\n".join(lines)
+
+
+def _human_bytes(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    scaled = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "GiB":
+            break
+    return f"{scaled:.1f} {unit}"

@@ -1,0 +1,188 @@
+"""The server as a client config starts it: the console script as a subprocess, spoken to over stdio."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import ImageContent
+
+from atlas_mcp.emulator import Emulator, PredictionPlan
+
+from .conftest import TEST_KEY
+
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("atlascloud-mcp"))
+
+
+def server_env(emulator: Emulator, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ATLASCLOUD_")}
+    env |= {
+        "ATLASCLOUD_API_KEY": TEST_KEY,
+        "ATLASCLOUD_BASE_URL": emulator.url,
+        "ATLASCLOUD_OUTPUT_DIR": str(tmp_path / "out"),
+        "ATLASCLOUD_LOG_LEVEL": "DEBUG",
+    }
+    return env | extra
+
+
+@pytest.mark.anyio
+async def test_the_console_script_serves_the_tools_over_stdio(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.state.config.prediction_seconds = 0.8
+    params = StdioServerParameters(command=CONSOLE_SCRIPT, args=[], env=server_env(emulator, tmp_path))
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(done)
+
+    async with Client(params) as client:
+        tools = await client.list_tools()
+        assert {tool.name for tool in tools.tools} == {"generate_image", "check_prediction", "upload_media"}
+        result = await client.call_tool("generate_image", {"prompt": "over stdio"}, progress_callback=on_progress)
+        assert not result.is_error
+        assert any(isinstance(block, ImageContent) for block in result.content)
+        assert progress
+        # the wait bound and check_prediction, across the process boundary
+        emulator.state.plan_next(PredictionPlan(seconds=2))
+        pending = await client.call_tool("generate_image", {"prompt": "slow", "max_wait_seconds": 0.5})
+        assert pending.structured_content is not None and pending.structured_content["phase"] == "running"
+        done = await client.call_tool(
+            "check_prediction", {"prediction_id": pending.structured_content["prediction_id"], "wait": True}
+        )
+        assert done.structured_content is not None and done.structured_content["phase"] == "succeeded"
+        # cancellation over JSON-RPC: notifications/cancelled stops the polling in the subprocess
+        emulator.state.plan_next(PredictionPlan(seconds=60))
+        with anyio.move_on_after(1.0):
+            await client.call_tool("generate_image", {"prompt": "cancel me"})
+        await anyio.sleep(0.5)
+        polls = len(emulator.state.requests)
+        await anyio.sleep(1.5)
+        assert len(emulator.state.requests) == polls
+    saved = list((tmp_path / "out").iterdir())
+    assert len(saved) == 2
+
+
+def _rpc(method: str, params: dict[str, Any] | None, request_id: int | None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    if request_id is not None:
+        message["id"] = request_id
+    return (json.dumps(message) + "\n").encode()
+
+
+def test_stdout_carries_nothing_but_json_rpc_and_stdin_close_ends_the_server(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.state.config.prediction_seconds = 0.5
+    log = tmp_path / "stderr.log"
+    # stderr goes to a file: a pipe nobody reads could fill up and stall the server's logging.
+    with (
+        log.open("wb") as errors,
+        subprocess.Popen(
+            [CONSOLE_SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=server_env(emulator, tmp_path),
+        ) as process,
+    ):
+        lines, returncode, shutdown_seconds = _converse(process)
+    stderr = log.read_text()
+    messages = [json.loads(line) for line in lines]  # every line parses: nothing else is on stdout
+    assert all(message["jsonrpc"] == "2.0" for message in messages)
+    assert any(m.get("method") == "notifications/progress" for m in messages)
+    final = next(m for m in messages if m.get("id") == 3)
+    assert final["result"]["isError"] is False
+    assert returncode == 0
+    assert shutdown_seconds < 5
+    assert "Traceback" not in stderr
+    assert "serving MCP over stdio" in stderr  # logs went to stderr
+    assert TEST_KEY not in stderr
+
+
+def _converse(process: subprocess.Popen[bytes]) -> tuple[list[bytes], int, float]:
+    """Initialize, list tools, generate an image; then close stdin and time the exit."""
+    assert process.stdin is not None and process.stdout is not None
+    initialize = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw-test", "version": "0"},
+    }
+    process.stdin.write(_rpc("initialize", initialize, 1))
+    process.stdin.write(_rpc("notifications/initialized", None, None))
+    process.stdin.write(_rpc("tools/list", {}, 2))
+    call = {"name": "generate_image", "arguments": {"prompt": "raw"}, "_meta": {"progressToken": "p1"}}
+    process.stdin.write(_rpc("tools/call", call, 3))
+    process.stdin.flush()
+    lines: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if json.loads(line).get("id") == 3:
+            break
+    process.stdin.close()
+    started = time.monotonic()
+    returncode = process.wait(timeout=10)
+    shutdown_seconds = time.monotonic() - started
+    lines += process.stdout.read().splitlines(keepends=True)
+    return lines, returncode, shutdown_seconds
+
+
+def test_a_bad_setting_fails_at_start_with_one_line_naming_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLASCLOUD_")}
+    env["ATLASCLOUD_WAIT_SECONDS"] = "soon"
+    done = subprocess.run(
+        [CONSOLE_SCRIPT], env=env, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0
+    assert "ATLASCLOUD_WAIT_SECONDS" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("npx") is None, reason="the MCP Inspector needs node")
+def test_the_mcp_inspector_lists_and_calls_the_tools(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.state.config.prediction_seconds = 0.5
+    env = server_env(emulator, tmp_path, ATLASCLOUD_LOG_LEVEL="WARNING")
+    inspector = ["npx", "-y", "@modelcontextprotocol/inspector@0.15.0", "--cli"]
+    settings = [arg for key in sorted(env) if key.startswith("ATLASCLOUD_") for arg in ("-e", f"{key}={env[key]}")]
+    server = [*settings, CONSOLE_SCRIPT]
+    listed = subprocess.run(
+        [*inspector, *server, "--method", "tools/list"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = {tool["name"] for tool in json.loads(listed.stdout)["tools"]}
+    assert names == {"generate_image", "check_prediction", "upload_media"}
+    called = subprocess.run(
+        [
+            *inspector,
+            *server,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "generate_image",
+            "--tool-arg",
+            "prompt=inspector",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert called.returncode == 0, called.stderr
+    result = json.loads(called.stdout)
+    assert result.get("isError") is not True
+    assert result["structuredContent"]["phase"] == "succeeded"
+    assert any(block["type"] == "image" for block in result["content"])
