@@ -20,6 +20,7 @@ from atlas_mcp.errors import (
     PredictionFailedError,
     PredictionTimeoutError,
     RateLimitedError,
+    SchemaUnavailableError,
     UpstreamUnavailableError,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "PredictionTimeoutError",
     "RateLimitedError",
     "RetryPolicy",
+    "SchemaUnavailableError",
     "Settings",
     "UploadedFile",
     "UpstreamUnavailableError",

@@ -16,6 +16,7 @@ through :func:`atlas_mcp.redaction.redact` before it lands in a message.
     │   ├── RateLimitedError         429 after the capped retries (``retry_after`` when Atlas said)
     │   └── UpstreamUnavailableError 5xx, network failure or request timeout, after the capped retries
     ├── BadResponseError             Atlas answered, but not in any form it documents
+    ├── SchemaUnavailableError       a model's parameter schema could not be read; nothing was sent
     ├── PredictionFailedError        the prediction ended failed/canceled/timed out upstream (``prediction``)
     └── PredictionTimeoutError       our own wait bound ran out; the prediction goes on (``prediction``)
 """
@@ -41,6 +42,7 @@ __all__ = [
     "PredictionFailedError",
     "PredictionTimeoutError",
     "RateLimitedError",
+    "SchemaUnavailableError",
     "UpstreamUnavailableError",
 ]
 
@@ -99,6 +101,10 @@ class UpstreamUnavailableError(AtlasAPIError):
 
 class BadResponseError(AtlasMCPError):
     """Atlas answered in a form it does not document (not JSON, no prediction id, too large...)."""
+
+
+class SchemaUnavailableError(AtlasMCPError):
+    """A model's parameters could not be read, so a call could not be checked before paying for it."""
 
 
 class PredictionFailedError(AtlasMCPError):

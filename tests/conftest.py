@@ -9,6 +9,16 @@ import pytest
 from atlas_mcp.emulator import Emulator, EmulatorConfig
 
 TEST_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"  # recognisable, so a leak is easy to find
+ALL_TOOLS = {
+    "generate_image",
+    "generate_video",
+    "generate_audio",
+    "check_prediction",
+    "upload_media",
+    "list_models",
+    "get_model_info",
+    "list_predictions",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

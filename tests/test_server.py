@@ -19,7 +19,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
 
-from .conftest import TEST_KEY
+from .conftest import ALL_TOOLS, TEST_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +57,7 @@ async def test_tools_are_listed_with_schemas_and_honest_annotations(emulator: Em
     async with Client(create_server(settings_for(emulator, tmp_path))) as client:
         listed = {tool.name: tool for tool in (await client.list_tools()).tools}
         assert client.instructions is not None and "check_prediction" in client.instructions
-    assert set(listed) == {"generate_image", "check_prediction", "upload_media"}
+    assert set(listed) == ALL_TOOLS
     generate = listed["generate_image"]
     assert generate.title and generate.annotations is not None
     assert generate.annotations.idempotent_hint is False and generate.annotations.read_only_hint is False

@@ -18,7 +18,7 @@ from mcp_types import ImageContent
 
 from atlas_mcp.emulator import Emulator, PredictionPlan
 
-from .conftest import TEST_KEY
+from .conftest import ALL_TOOLS, TEST_KEY
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("atlascloud-mcp"))
 
@@ -45,7 +45,7 @@ async def test_the_console_script_serves_the_tools_over_stdio(emulator: Emulator
 
     async with Client(params) as client:
         tools = await client.list_tools()
-        assert {tool.name for tool in tools.tools} == {"generate_image", "check_prediction", "upload_media"}
+        assert {tool.name for tool in tools.tools} == ALL_TOOLS
         result = await client.call_tool("generate_image", {"prompt": "over stdio"}, progress_callback=on_progress)
         assert not result.is_error
         assert any(isinstance(block, ImageContent) for block in result.content)
@@ -164,7 +164,7 @@ def test_the_mcp_inspector_lists_and_calls_the_tools(emulator: Emulator, tmp_pat
     )
     assert listed.returncode == 0, listed.stderr
     names = {tool["name"] for tool in json.loads(listed.stdout)["tools"]}
-    assert names == {"generate_image", "check_prediction", "upload_media"}
+    assert names == ALL_TOOLS
     called = subprocess.run(
         [
             *inspector,

@@ -192,6 +192,10 @@ class AtlasClient:
 
     # -- predictions ----------------------------------------------------------------------------------
 
+    def submit_url(self, kind: MediaKind) -> str:
+        """Where :meth:`submit` posts a generation of this kind (shown by dry runs)."""
+        return self._origin + _SUBMIT_PATHS[kind]
+
     async def submit(self, model: str, params: Mapping[str, Any], *, kind: MediaKind = "image") -> Prediction:
         """Start a prediction. Billable: sent exactly once, never retried, whatever happens."""
         if "model" in params:

@@ -31,6 +31,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     required: bool = False
+    max_length: int | None = None
     # "size": a "W*H" string with each side within MIN_SIDE..MAX_SIDE; "uri": a URL of a file.
     format: Literal["size", "uri"] | None = None
 
@@ -44,6 +45,8 @@ class Param:
             schema["minimum"] = self.minimum
         if self.maximum is not None:
             schema["maximum"] = self.maximum
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
         if self.format == "uri":
             schema["format"] = "uri"
         return schema
@@ -88,7 +91,7 @@ class ModelSpec:
 
 
 def _prompt(description: str = "Text description of the image to generate.") -> Param:
-    return Param("prompt", "string", description, required=True)
+    return Param("prompt", "string", description, required=True, max_length=2000)
 
 
 def _seed() -> Param:
@@ -239,7 +242,7 @@ MODELS: tuple[ModelSpec, ...] = (
         origin_price="0.05",
         unit="request",
         params=(
-            Param("text", "string", "The text to speak.", required=True),
+            Param("text", "string", "The text to speak.", required=True, max_length=5000),
             Param(
                 "voice_id",
                 "string",

@@ -113,6 +113,8 @@ def _check(param: Param, value: Any) -> Any:
         raise InvalidRequest(f"{name} must be at least {_num(param.minimum)}, got {value}")
     if param.maximum is not None and value > param.maximum:
         raise InvalidRequest(f"{name} must be at most {_num(param.maximum)}, got {value}")
+    if param.max_length is not None and isinstance(value, str) and len(value) > param.max_length:
+        raise InvalidRequest(f"{name} must be at most {param.max_length} characters, got {len(value)}")
     if param.required and isinstance(value, str) and not value.strip():
         raise InvalidRequest(f"{name} must not be empty")
     if param.format == "size" and param.enum is None:

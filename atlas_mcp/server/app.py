@@ -12,7 +12,8 @@ from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.catalog import ModelCatalog
-from atlas_mcp.server.tools import INSTRUCTIONS, AppState, register_tools
+from atlas_mcp.server.generation import AppState
+from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
 
 __all__ = ["create_server"]
 

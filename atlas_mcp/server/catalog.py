@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from atlas_mcp.atlas import AtlasClient, ModelEntry
-from atlas_mcp.errors import AtlasMCPError
+from atlas_mcp.errors import AtlasMCPError, InputError, SchemaUnavailableError
 
-__all__ = ["InputSchema", "ModelCatalog"]
+__all__ = ["InputSchema", "ModelCatalog", "ModelDetails"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,21 @@ class InputSchema:
         if not isinstance(raw, dict) or not isinstance(raw.get("properties"), dict):
             return None
         properties = {str(k): v for k, v in raw["properties"].items() if isinstance(v, dict)}
+        order = raw.get("x-order-properties")
+        if isinstance(order, list):  # the order Atlas wants parameters shown in
+            rank = {str(name): index for index, name in enumerate(order)}
+            properties = dict(sorted(properties.items(), key=lambda item: rank.get(item[0], len(rank))))
         required = tuple(str(r) for r in raw.get("required", []) if isinstance(r, str))
         return cls(properties=properties, required=required)
 
     def takes(self, name: str) -> bool:
         return name in self.properties
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    entry: ModelEntry
+    schema: InputSchema
 
 
 @dataclass
@@ -57,37 +70,52 @@ class ModelCatalog:
 
     async def models(self) -> list[ModelEntry]:
         """The catalogue; raises the client's errors when it cannot be read."""
-        models: list[ModelEntry] = await self._once("catalogue", self.atlas.list_models)
-        return models
+        return await self._once("catalogue", self.atlas.list_models)
 
-    async def entry(self, model: str) -> ModelEntry | None:
-        return next((entry for entry in await self.models() if entry.model == model), None)
+    async def details(self, model: str) -> ModelDetails:
+        """The model's catalogue entry and input schema.
 
-    async def input_schema(self, model: str) -> InputSchema | None:
-        """The model's input schema, or ``None`` when the catalogue or the schema cannot be read."""
+        Raises :class:`InputError` for a model the catalogue does not list, and
+        :class:`SchemaUnavailableError` when the catalogue or the schema cannot be read.
+        """
+        try:
+            models = await self.models()
+        except AtlasMCPError as exc:
+            raise SchemaUnavailableError(f"The Atlas model catalogue could not be read ({exc})") from exc
+        entry = next((candidate for candidate in models if candidate.model == model), None)
+        if entry is None:
+            raise InputError(f"Atlas has no model {model!r}. Call list_models to see the model ids.")
+        if not entry.schema_url:
+            raise SchemaUnavailableError(f"Atlas publishes no parameter schema for {model}")
+        schema_url = entry.schema_url
 
         async def fetch() -> InputSchema | None:
-            entry = await self.entry(model)
-            if entry is None or not entry.schema_url:
-                return None
-            return InputSchema.from_document(await self.atlas.get_schema(entry.schema_url))
+            return InputSchema.from_document(await self.atlas.get_schema(schema_url))
 
         try:
-            schema: InputSchema | None = await self._once(f"schema:{model}", fetch)
+            schema = await self._once(f"schema:{model}", fetch)
         except AtlasMCPError as exc:
-            logger.info("schema of %s unavailable: %s", model, exc)
-            return None
-        return schema
+            raise SchemaUnavailableError(f"The parameter schema of {model} could not be read ({exc})") from exc
+        if schema is None:
+            raise SchemaUnavailableError(f"The parameter schema of {model} has no readable Input section")
+        return ModelDetails(entry=entry, schema=schema)
 
-    async def _once(self, key: str, fetch: Any) -> Any:
+    async def entry(self, model: str) -> ModelEntry | None:
+        """The model's catalogue entry, or ``None`` when it is unknown or the catalogue is unreadable."""
+        try:
+            return next((entry for entry in await self.models() if entry.model == model), None)
+        except AtlasMCPError:
+            return None
+
+    async def _once(self, key: str, fetch: Callable[[], Awaitable[_T]]) -> _T:
         cached = self._cache.get(key)
         if cached is not None and time.monotonic() - cached.at < self.ttl_seconds:
-            return cached.value
+            return cached.value  # type: ignore[no-any-return]
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             cached = self._cache.get(key)
             if cached is not None and time.monotonic() - cached.at < self.ttl_seconds:
-                return cached.value
+                return cached.value  # type: ignore[no-any-return]
             value = await fetch()
             self._cache[key] = _Cached(value, time.monotonic())
             return value

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -34,6 +34,7 @@ __all__ = [
     "GenerationResult",
     "OutputInfo",
     "Preview",
+    "SubmitRequest",
     "UploadResult",
     "generation_result",
     "make_preview",
@@ -77,19 +78,31 @@ class OutputInfo(BaseModel):
     note: str | None = Field(default=None, description="Why there is no preview or saved file, when there is not.")
 
 
-class GenerationResult(BaseModel):
-    """A prediction as this server reports it, whatever state it is in."""
+class SubmitRequest(BaseModel):
+    """Exactly what a generation sends to Atlas (shown by dry runs)."""
 
-    prediction_id: str = Field(description="Atlas's id for the prediction; pass it to check_prediction.")
+    method: Literal["POST"] = "POST"
+    url: str = Field(description="The Atlas endpoint.")
+    body: dict[str, Any] = Field(description="The JSON body, model included.")
+
+
+class GenerationResult(BaseModel):
+    """A prediction as this server reports it, whatever state it is in (or the request a dry run would send)."""
+
+    prediction_id: str | None = Field(
+        description="Atlas's id for the prediction; pass it to check_prediction. None for a dry run."
+    )
     model: str | None = Field(default=None, description="The model that ran.")
     status: str = Field(description="Atlas's own word for the state (created, processing, completed, failed...).")
-    phase: Literal["running", "succeeded", "failed"] = Field(description="The state, normalised.")
+    phase: Literal["dry_run", "running", "succeeded", "failed"] = Field(description="The state, normalised.")
     outputs: list[OutputInfo] = Field(default_factory=list, description="The outputs, when it succeeded.")
     price_usd: float | None = Field(default=None, description="What Atlas charged, when it says.")
     predict_time_seconds: float | None = Field(default=None, description="Atlas's compute time, when it says.")
     waited_seconds: float = Field(description="How long this call waited for the prediction.")
     not_used: list[str] = Field(default_factory=list, description="Inputs that were not sent, and why.")
     next_step: str | None = Field(default=None, description="What to do next, when there is something to do.")
+    request: SubmitRequest | None = Field(default=None, description="For a dry run: the request that would be sent.")
+    estimated_price_usd: float | None = Field(default=None, description="For a dry run: the catalogue price.")
 
 
 class UploadResult(BaseModel):
@@ -157,12 +170,16 @@ async def generation_result(
     settings: Settings,
     waited_seconds: float,
     not_used: Sequence[str] = (),
+    previews: bool = True,
 ) -> CallToolResult:
-    """Turn a prediction into the tool result: text, previews within budget, saved files, structured content."""
+    """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
+
+    ``previews`` False keeps media out of the result (video and audio link their files instead).
+    """
     outputs: list[OutputInfo] = []
-    previews: list[Preview | None] = []
+    images: list[Preview | None] = []
     if prediction.phase == "succeeded" and prediction.outputs:
-        budget_each = settings.preview_budget_kb * 1024 // len(prediction.outputs)
+        budget_each = settings.preview_budget_kb * 1024 // len(prediction.outputs) if previews else 0
         fetched: list[tuple[OutputInfo, Preview | None]] = [(OutputInfo(url=url), None) for url in prediction.outputs]
 
         async def fetch(index: int, url: str) -> None:
@@ -172,7 +189,7 @@ async def generation_result(
             for index, url in enumerate(prediction.outputs):
                 group.start_soon(fetch, index, url)
         outputs = [info for info, _ in fetched]
-        previews = [preview for _, preview in fetched]
+        images = [preview for _, preview in fetched]
     else:
         outputs = [OutputInfo(url=url) for url in prediction.outputs]
 
@@ -189,7 +206,7 @@ async def generation_result(
         next_step=_next_step(prediction),
     )
     content: list[TextContent | ImageContent] = [TextContent(text=_summary(result))]
-    for preview in previews:
+    for preview in images:
         if preview is not None:
             content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
     return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
@@ -216,7 +233,7 @@ async def _fetch_output(
     wants_file = settings.output_dir is not None
     wants_preview = preview_budget > 0 and _looks_like_image(url)
     if not (wants_file or wants_preview):
-        return OutputInfo(url=url, note="previews are off and no output dir is set"), None
+        return OutputInfo(url=url), None
     try:
         data, _announced = await atlas.download(url, max_bytes=MAX_OUTPUT_BYTES)
     except AtlasMCPError as exc:

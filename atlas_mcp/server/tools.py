@@ -1,15 +1,16 @@
-"""The MCP tools: short adapters between what a model asks for and what the Atlas client does.
+"""The MCP tools: short adapters between what a model asks for and what the server's machinery does.
 
 No ``from __future__ import annotations`` here: the tool signatures are evaluated by the MCP SDK at
-registration, and their defaults and descriptions come from the settings in scope."""
+registration, and their defaults and descriptions come from the settings in scope.
+"""
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
@@ -18,27 +19,67 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ListRootsResult, ToolAnnotations
 from pydantic import Field
 
-from atlas_mcp.atlas import AtlasClient, Prediction
+from atlas_mcp.atlas import ModelEntry
 from atlas_mcp.config import Settings
-from atlas_mcp.errors import AtlasMCPError, InputError, PredictionFailedError, PredictionTimeoutError
-from atlas_mcp.server.catalog import InputSchema, ModelCatalog
+from atlas_mcp.errors import AtlasMCPError, InputError
+from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.files import open_upload
-from atlas_mcp.server.results import GenerationResult, UploadResult, generation_result, upload_result
+from atlas_mcp.server.generation import AppState, finish, prepare, submit_and_finish
+from atlas_mcp.server.listing import (
+    HistoryResult,
+    ModelInfoResult,
+    ModelsResult,
+    history_result,
+    model_info_result,
+    models_result,
+)
+from atlas_mcp.server.results import GenerationResult, UploadResult, upload_result
 
-__all__ = ["AppState", "register_tools"]
+__all__ = ["INSTRUCTIONS", "register_tools"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)+$"
 
+INSTRUCTIONS = """\
+This server makes images (and video and audio) with Atlas Cloud models. The default image model is
+FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else is free.
+- generate_image submits a generation and waits for it, up to a bound, reporting progress. When it
+  finishes you get the image URLs, an inline preview, and where the file was saved.
+- If the bound passes first, the result has phase "running" and a prediction_id: call check_prediction
+  with it (wait=true). Never resubmit the same generation: that pays twice.
+- Parameters are checked against the model's schema before anything is paid; dry_run=true shows the
+  exact request and its price without sending it.
+- list_models and get_model_info find models and their parameters; generate_video and generate_audio
+  run those kinds (they usually outlive one call: finish them with check_prediction).
+- upload_media turns a local file (inside the allowed folders) into a URL for a model input, such as
+  generate_image's `image` (image-to-image, with `strength`). list_predictions shows recent jobs.
+Ask the user before running many paid generations."""
 
-@dataclass
-class AppState:
-    """What lives as long as the server: the settings, the one Atlas client, the cached catalogue."""
+_GENERATING = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+_READING = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
-    settings: Settings
-    atlas: AtlasClient
-    catalog: ModelCatalog
+ModelId = Annotated[str, Field(max_length=200, pattern=MODEL_ID, description="Atlas model id (see list_models).")]
+Params = Annotated[
+    dict[str, Any] | None,
+    Field(description="Other model parameters (see get_model_info), checked against the model's schema."),
+]
+Wait = Annotated[bool, Field(description="Wait for the result (true) or return the prediction id at once.")]
+DryRun = Annotated[
+    bool,
+    Field(description="Check everything and show the exact request and price without sending it (free, no key)."),
+]
+SkipValidation = Annotated[
+    bool,
+    Field(
+        description="Send even if the model's parameter schema cannot be read (unchecked). Leave false: "
+        "by default such calls are refused so that nothing unchecked is paid for."
+    ),
+]
+InputUrl = Annotated[
+    str | None,
+    Field(max_length=4096, pattern=r"^https?://", description="Input image URL (use upload_media for a local file)."),
+]
 
 
 @contextmanager
@@ -71,6 +112,27 @@ def _root_paths(result: ListRootsResult | None) -> list[Path]:
         if parts.scheme == "file" and parts.path:
             paths.append(Path(unquote(parts.path)))
     return paths
+
+
+def _media_params(
+    friendly: list[tuple[tuple[str, ...], Any]], params: dict[str, Any] | None
+) -> Callable[[InputSchema | None], tuple[dict[str, Any], list[str]]]:
+    """Body parameters for video and audio models: each friendly input goes under the first of its names
+    that the model's schema takes (``text`` or ``prompt`` for speech, say); ``params`` pass through."""
+
+    def build(schema: InputSchema | None) -> tuple[dict[str, Any], list[str]]:
+        body = dict(params or {})
+        if "model" in body:
+            raise InputError("params cannot contain model: use the model argument (params never replace it).")
+        for names, value in friendly:
+            if value is None:
+                continue
+            if clash := [name for name in names if name in body]:
+                raise InputError(f"params cannot contain {clash[0]}: use the tool's own argument for it.")
+            body[next((name for name in names if schema is None or schema.takes(name)), names[0])] = value
+        return body, []
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -141,20 +203,15 @@ class ImageRequest:
 _DOCUMENTED_CORE = frozenset({"size", "num_images", "seed", "image", "strength"})
 
 
-INSTRUCTIONS = """\
-This server makes images with Atlas Cloud models (default: FLUX.1 [schnell], about $0.003 an image).
-- generate_image submits a generation (it costs money) and waits for it, up to a bound, showing progress.
-  When it finishes you get the image URLs, an inline preview, and where the file was saved.
-- If the wait bound passes first, the result carries a prediction_id and phase "running": call
-  check_prediction with that id (wait=true) to finish. Never resubmit the same generation: that pays twice.
-- upload_media turns a local file (inside the allowed folders) into a URL, for generate_image's `image`
-  input (image-to-image, with `strength`).
-Ask the user before running many paid generations."""
-
-
 def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
-    """Add the tools to ``server``; ``settings`` supplies the defaults shown in their schemas."""
+    """Add the tools to ``server``; ``settings`` supplies the defaults and bounds shown in their schemas."""
     bound = settings.wait_seconds
+    MaxWait = Annotated[
+        float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
+    ]
+
+    def wait_limit(wait: bool, max_wait_seconds: float | None) -> float:
+        return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
 
     @server.tool(
         title="Generate image",
@@ -163,21 +220,16 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             "about $0.003 per image). COSTS MONEY on every call, so do not repeat a call that succeeded or "
             f"is still running. Waits for the result (up to {bound:g} s) while reporting progress, then returns "
             "the image URLs, an inline preview and the saved file path. If it is not done by then, the result "
-            "has a prediction_id: call check_prediction with it instead of generating again."
+            "has a prediction_id: call check_prediction with it instead of generating again. Parameters are "
+            "checked against the model's schema first; dry_run=true shows the request without paying."
         ),
-        annotations=ToolAnnotations(
-            title="Generate image",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=_GENERATING,
     )
     async def generate_image(
         prompt: Annotated[str, Field(min_length=1, max_length=4000, description="What the image should show.")],
         ctx: Context,
         model: Annotated[
-            str, Field(max_length=200, pattern=MODEL_ID, description="Atlas model id.")
+            str, Field(max_length=200, pattern=MODEL_ID, description="Atlas model id (see list_models).")
         ] = settings.default_model,
         width: Annotated[int | None, Field(ge=256, le=2048, description="Width in pixels (with height).")] = None,
         height: Annotated[int | None, Field(ge=256, le=2048, description="Height in pixels (with width).")] = None,
@@ -189,14 +241,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         seed: Annotated[
             int | None, Field(ge=-1, le=2**31 - 1, description="Same seed + prompt = same image; -1 random.")
         ] = None,
-        image: Annotated[
-            str | None,
-            Field(
-                max_length=4096,
-                pattern=r"^https?://",
-                description="Input image URL for image-to-image (use upload_media for a local file).",
-            ),
-        ] = None,
+        image: InputUrl = None,
         strength: Annotated[
             float | None, Field(ge=0, le=1, description="How far to move away from the input image (0-1).")
         ] = None,
@@ -206,14 +251,11 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         guidance_scale: Annotated[
             float | None, Field(ge=0, le=20, description="Prompt adherence, for models that take it.")
         ] = None,
-        params: Annotated[
-            dict[str, Any] | None,
-            Field(description="Other model parameters, sent as given (they cannot set model or prompt)."),
-        ] = None,
-        wait: Annotated[bool, Field(description="Wait for the result (true) or return the id at once.")] = True,
-        max_wait_seconds: Annotated[
-            float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
-        ] = None,
+        params: Params = None,
+        wait: Wait = True,
+        max_wait_seconds: MaxWait = None,
+        dry_run: DryRun = False,
+        skip_validation: SkipValidation = False,
     ) -> Annotated[CallToolResult, GenerationResult]:
         state = _state(ctx)
         request = ImageRequest(
@@ -230,43 +272,99 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             params=dict(params or {}),
         )
         with _as_tool_errors():
-            schema = await state.catalog.input_schema(model)
-            body, not_used = request.to_params(schema)
-            started = time.monotonic()
-            await ctx.report_progress(0, None, f"Submitting to {model}")
-            prediction = await state.atlas.submit(model, body, kind="image")
-            logger.info("submitted prediction %s (%s)", prediction.id, model)
-            limit = min(bound, max_wait_seconds if max_wait_seconds is not None else bound) if wait else 0.0
-            return await _finish(ctx, state, prediction, limit=limit, started=started, not_used=not_used)
+            prepared = await prepare(
+                state, kind="image", model=model, build=request.to_params, skip_validation=skip_validation
+            )
+            return await submit_and_finish(
+                ctx, state, prepared, limit=wait_limit(wait, max_wait_seconds), dry_run=dry_run
+            )
+
+    @server.tool(
+        title="Generate video",
+        description=(
+            "Generate a video with an Atlas Cloud video model (find one with list_models type=Video; "
+            "get_model_info shows its parameters and price). COSTS MONEY on every call. Videos usually take "
+            f"longer than one call may wait ({bound:g} s): the result then has a prediction_id; finish with "
+            "check_prediction (wait=true) and never resubmit. Results link the video and save it when an "
+            "output folder is set; dry_run=true shows the request without paying."
+        ),
+        annotations=_GENERATING,
+    )
+    async def generate_video(
+        model: ModelId,
+        ctx: Context,
+        prompt: Annotated[
+            str | None, Field(min_length=1, max_length=4000, description="What the video should show.")
+        ] = None,
+        image: InputUrl = None,
+        params: Params = None,
+        wait: Wait = True,
+        max_wait_seconds: MaxWait = None,
+        dry_run: DryRun = False,
+        skip_validation: SkipValidation = False,
+    ) -> Annotated[CallToolResult, GenerationResult]:
+        state = _state(ctx)
+        build = _media_params([(("prompt",), prompt), (("image", "image_url"), image)], params)
+        with _as_tool_errors():
+            prepared = await prepare(state, kind="video", model=model, build=build, skip_validation=skip_validation)
+            return await submit_and_finish(
+                ctx, state, prepared, limit=wait_limit(wait, max_wait_seconds), dry_run=dry_run
+            )
+
+    @server.tool(
+        title="Generate audio",
+        description=(
+            "Generate speech or music with an Atlas Cloud audio model (find one with list_models type=Audio; "
+            "get_model_info shows its parameters, e.g. voices, and price). COSTS MONEY on every call. Waits up "
+            f"to {bound:g} s; if not done, finish with check_prediction (wait=true). Results link the audio "
+            "file and save it when an output folder is set; dry_run=true shows the request without paying."
+        ),
+        annotations=_GENERATING,
+    )
+    async def generate_audio(
+        model: ModelId,
+        ctx: Context,
+        text: Annotated[
+            str | None,
+            Field(min_length=1, max_length=10000, description="What to say or sing (sent as the model's text/prompt)."),
+        ] = None,
+        params: Params = None,
+        wait: Wait = True,
+        max_wait_seconds: MaxWait = None,
+        dry_run: DryRun = False,
+        skip_validation: SkipValidation = False,
+    ) -> Annotated[CallToolResult, GenerationResult]:
+        state = _state(ctx)
+        build = _media_params([(("text", "prompt"), text)], params)
+        with _as_tool_errors():
+            prepared = await prepare(state, kind="audio", model=model, build=build, skip_validation=skip_validation)
+            return await submit_and_finish(
+                ctx, state, prepared, limit=wait_limit(wait, max_wait_seconds), dry_run=dry_run
+            )
 
     @server.tool(
         title="Check prediction",
         description=(
             "Read a prediction's state by id (free: nothing is generated or paid), optionally waiting for it "
-            f"to finish (up to {bound:g} s). Use it with the prediction_id from a generate_image call that "
-            "returned before the image was ready. Returns the same result as generate_image: URLs, previews, "
-            "saved files and price once it has finished."
+            f"to finish (up to {bound:g} s). Use it with the prediction_id from a generate_* call that returned "
+            "before it was done. Returns the same result as the generate tools: URLs, previews, saved files "
+            "and price once it has finished."
         ),
-        annotations=ToolAnnotations(
-            title="Check prediction", read_only_hint=True, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=_READING,
     )
     async def check_prediction(
         prediction_id: Annotated[
-            str, Field(min_length=1, max_length=128, description="The prediction_id returned by generate_image.")
+            str, Field(min_length=1, max_length=128, description="The prediction_id returned by a generate tool.")
         ],
         ctx: Context,
         wait: Annotated[bool, Field(description="Wait for the prediction to finish.")] = False,
-        max_wait_seconds: Annotated[
-            float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
-        ] = None,
+        max_wait_seconds: MaxWait = None,
     ) -> Annotated[CallToolResult, GenerationResult]:
         state = _state(ctx)
         with _as_tool_errors():
             started = time.monotonic()
             prediction = await state.atlas.get_prediction(prediction_id)
-            limit = min(bound, max_wait_seconds if max_wait_seconds is not None else bound) if wait else 0.0
-            return await _finish(ctx, state, prediction, limit=limit, started=started, not_used=())
+            return await finish(ctx, state, prediction, limit=wait_limit(wait, max_wait_seconds), started=started)
 
     @server.tool(
         title="Upload media",
@@ -277,11 +375,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             "non-media files are refused."
         ),
         annotations=ToolAnnotations(
-            title="Upload media",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
         ),
     )
     async def upload_media(
@@ -306,40 +400,74 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
                 uploaded, filename=opened.path.name, content_type=opened.content_type, size=opened.size
             )
 
-
-async def _finish(
-    ctx: Context,
-    state: AppState,
-    prediction: Prediction,
-    *,
-    limit: float,
-    started: float,
-    not_used: list[str] | tuple[str, ...],
-) -> CallToolResult:
-    """Wait (bounded, with progress) for a prediction, then build the result or raise its failure."""
-
-    async def on_poll(current: Prediction, polls: int) -> None:
-        elapsed = time.monotonic() - started
-        await ctx.report_progress(elapsed, limit or None, f"{current.status} after {elapsed:.1f} s (poll {polls})")
-
-    if not prediction.done and limit > 0:
-        try:
-            prediction = await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
-        except PredictionTimeoutError as exc:
-            prediction = exc.prediction
-    if prediction.phase == "failed":
-        reason = prediction.error or "Atlas gave no reason"
-        raise PredictionFailedError(
-            f"Prediction {prediction.id} {prediction.status}: {reason}. Nothing to show; "
-            "change the prompt or parameters before trying again.",
-            prediction=prediction,
-        )
-    if prediction.done:
-        await ctx.report_progress(time.monotonic() - started, limit or None, "Fetching the outputs")
-    return await generation_result(
-        prediction,
-        atlas=state.atlas,
-        settings=state.settings,
-        waited_seconds=time.monotonic() - started,
-        not_used=not_used,
+    @server.tool(
+        title="List models",
+        description=(
+            "List Atlas Cloud models with their type and price (free). Filter by type (Image, Video, Audio, "
+            "Text) and a keyword matched against id, name, tags and description. Then call get_model_info."
+        ),
+        annotations=_READING,
     )
+    async def list_models(
+        ctx: Context,
+        type: Annotated[
+            Literal["Image", "Video", "Audio", "Text"] | None, Field(description="Only models of this type.")
+        ] = None,
+        keyword: Annotated[
+            str | None, Field(max_length=100, description="Words that must all appear (case-insensitive).")
+        ] = None,
+        include_hidden: Annotated[bool, Field(description="Also list models Atlas hides from its console.")] = False,
+        limit: Annotated[int, Field(ge=1, le=200, description="At most this many models.")] = 50,
+    ) -> Annotated[CallToolResult, ModelsResult]:
+        state = _state(ctx)
+        with _as_tool_errors():
+            entries = await state.catalog.models()
+        words = (keyword or "").lower().split()
+        matching = [
+            entry
+            for entry in entries
+            if (include_hidden or entry.display_console)
+            and (type is None or (entry.type or "").lower() == type.lower())
+            and all(word in _haystack(entry) for word in words)
+        ]
+        return models_result(matching[:limit], total=len(matching))
+
+    @server.tool(
+        title="Get model info",
+        description=(
+            "Show one model's parameters (type, range, allowed values, default, required), its price and unit, "
+            "and which tool runs it. Free. Use it before generating with a model you have not used yet."
+        ),
+        annotations=_READING,
+    )
+    async def get_model_info(model: ModelId, ctx: Context) -> Annotated[CallToolResult, ModelInfoResult]:
+        state = _state(ctx)
+        with _as_tool_errors():
+            return model_info_result(await state.catalog.details(model))
+
+    @server.tool(
+        title="List predictions",
+        description=(
+            "The account's recent generations, newest first (free): id, model, status, time, and the first "
+            "outputs or the error. Filter by model and status; page through with page."
+        ),
+        annotations=_READING,
+    )
+    async def list_predictions(
+        ctx: Context,
+        page: Annotated[int, Field(ge=1, le=10000, description="Page number, from 1.")] = 1,
+        page_size: Annotated[int, Field(ge=1, le=50, description="Predictions per page.")] = 10,
+        model: Annotated[str | None, Field(max_length=200, pattern=MODEL_ID, description="Only this model.")] = None,
+        status: Annotated[
+            Literal["created", "processing", "completed", "succeeded", "failed"] | None,
+            Field(description="Only predictions in this state."),
+        ] = None,
+    ) -> Annotated[CallToolResult, HistoryResult]:
+        state = _state(ctx)
+        with _as_tool_errors():
+            history = await state.atlas.list_predictions(page=page, size=page_size, model=model, status=status)
+        return history_result(history)
+
+
+def _haystack(entry: ModelEntry) -> str:
+    return " ".join([entry.model, entry.display_name or "", entry.profile or "", *entry.tags]).lower()

@@ -1,0 +1,191 @@
+"""Results of the read-only tools: the model catalogue, one model's parameters, and the generation history."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, Field
+
+from atlas_mcp.atlas import HistoryPage, ModelEntry
+from atlas_mcp.server.catalog import ModelDetails
+
+__all__ = [
+    "HistoryResult",
+    "ModelInfoResult",
+    "ModelsResult",
+    "history_result",
+    "model_info_result",
+    "models_result",
+]
+
+ModelType = Literal["Image", "Video", "Audio", "Text"]
+
+
+class ModelSummary(BaseModel):
+    model: str = Field(description="The id to pass as `model`.")
+    name: str | None = Field(default=None, description="Display name.")
+    type: str | None = Field(default=None, description="Image, Video, Audio or Text.")
+    price_usd: float | None = Field(default=None, description="Price per unit, in dollars.")
+    unit: str | None = Field(default=None, description="What the price is per (image, video, request...).")
+
+
+class ModelsResult(BaseModel):
+    models: list[ModelSummary] = Field(description="The matching models (at most `limit`).")
+    total: int = Field(description="How many models matched before the limit.")
+
+
+class ParameterInfo(BaseModel):
+    name: str
+    type: str | None = None
+    required: bool = False
+    default: Any = None
+    enum: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    description: str | None = None
+
+
+class ModelInfoResult(BaseModel):
+    model: str
+    name: str | None = None
+    type: str | None = None
+    description: str | None = None
+    price_usd: float | None = None
+    unit: str | None = None
+    tool: str | None = Field(default=None, description="The tool that runs this model.")
+    parameters: list[ParameterInfo] = Field(default_factory=list)
+
+
+class HistoryEntry(BaseModel):
+    prediction_id: str
+    model: str | None = None
+    status: str | None = None
+    created_at: str | None = Field(default=None, description="When it was submitted (UTC, ISO 8601).")
+    outputs: list[str] = Field(default_factory=list, description="Up to three output URLs.")
+    error: str | None = None
+
+
+class HistoryResult(BaseModel):
+    predictions: list[HistoryEntry]
+    page: int
+    page_size: int
+    total: int
+    has_more: bool
+
+
+def _summary(entry: ModelEntry) -> ModelSummary:
+    price = entry.price
+    return ModelSummary(
+        model=entry.model,
+        name=entry.display_name,
+        type=entry.type,
+        price_usd=price.base_price if price else None,
+        unit=price.unit if price else None,
+    )
+
+
+def _price_text(price: float | None, unit: str | None) -> str:
+    return f"${price:.4g}/{unit or 'run'}" if price is not None else "price not listed"
+
+
+def models_result(entries: Sequence[ModelEntry], *, total: int) -> CallToolResult:
+    result = ModelsResult(models=[_summary(entry) for entry in entries], total=total)
+    lines = [f"{len(result.models)} of {total} matching models:"] if result.models else ["No model matches."]
+    lines += [
+        f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m.price_usd, m.unit)})" for m in result.models
+    ]
+    if result.models:
+        lines.append("Call get_model_info with a model id to see its parameters.")
+    return _result("\n".join(lines), result)
+
+
+_TOOLS = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
+
+
+def model_info_result(details: ModelDetails) -> CallToolResult:
+    entry, schema = details.entry, details.schema
+    parameters = [
+        ParameterInfo(
+            name=name,
+            type=rules.get("type"),
+            required=name in schema.required,
+            default=rules.get("default"),
+            enum=rules.get("enum") if isinstance(rules.get("enum"), list) else None,
+            minimum=rules.get("minimum"),
+            maximum=rules.get("maximum"),
+            max_length=rules.get("maxLength"),
+            description=rules.get("description"),
+        )
+        for name, rules in schema.properties.items()
+    ]
+    summary = _summary(entry)
+    result = ModelInfoResult(
+        model=entry.model,
+        name=entry.display_name,
+        type=entry.type,
+        description=entry.profile,
+        price_usd=summary.price_usd,
+        unit=summary.unit,
+        tool=_TOOLS.get((entry.type or "").lower()),
+        parameters=parameters,
+    )
+    price = _price_text(summary.price_usd, summary.unit)
+    lines = [f"{entry.model} — {entry.display_name or ''} ({entry.type or '?'}, {price})"]
+    if entry.profile:
+        lines.append(entry.profile)
+    lines.append(f"Run it with {result.tool}." if result.tool else "This server does not run models of this type.")
+    lines.append("Parameters:")
+    for p in parameters:
+        facts = [p.type or "any", "required" if p.required else f"default {p.default!r}"]
+        if p.enum:
+            facts.append("one of " + ", ".join(map(repr, p.enum)))
+        if p.minimum is not None or p.maximum is not None:
+            facts.append(f"range {p.minimum}–{p.maximum}")
+        lines.append(f"- {p.name} ({'; '.join(facts)}): {p.description or ''}".rstrip(": "))
+    return _result("\n".join(lines), result)
+
+
+def history_result(page: HistoryPage) -> CallToolResult:
+    entries = []
+    for item in page.items:
+        prediction = item.result
+        created = (
+            datetime.datetime.fromtimestamp(item.created_at, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+            if item.created_at
+            else None
+        )
+        entries.append(
+            HistoryEntry(
+                prediction_id=item.id,
+                model=item.model or (prediction.model if prediction else None),
+                status=item.status or (prediction.status if prediction else None),
+                created_at=created,
+                outputs=list(prediction.outputs[:3]) if prediction else [],
+                error=prediction.error if prediction else None,
+            )
+        )
+    result = HistoryResult(
+        predictions=entries,
+        page=page.page,
+        page_size=page.page_size,
+        total=page.total,
+        has_more=page.page * page.page_size < page.total,
+    )
+    if not entries:
+        return _result("No predictions on this page.", result)
+    first = (page.page - 1) * page.page_size + 1
+    lines = [f"Predictions {first}–{first + len(entries) - 1} of {page.total}:"]
+    for entry in entries:
+        detail = entry.error or (entry.outputs[0] if entry.outputs else "")
+        lines.append(f"- {entry.prediction_id} · {entry.model} · {entry.status} · {entry.created_at or '?'} · {detail}")
+    if result.has_more:
+        lines.append(f"More: call list_predictions with page={page.page + 1}.")
+    return _result("\n".join(lines), result)
+
+
+def _result(text: str, structured: BaseModel) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=text)], structured_content=structured.model_dump(mode="json"))
