@@ -140,10 +140,10 @@ async def finish(
             "change the prompt or parameters before trying again.",
             prediction=prediction,
         )
-    if previews is None:
-        entry = await state.catalog.entry(prediction.model) if prediction.model else None
-        previews = entry is None or (entry.type or "Image").lower() == "image"
     if prediction.done:
+        if previews is None:  # only a finished prediction has outputs whose kind matters
+            entry = await state.catalog.entry(prediction.model) if prediction.model else None
+            previews = entry is None or (entry.type or "Image").lower() == "image"
         await ctx.report_progress(time.monotonic() - started, limit or None, "Fetching the outputs")
     return await generation_result(
         prediction,
@@ -151,7 +151,7 @@ async def finish(
         settings=state.settings,
         waited_seconds=time.monotonic() - started,
         not_used=not_used or [],
-        previews=previews,
+        previews=previews is not False,
     )
 
 
