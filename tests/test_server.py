@@ -192,6 +192,7 @@ async def test_inputs_map_to_the_models_schema_and_unused_ones_are_reported(emul
     [
         ({"prompt": "x", "params": {"model": "other/expensive"}}, "params cannot contain model"),
         ({"prompt": "x", "width": 512}, "both width and height"),
+        ({"prompt": "x", "seed": 1, "params": {"seed": 2}}, "seed is given twice"),
         ({"prompt": "x", "num_images": 9}, "num_images"),
         ({"prompt": ""}, "prompt"),
         ({"prompt": "x", "model": "../../etc"}, "model"),

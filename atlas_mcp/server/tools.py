@@ -170,6 +170,8 @@ class ImageRequest:
         def offer(name: str, value: Any, *, aliases: tuple[str, ...] = ()) -> None:
             if value is None:
                 return
+            if clash := [key for key in (name, *aliases) if key in self.params]:
+                raise InputError(f"{clash[0]} is given twice (as an argument and in params); keep one.")
             if schema is None:
                 if name in _DOCUMENTED_CORE:
                     params[name] = value
