@@ -6,7 +6,7 @@ registration, and their defaults and descriptions come from the settings in scop
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +19,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ListRootsResult, ToolAnnotations
 from pydantic import Field
 
-from atlas_mcp.atlas import ModelEntry
+from atlas_mcp.atlas import MediaKind, ModelEntry
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, InputError
 from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.files import open_upload
-from atlas_mcp.server.generation import AppState, finish, prepare, submit_and_finish
+from atlas_mcp.server.generation import AppState, BuildParams, finish, prepare, submit_and_finish
 from atlas_mcp.server.listing import (
     HistoryResult,
     ModelInfoResult,
@@ -114,9 +114,7 @@ def _root_paths(result: ListRootsResult | None) -> list[Path]:
     return paths
 
 
-def _media_params(
-    friendly: list[tuple[tuple[str, ...], Any]], params: dict[str, Any] | None
-) -> Callable[[InputSchema | None], tuple[dict[str, Any], list[str]]]:
+def _media_params(friendly: list[tuple[tuple[str, ...], Any]], params: dict[str, Any] | None) -> BuildParams:
     """Body parameters for video and audio models: each friendly input goes under the first of its names
     that the model's schema takes (``text`` or ``prompt`` for speech, say); ``params`` pass through."""
 
@@ -215,6 +213,24 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     def wait_limit(wait: bool, max_wait_seconds: float | None) -> float:
         return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
 
+    async def generate(
+        ctx: Context,
+        kind: MediaKind,
+        model: str,
+        build: BuildParams,
+        *,
+        wait: bool,
+        max_wait_seconds: float | None,
+        dry_run: bool,
+        skip_validation: bool,
+    ) -> CallToolResult:
+        """What every generating tool does once its friendly inputs are gathered into ``build``."""
+        state = _state(ctx)
+        with _as_tool_errors():
+            prepared = await prepare(state, kind=kind, model=model, build=build, skip_validation=skip_validation)
+            limit = wait_limit(wait, max_wait_seconds)
+            return await submit_and_finish(ctx, state, prepared, limit=limit, dry_run=dry_run)
+
     @server.tool(
         title="Generate image",
         description=(
@@ -259,7 +275,6 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         dry_run: DryRun = False,
         skip_validation: SkipValidation = False,
     ) -> Annotated[CallToolResult, GenerationResult]:
-        state = _state(ctx)
         request = ImageRequest(
             prompt=prompt,
             width=width,
@@ -273,13 +288,16 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             guidance_scale=guidance_scale,
             params=dict(params or {}),
         )
-        with _as_tool_errors():
-            prepared = await prepare(
-                state, kind="image", model=model, build=request.to_params, skip_validation=skip_validation
-            )
-            return await submit_and_finish(
-                ctx, state, prepared, limit=wait_limit(wait, max_wait_seconds), dry_run=dry_run
-            )
+        return await generate(
+            ctx,
+            "image",
+            model,
+            request.to_params,
+            wait=wait,
+            max_wait_seconds=max_wait_seconds,
+            dry_run=dry_run,
+            skip_validation=skip_validation,
+        )
 
     @server.tool(
         title="Generate video",
@@ -305,13 +323,17 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         dry_run: DryRun = False,
         skip_validation: SkipValidation = False,
     ) -> Annotated[CallToolResult, GenerationResult]:
-        state = _state(ctx)
         build = _media_params([(("prompt",), prompt), (("image", "image_url"), image)], params)
-        with _as_tool_errors():
-            prepared = await prepare(state, kind="video", model=model, build=build, skip_validation=skip_validation)
-            return await submit_and_finish(
-                ctx, state, prepared, limit=wait_limit(wait, max_wait_seconds), dry_run=dry_run
-            )
+        return await generate(
+            ctx,
+            "video",
+            model,
+            build,
+            wait=wait,
+            max_wait_seconds=max_wait_seconds,
+            dry_run=dry_run,
+            skip_validation=skip_validation,
+        )
 
     @server.tool(
         title="Generate audio",
@@ -336,13 +358,17 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         dry_run: DryRun = False,
         skip_validation: SkipValidation = False,
     ) -> Annotated[CallToolResult, GenerationResult]:
-        state = _state(ctx)
         build = _media_params([(("text", "prompt"), text)], params)
-        with _as_tool_errors():
-            prepared = await prepare(state, kind="audio", model=model, build=build, skip_validation=skip_validation)
-            return await submit_and_finish(
-                ctx, state, prepared, limit=wait_limit(wait, max_wait_seconds), dry_run=dry_run
-            )
+        return await generate(
+            ctx,
+            "audio",
+            model,
+            build,
+            wait=wait,
+            max_wait_seconds=max_wait_seconds,
+            dry_run=dry_run,
+            skip_validation=skip_validation,
+        )
 
     @server.tool(
         title="Check prediction",
