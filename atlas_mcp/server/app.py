@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 from mcp.server.mcpserver import MCPServer
 
@@ -29,7 +31,8 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
             timeout=settings.http_timeout,
             transport=transport,
         ) as atlas:
-            yield AppState(settings=settings, atlas=atlas, catalog=ModelCatalog(atlas))
+            previews = anyio.CapacityLimiter(os.cpu_count() or 2)
+            yield AppState(settings=settings, atlas=atlas, catalog=ModelCatalog(atlas), previews=previews)
 
     server: MCPServer[AppState] = MCPServer(
         "atlascloud-mcp",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 
@@ -41,6 +42,7 @@ class AppState:
     settings: Settings
     atlas: AtlasClient
     catalog: ModelCatalog
+    previews: anyio.CapacityLimiter  # previews decoded at once (each holds a full-size bitmap)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ async def finish(
         waited_seconds=time.monotonic() - started,
         not_used=not_used or [],
         previews=previews is not False,
+        limiter=state.previews,
     )
 
 

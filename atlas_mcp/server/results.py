@@ -152,8 +152,10 @@ def make_preview(data: bytes, *, max_side: int, max_base64_bytes: int) -> Previe
         image = image.convert("RGB")
     side = max_side
     while side >= 128:
-        candidate = image.copy()
-        candidate.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        scale = min(1.0, side / max(image.size))
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        # resize() into a new image (no full-size copy); reducing_gap=1 halves 2048² time at no visible cost
+        candidate = image if scale == 1.0 else image.resize(target, Image.Resampling.LANCZOS, reducing_gap=1.0)
         for quality in (85, 72, 60):
             buffer = io.BytesIO()
             candidate.save(buffer, "JPEG", quality=quality, optimize=True)
@@ -171,10 +173,13 @@ async def generation_result(
     waited_seconds: float,
     not_used: Sequence[str] = (),
     previews: bool = True,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> CallToolResult:
     """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
 
-    ``previews`` False keeps media out of the result (video and audio link their files instead).
+    ``previews`` False keeps media out of the result (video and audio link their files instead). ``limiter``
+    bounds how many previews are decoded at once: each holds a full-size bitmap, so a burst of concurrent
+    calls would otherwise hold dozens.
     """
     outputs: list[OutputInfo] = []
     images: list[Preview | None] = []
@@ -183,7 +188,7 @@ async def generation_result(
         fetched: list[tuple[OutputInfo, Preview | None]] = [(OutputInfo(url=url), None) for url in prediction.outputs]
 
         async def fetch(index: int, url: str) -> None:
-            fetched[index] = await _fetch_output(prediction.id, index, url, atlas, settings, budget_each)
+            fetched[index] = await _fetch_output(prediction.id, index, url, atlas, settings, budget_each, limiter)
 
         async with anyio.create_task_group() as group:
             for index, url in enumerate(prediction.outputs):
@@ -228,7 +233,13 @@ def upload_result(uploaded: UploadedFile, *, filename: str, content_type: str, s
 
 
 async def _fetch_output(
-    prediction_id: str, index: int, url: str, atlas: AtlasClient, settings: Settings, preview_budget: int
+    prediction_id: str,
+    index: int,
+    url: str,
+    atlas: AtlasClient,
+    settings: Settings,
+    preview_budget: int,
+    limiter: anyio.CapacityLimiter | None,
 ) -> tuple[OutputInfo, Preview | None]:
     wants_file = settings.output_dir is not None
     wants_preview = preview_budget > 0 and _looks_like_image(url)
@@ -253,7 +264,8 @@ async def _fetch_output(
     preview = None
     if wants_preview and (media_type or "").startswith("image/"):
         preview = await anyio.to_thread.run_sync(
-            lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget)
+            lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget),
+            limiter=limiter,
         )
         if preview is None:
             notes.append("no inline preview: the image could not be shrunk into the result's size budget")
