@@ -1,0 +1,79 @@
+"""What /proc says about a process and the machine (Linux only; no psutil)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may contain spaces and parentheses: split after its closing one.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / _TICKS
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """A ``VmXxx`` line of /proc/<pid>/status in MiB: ``VmHWM`` is peak RSS, ``VmRSS`` the current one."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(f"{field} not in /proc/{pid}/status")
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    cores: int
+    ram_gib: float
+    python: str
+    os: str
+    date: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.cpu}, {self.cores} cores, {self.ram_gib:.1f} GiB RAM; Python {self.python}; {self.os}; {self.date}"
+        )
+
+
+def machine() -> Machine:
+    return Machine(
+        cpu=_cpu_model(),
+        cores=os.cpu_count() or 0,
+        ram_gib=_mem_total_kib() / 1024 / 1024,
+        python=f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
+        os=_os_name(),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _mem_total_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _os_name() -> str:
+    pretty = platform.platform()
+    release = Path("/etc/os-release")
+    if release.is_file():
+        for line in release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                pretty = f"{line.split('=', 1)[1].strip(chr(34))}, kernel {platform.release()}"
+    return pretty
