@@ -6,10 +6,12 @@ stdout belongs to JSON-RPC when serving, so everything human goes to stderr thro
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from atlas_mcp._version import __version__
 
@@ -67,11 +69,30 @@ def _serve() -> int:
         log.warning("ATLASCLOUD_API_KEY is not set: generate_image and upload_media will fail until it is.")
     log.info("serving MCP over stdio against %s", settings.base_url)
 
+    _stop_on_signals()
     from atlas_mcp.server import create_server
 
-    with contextlib.suppress(KeyboardInterrupt):
-        create_server(settings).run("stdio")
+    create_server(settings).run("stdio")
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and Ctrl-C end the server at once, with exit status 0 and no traceback.
+
+    The stdio transport reads stdin in a worker thread that no cancellation can interrupt, so an orderly
+    unwind (a KeyboardInterrupt, a cancelled task group) would wait for the client's next line: the
+    server would hang until stdin closed. Nothing it holds needs more than the OS's own cleanup: saved
+    outputs are written under a temporary name and renamed, and a request in flight is dropped as a lost
+    connection would drop it.
+    """
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("atlas_mcp").info("stopping on %s", signal.Signals(signum).name)
+        logging.shutdown()
+        os._exit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def _log_to_stderr(level: str) -> None:

@@ -1,30 +1,54 @@
 """Scrub secrets out of text that may end up in a message, a log line or a tool result.
 
 Atlas's error text is passed on to the caller because it is often the only useful explanation, but
-it may echo a header or a signed URL. Everything that leaves the process through an error goes
-through :func:`redact` first.
+it may echo a header, a JSON field holding a credential, or a signed URL. Everything that leaves the
+process through an error goes through :func:`redact` first.
+
+Order matters: the caller's own secrets are replaced on the whole text first (a cut must never leave
+half a key behind), then its whitespace is collapsed and it is cut, so that the patterns only ever scan
+a short text without long whitespace runs and cannot backtrack for long.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
-_BEARER = re.compile(r"(?i)\b(bearer|token|api[_-]?key|authorization)(\s*[:=]?\s*)([A-Za-z0-9._~+/=-]{8,})")
-# A query string that signs a URL (X-Amz-Signature, Signature=, token=, sig=...) gives access to whoever
-# holds it. The path stays readable; the query goes.
-_SIGNED_QUERY = re.compile(
-    r"(?i)(https?://[^\s?\"'<>]+)\?[^\s\"'<>]*(?:signature|sig|token|key|expires|credential|auth)[^\s\"'<>]*"
-)
+__all__ = ["redact"]
+
+REDACTED = "[redacted]"
 _MAX_LEN = 500
+_SCAN_LEN = 4 * _MAX_LEN  # more than is ever shown, so nothing shown escapes the patterns
+
+# A credential after its scheme ("Bearer x") or after a field name and ":" or "=", in headers
+# ("Authorization: Bearer x"), forms ("access_token=x") and JSON ('"api_key": "x"'). The name may be the end of
+# a longer one (x-api-key, client_secret, refresh_token). Prose such as "authorization required" stays.
+_NAMED_CREDENTIAL = re.compile(
+    r"(?i)((?:bearer|basic)\s"
+    r"|(?:bearer|token|api[ _-]?key|apikey|authorization|secret|password|passwd|credentials?|signature)"
+    r"[\"']?\s?[:=]\s?[\"']?(?:(?:bearer|basic|token)\s)?)"
+    r"([A-Za-z0-9._~+/=%-]{8,})"
+)
+# A URL's query gives access to whoever holds it when it signs the URL (X-Amz-Signature, sig=, token=...).
+# The path stays readable; such a query goes. So does a user:password@ in front of the host.
+_URL_QUERY = re.compile(r"(?i)(https?://[^\s?#\"'<>]+)\?([^\s#\"'<>]*)")
+_SIGNING = re.compile(r"(?i)signature|sig=|token|key|expires|credential|auth|policy|secret|password")
+_USERINFO = re.compile(r"(?i)\b(https?://)[^\s/@\"'<>]+@")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` without bearer tokens, signed-URL queries or any of ``secrets``; cut to a sane length."""
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "[redacted]")
-    text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
-    text = _SIGNED_QUERY.sub(lambda m: f"{m.group(1)}?[redacted]", text)
-    text = " ".join(text.split())
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, REDACTED)
+    text = " ".join(text.split())[:_SCAN_LEN]
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _URL_QUERY.sub(_strip_signed_query, text)
+    text = _NAMED_CREDENTIAL.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return text if len(text) <= _MAX_LEN else text[: _MAX_LEN - 1] + "…"
+
+
+def _strip_signed_query(match: re.Match[str]) -> str:
+    return f"{match.group(1)}?{REDACTED}" if _SIGNING.search(match.group(2)) else match.group(0)

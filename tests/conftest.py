@@ -42,3 +42,20 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.config.prediction_seconds = 0.3
     yield emulator_session
     emulator_session.state.reset()
+
+
+_FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> list[str]:
+    """Lines of measurements (load and soak figures) printed in the summary at the end of the run."""
+    return request.config.stash.setdefault(_FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(_FIGURES, [])
+    if lines:
+        terminalreporter.section("load and soak figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -4,19 +4,28 @@ It knows HTTP and Atlas, nothing of MCP. One :class:`httpx.AsyncClient` per life
 an explicit timeout; GETs are retried with capped, jittered backoff (honouring ``Retry-After``); the
 billable submit and the upload are sent once, never retried. All HTTP outcomes become either a parsed
 model or one exception of :mod:`atlas_mcp.errors`, in :meth:`AtlasClient._send`.
+
+Every call is bounded twice: httpx's timeout bounds each phase (connect, each read), and a deadline of twice
+that bounds the whole call, retries and their pauses included, so neither a server that drips its answer
+byte by byte nor a string of slow failures can hold a call longer (an upload's body excepted).
+Output files are fetched only from https hosts whose every address is public (or from Atlas's own origin).
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 import logging
+import math
 import random
 import re
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -36,6 +45,7 @@ from atlas_mcp.atlas.models import (
 )
 from atlas_mcp.errors import (
     AtlasAPIError,
+    AtlasMCPError,
     AuthenticationError,
     BadResponseError,
     InputError,
@@ -60,8 +70,13 @@ _SUBMIT_PATHS: dict[MediaKind, str] = {
 }
 _PREDICTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _UPLOAD_CHUNK = 256 * 1024
+_MAYBE_SENT = (
+    "The request may still have reached Atlas: look at the recent predictions before trying again, "
+    "so that nothing is paid twice."
+)
 
 _M = TypeVar("_M", bound=BaseModel)
+_E = TypeVar("_E", bound=AtlasMCPError)
 
 OnPoll = Callable[[Prediction, int], Awaitable[None]]
 """Called after every poll of :meth:`AtlasClient.wait` with the prediction and the number of polls so far."""
@@ -163,6 +178,7 @@ class AtlasClient:
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self._max_body = max_body_bytes
+        self._deadline = 2 * timeout  # for a whole call or download, retries included, however slowly it arrives
         self._http = httpx.AsyncClient(
             base_url=self._origin,
             auth=_BearerAuth(self._key, self._origin),
@@ -198,13 +214,17 @@ class AtlasClient:
 
     async def submit(self, model: str, params: Mapping[str, Any], *, kind: MediaKind = "image") -> Prediction:
         """Start a prediction. Billable: sent exactly once, never retried, whatever happens."""
-        if "model" in params:
+        nested = params.get("input")
+        if "model" in params or (isinstance(nested, Mapping) and "model" in nested):
             raise InputError("'model' cannot be set inside the parameters; pass it as the model argument.")
         if not model.strip():
             raise InputError("A model id is required, e.g. 'black-forest-labs/flux-schnell'.")
         body = {"model": model, **params}
-        answer = await self._send("POST", _SUBMIT_PATHS[kind], json_body=body, idempotent=False)
-        return self._prediction(answer)
+        try:
+            answer = await self._send("POST", _SUBMIT_PATHS[kind], json_body=body, idempotent=False)
+            return self._prediction(answer)
+        except BadResponseError as exc:  # Atlas said yes (2xx) in a form we cannot read: it may be running
+            raise BadResponseError(f"{exc} {_MAYBE_SENT}") from exc
 
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """Read a prediction's current state. A failed prediction answered with HTTP 5xx is returned, not raised."""
@@ -223,7 +243,10 @@ class AtlasClient:
         with anyio.move_on_after(timeout):
             while not last.done:
                 await anyio.sleep(self.poll.delay(time.monotonic() - started))
-                last = await self.get_prediction(last.id)
+                try:
+                    last = await self.get_prediction(last.id)
+                except (AtlasAPIError, BadResponseError) as exc:
+                    raise _about_prediction(exc, last.id) from exc
                 polls += 1
                 if on_poll is not None:
                     await on_poll(last, polls)
@@ -255,7 +278,12 @@ class AtlasClient:
         if prediction_id:
             query["sessionID"] = validate_prediction_id(prediction_id)
         answer = await self._send("GET", "/api/v1/model/history", params=query, idempotent=True)
-        return self._parse(HistoryPage, unwrap(answer.body), "history page")
+        history = self._parse(HistoryPage, unwrap(answer.body), "history page")
+        items = [
+            item.model_copy(update={"result": self._redacted(item.result, item.result.error)}) if item.result else item
+            for item in history.items
+        ]
+        return history.model_copy(update={"items": tuple(items)})
 
     # -- files ----------------------------------------------------------------------------------------
 
@@ -285,19 +313,33 @@ class AtlasClient:
             "Content-Type": f"multipart/form-data; boundary={boundary}",
             "Content-Length": str(len(head) + size + len(tail)),
         }
+        # Not bounded as a whole: a large file takes as long as the link needs; each read and write is bounded.
         answer = await self._send(
-            "POST", "/api/v1/model/uploadMedia", content=stream(), headers=headers, idempotent=False
+            "POST", "/api/v1/model/uploadMedia", content=stream(), headers=headers, idempotent=False, bounded=False
         )
         return self._parse(UploadedFile, unwrap(answer.body), "upload answer")
 
     async def download(self, url: str, *, max_bytes: int) -> tuple[bytes, str | None]:
         """Fetch an output file (for a preview or a saved copy): https or Atlas's origin only, size-capped.
 
-        Redirects are followed by hand, at most three, and only to places the first URL could have been.
-        Returns the bytes and the announced content type.
+        Redirects are followed by hand, at most three, and only to places the first URL could have been:
+        https hosts whose every address is public, checked before connecting and again on the connected
+        socket. The whole fetch, redirects included, is bounded by the client's deadline. Returns the bytes
+        and the announced content type.
         """
+        try:
+            with anyio.fail_after(self._deadline):
+                return await self._download(url, max_bytes)
+        except TimeoutError:
+            raise UpstreamUnavailableError(
+                f"The output file took longer than {self._deadline:g} s to fetch; its URL still works for a later try."
+            ) from None
+        except (ValueError, httpx.InvalidURL) as exc:  # Atlas's URL (or a redirect's) that is no URL at all
+            raise BadResponseError(f"The output URL is malformed ({type(exc).__name__}); not fetched.") from exc
+
+    async def _download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]:
         for _hop in range(4):
-            self._check_download_url(url)
+            own_origin = await self._check_download_url(url)
             request = self._http.build_request("GET", url, headers={"Accept": "*/*"})
             try:
                 response = await self._http.send(request, stream=True, auth=None)  # output files are public
@@ -306,6 +348,9 @@ class AtlasClient:
                     f"The output file could not be fetched ({type(exc).__name__}); its URL still works for a later try."
                 ) from exc
             try:
+                peer = _peer_address(response)
+                if not own_origin and peer is not None and not _is_public_address(peer):
+                    raise BadResponseError("The output URL points at a private or local address; not fetched.")
                 if response.is_redirect and "location" in response.headers:
                     url = str(response.url.join(response.headers["location"]))
                     continue
@@ -326,18 +371,39 @@ class AtlasClient:
                         )
                 return bytes(data), response.headers.get("content-type")
             finally:
-                await response.aclose()
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
         raise BadResponseError("The output URL redirected too many times; not fetched.")
 
-    def _check_download_url(self, url: str) -> None:
-        parts = urlsplit(url)
+    async def _check_download_url(self, url: str) -> bool:
+        """Refuse a URL we must not fetch; return whether it is on Atlas's own origin (trusted as configured)."""
         if _origin_of(url) == self._origin:
-            return
-        host = (parts.hostname or "").lower()
+            return True
+        await self._check_public_https(url, "output URL")
+        return False
+
+    async def _check_public_https(self, url: str, what: str) -> None:
+        """An https URL whose host resolves only to public addresses, or :class:`BadResponseError`.
+
+        Resolving here catches every spelling of a private address (``127.1``, ``2130706433``,
+        ``localhost.``, a name in /etc/hosts), not only the literal ones.
+        """
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
         if parts.scheme != "https" or not host:
-            raise BadResponseError("Only https output URLs (or Atlas's own origin) are fetched; this one is not.")
-        if host == "localhost" or host.endswith(".localhost") or _is_private_address(host):
-            raise BadResponseError("The output URL points at a private or local address; not fetched.")
+            raise BadResponseError(f"Only https {what}s (or Atlas's own origin) are fetched; this one is not.")
+        refused = BadResponseError(f"The {what} points at a private or local address; not fetched.")
+        if host == "localhost" or host.endswith(".localhost"):
+            raise refused
+        port = parts.port or 443  # a malformed port raises ValueError: the URL is no URL
+        try:
+            addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise UpstreamUnavailableError(
+                f"The host of the {what} could not be resolved ({type(exc).__name__}); try again later."
+            ) from exc
+        if not addresses or not all(_is_public_address(str(address[4][0])) for address in addresses):
+            raise refused
 
     # -- catalogue ------------------------------------------------------------------------------------
 
@@ -359,9 +425,12 @@ class AtlasClient:
 
     async def get_schema(self, schema_url: str) -> dict[str, Any]:
         """A model's OpenAPI schema document. Public: fetched without the key, from https or Atlas's origin only."""
-        if _origin_of(schema_url) != self._origin and urlsplit(schema_url).scheme != "https":
-            raise BadResponseError("The model's schema URL is neither https nor on Atlas's origin; not fetched.")
-        answer = await self._send("GET", schema_url, idempotent=True, authenticated=False)
+        try:
+            if _origin_of(schema_url) != self._origin:
+                await self._check_public_https(schema_url, "schema URL")
+            answer = await self._send("GET", schema_url, idempotent=True, authenticated=False)
+        except (ValueError, httpx.InvalidURL) as exc:
+            raise BadResponseError(f"The model's schema URL is malformed ({type(exc).__name__}); not fetched.") from exc
         if not isinstance(answer.body, dict):
             raise BadResponseError("The model's schema document is not a JSON object.")
         return answer.body
@@ -379,26 +448,46 @@ class AtlasClient:
         params: Mapping[str, str | int] | None = None,
         content: AsyncIterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
+        bounded: bool = True,
     ) -> _Answer:
+        """One call, retried if idempotent; with ``bounded``, all of it (tries and pauses) within the deadline.
+
+        A quick failure is retried up to the policy's attempts; slow ones use the deadline up, and a pause
+        that would outlast it is not taken: the caller hears the last answer's error at once instead.
+        """
         if authenticated and self._key is None:
             raise AuthenticationError(
                 "No Atlas API key is configured: set ATLASCLOUD_API_KEY in the server's environment "
                 "(get a key from the Atlas Cloud dashboard). Nothing was sent."
             )
+        budget = self._deadline if bounded else None
+        give_up_at = anyio.current_time() + (budget if budget is not None else math.inf)
+        try:
+            with anyio.fail_after(budget):
+                exchange = partial(self._exchange, method, url, json_body, params, content, headers, authenticated)
+                return await self._attempts(exchange, method, idempotent, give_up_at)
+        except TimeoutError as exc:
+            raise self._network_error(exc, idempotent) from exc
+
+    async def _attempts(
+        self, exchange: Callable[[], Awaitable[_Answer]], method: str, idempotent: bool, give_up_at: float
+    ) -> _Answer:
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
-                answer = await self._exchange(method, url, json_body, params, content, headers, authenticated)
+                answer = await exchange()
             except httpx.TransportError as exc:
-                if attempt < attempts:
-                    await anyio.sleep(self.retry.delay(attempt, None))
+                pause = self.retry.delay(attempt, None)
+                if attempt < attempts and anyio.current_time() + pause < give_up_at:
+                    await anyio.sleep(pause)
                     continue
                 raise self._network_error(exc, idempotent) from exc
             if _retryable(answer) and attempt < attempts:
-                retry_after = _retry_after(answer.headers)
-                logger.info("Atlas answered %s on %s; retry %d of %d", answer.status, method, attempt, attempts - 1)
-                await anyio.sleep(self.retry.delay(attempt, retry_after))
-                continue
+                pause = self.retry.delay(attempt, _retry_after(answer.headers))
+                if anyio.current_time() + pause < give_up_at:
+                    logger.info("Atlas answered %s on %s; retry %d of %d", answer.status, method, attempt, attempts - 1)
+                    await anyio.sleep(pause)
+                    continue
             self._raise_for_error(answer)
             return answer
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
@@ -426,7 +515,8 @@ class AtlasClient:
                         "refused to read further."
                     )
         finally:
-            await response.aclose()
+            with anyio.CancelScope(shield=True):  # give the connection back even when the deadline struck
+                await response.aclose()
         body: Any
         try:
             body = json.loads(raw.decode("utf-8")) if raw else None
@@ -475,17 +565,17 @@ class AtlasClient:
             )
         raise AtlasAPIError(f"Atlas answered HTTP {status}.{detail}", status=status)
 
-    def _network_error(self, exc: httpx.TransportError, idempotent: bool) -> UpstreamUnavailableError:
-        what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
+    def _network_error(self, exc: Exception, idempotent: bool) -> UpstreamUnavailableError:
+        timed_out = isinstance(exc, (httpx.TimeoutException, TimeoutError))
+        what = "did not answer in time" if timed_out else "could not be reached"
         message = f"Atlas {what} ({type(exc).__name__})."
+        # Without a connection nothing was sent, so even the billable POST may simply be tried again.
+        never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        if not idempotent and not never_sent:
+            return UpstreamUnavailableError(f"{message} {_MAYBE_SENT}")
         if not idempotent:
-            message += (
-                " The request may still have reached Atlas: look at the recent predictions before "
-                "trying again, so that nothing is paid twice."
-            )
-        else:
-            message += " Check the network or ATLASCLOUD_BASE_URL and try again."
-        return UpstreamUnavailableError(message)
+            message += " Nothing was sent."
+        return UpstreamUnavailableError(f"{message} Check the network or ATLASCLOUD_BASE_URL and try again.")
 
     def _upstream_text(self, body: Any) -> str | None:
         text = body.text if isinstance(body, _NotJSON) else error_text(body)
@@ -501,10 +591,14 @@ class AtlasClient:
         reason = prediction.error
         if prediction.phase == "failed" and not reason:
             reason = error_text(answer.body)  # some failures carry the reason only in the outer message
-        if reason:
-            secrets_ = [self._key.get_secret_value()] if self._key else []
-            prediction = prediction.model_copy(update={"error": redact(reason, secrets_)})
-        return prediction
+        return self._redacted(prediction, reason)
+
+    def _redacted(self, prediction: Prediction, reason: str | None) -> Prediction:
+        """The prediction with ``reason`` as its error, scrubbed: it is Atlas's text and may echo secrets."""
+        if not reason:
+            return prediction
+        secrets_ = [self._key.get_secret_value()] if self._key else []
+        return prediction.model_copy(update={"error": redact(reason, secrets_)})
 
     def _parse(self, model: type[_M], payload: Any, what: str) -> _M:
         try:
@@ -523,12 +617,38 @@ class _NotJSON:
         self.text = text
 
 
-def _is_private_address(host: str) -> bool:
+def _about_prediction(exc: _E, prediction_id: str) -> _E:
+    """The same error, naming the prediction whose wait it broke: with the id, the caller can finish the job
+    with a free read instead of paying for it again."""
+    detailed = copy.copy(exc)
+    detailed.args = (
+        f"Prediction {prediction_id} was submitted, but reading its state failed: {exc} It may still be running "
+        "at Atlas: call check_prediction with this id later instead of submitting again.",
+    )
+    return detailed
+
+
+def _is_public_address(address: str) -> bool:
+    """Whether an IP address is on the public internet (an IPv4-mapped IPv6 address counts as its IPv4 one)."""
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    return not address.is_global
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _peer_address(response: httpx.Response) -> str | None:
+    """The address the response really came from, when the transport says (a socket does; an ASGI app not).
+
+    The host was resolved and checked before connecting; this closes the gap of a name that resolves
+    differently the second time (DNS rebinding).
+    """
+    stream = response.extensions.get("network_stream")
+    get_extra_info = getattr(stream, "get_extra_info", None)
+    peer = get_extra_info("server_addr") if callable(get_extra_info) else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _strip_markup(text: str) -> str:

@@ -2,7 +2,8 @@
 
 A `Fault` matches requests by path prefix (and method) and replaces or distorts the
 answer. Each kind imitates something clients meet in the wild: an outage page from
-nginx, a 429 with Retry-After, a body cut short, a connection reset mid-request.
+nginx, a 429 with Retry-After, a body cut short, a connection reset mid-request, a
+body that drips in so slowly that no single read ever times out.
 `apply_fault` runs as the outermost ASGI layer so it can also abort the TCP connection.
 """
 
@@ -35,6 +36,7 @@ FaultKind = Literal[
     "reset",
     "missing_fields",
     "huge_body",
+    "trickle",
     "redirect",
 ]
 
@@ -56,8 +58,8 @@ class Fault:
     times: int | None = 1  # matching requests it applies to; None = until cleared
     status: int = 503  # for "status", "html", "envelope_error"
     retry_after: float | None = None  # for "rate_limit": the Retry-After header, if any
-    seconds: float = 0.0  # for "delay": wait, then answer normally
-    size: int = 0  # for "huge_body": bytes streamed
+    seconds: float = 0.0  # for "delay": wait, then answer normally; for "trickle": the pause between chunks
+    size: int = 0  # for "huge_body" and "trickle": bytes streamed
     location: str = ""  # for "redirect": the Location header
     message: str = "Service temporarily unavailable"
 
@@ -143,6 +145,23 @@ async def _huge_body(scope: Scope, send: Send, size: int) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+async def _trickle(scope: Scope, send: Send, size: int, pause: float) -> None:
+    """A 200 whose `size` bytes arrive 1 KiB at a time, `pause` seconds apart: each read is quick, the whole
+    answer takes ages, so only a deadline on the whole exchange stops a client from waiting for it."""
+    content_type = b"image/png" if scope["path"].endswith(".png") else b"application/json"
+    headers = [(b"content-type", content_type), (b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    remaining = size
+    while remaining > 0:
+        chunk = _ZEROS[: min(1024, remaining)]
+        remaining -= len(chunk)
+        await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if remaining > 0:
+            await anyio.sleep(pause)
+    if size == 0:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def _unenveloped(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Run the app, then lift `data` out of a JSON envelope, as the seed page's samples expect."""
     start: Message | None = None
@@ -202,6 +221,8 @@ async def apply_fault(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive
         await _respond_json(send, 200, {"code": 200, "message": "success", "data": {}})
     elif kind == "huge_body":
         await _huge_body(scope, send, fault.size)
+    elif kind == "trickle":
+        await _trickle(scope, send, fault.size, fault.seconds)
     elif kind == "redirect":
         payload = {"code": 302, "message": f"moved to {fault.location}"}
         await _respond_json(send, 302, payload, location=fault.location)

@@ -34,6 +34,9 @@ class PredictionPlan:
     failure_http_status: int = 500  # how a failed prediction's GET is answered (Atlas says 500)
     final_status: str = "completed"  # the success word: "completed", "succeeded" or "success"
     outputs_key: str = "outputs"  # "outputs", or "output" as a few Atlas models say
+    # Answer these as the outputs instead of the emulator's own files: for clients' download policies
+    # (a plain-http URL, a private address, a host of another origin...).
+    output_urls: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.seconds is not None and self.seconds < 0:
@@ -120,6 +123,7 @@ class Prediction:
             data["error"] = self.plan.fail
             return data
         count = self.submission.num_outputs
-        data[self.plan.outputs_key] = [origin + self.output_path(i) for i in range(count)]
-        data["has_nsfw_contents"] = [False] * count
+        urls = self.plan.output_urls
+        data[self.plan.outputs_key] = [origin + self.output_path(i) for i in range(count)] if urls is None else urls
+        data["has_nsfw_contents"] = [False] * len(data[self.plan.outputs_key])
         return data

@@ -302,7 +302,11 @@ def _looks_like_image(url: str) -> bool:
 
 
 def _url_extension(url: str) -> str:
-    return os.path.splitext(urlsplit(url).path)[1].lower()[:8]
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # Atlas's text, not ours: an unparsable URL has no extension to go by
+        return ""
+    return os.path.splitext(path)[1].lower()[:8]
 
 
 def _next_step(prediction: Prediction) -> str | None:
