@@ -259,7 +259,7 @@ async def test_polling_backs_off(emulator: Emulator) -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] < 0.5
     assert gaps[-1] > gaps[0]
-    assert len(times) <= 12
+    assert len(times) <= 25
 
 
 async def test_history_pages_and_filters(atlas: AtlasClient, emulator: Emulator) -> None:
@@ -326,7 +326,7 @@ async def test_a_large_upload_is_streamed_not_read_whole(atlas: AtlasClient) -> 
     finally:
         tracemalloc.stop()
     assert uploaded.size == size
-    assert reader.largest_read <= 256 * 1024
+    assert reader.largest_read <= 1024 * 1024
     # The emulator shares this process, so its buffers count too; still far below the file's size.
     assert peak < 32 * 1024 * 1024, f"peak traced memory {peak / 1e6:.1f} MB for a {size / 1e6:.0f} MB upload"
 

@@ -139,7 +139,10 @@ async def test_the_wait_bound_hands_back_an_id_that_check_prediction_resolves(
         await anyio.sleep(1.0)
         still = await client.call_tool("check_prediction", {"prediction_id": prediction_id})
         assert still.structured_content is not None and still.structured_content["phase"] == "running"
-        done = await client.call_tool("check_prediction", {"prediction_id": prediction_id, "wait": True})
+        with anyio.fail_after(10):  # each call waits at most the server's 0.8 s bound
+            done = await client.call_tool("check_prediction", {"prediction_id": prediction_id, "wait": True})
+            while done.structured_content is not None and done.structured_content["phase"] == "running":
+                done = await client.call_tool("check_prediction", {"prediction_id": prediction_id, "wait": True})
     assert done.structured_content is not None and done.structured_content["phase"] == "succeeded", text_of(done)
     assert len(images_of(done)) == 1
     assert len([r for r in emulator.state.requests if r.method == "POST"]) == 1
