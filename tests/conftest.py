@@ -25,8 +25,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full-load", action="store_true", help="run load and soak checks at the issue's full sizes")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:  # session-wide, so module-scoped async fixtures (one stdio session per module) can use it
     return "asyncio"
 
 

@@ -43,11 +43,6 @@ SIGNATURE = "SIGNATURE-SECRET-4711"  # a signed-URL query an upstream error echo
 DOCS = Path(__file__).parent.parent / "docs" / "reliability.md"
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Matrix:
     """The module's one server session, and everything it has said."""

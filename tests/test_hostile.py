@@ -488,20 +488,25 @@ REFUSED_OUTPUTS = {
 }
 
 
+def generate_with_output(session: Session, url: str, how: str) -> CallToolResult:
+    """Generate an image whose output is ``url``: given as the output itself, or as where the output redirects."""
+    state = session.emulator.state
+    if how == "as the output URL":
+        state.plan_next(PredictionPlan(seconds=0, output_urls=[url]))  # done at once: no polling
+    else:
+        state.plan_next(PredictionPlan(seconds=0))
+        state.add_fault(Fault(path=OUTPUT, kind="redirect", location=url))
+    try:
+        return session.call("generate_image", {"prompt": "x", "size": "256*256", "wait": True})
+    finally:
+        state.clear_faults()
+
+
 @pytest.mark.parametrize("how", ["as the output URL", "as a redirect"])
 def test_outputs_are_fetched_only_from_public_https_hosts(session: Session, how: str) -> None:
     """Each refused URL is named in the result and never fetched; the generation itself still succeeds."""
     for url, reason in REFUSED_OUTPUTS.items():
-        state = session.emulator.state
-        if how == "as the output URL":
-            state.plan_next(PredictionPlan(seconds=0, output_urls=[url]))  # done at once: no polling
-        else:
-            state.plan_next(PredictionPlan(seconds=0))
-            state.add_fault(Fault(path=OUTPUT, kind="redirect", location=url))
-        try:
-            result = session.call("generate_image", {"prompt": "x", "size": "256*256", "wait": True})
-        finally:
-            state.clear_faults()
+        result = generate_with_output(session, url, how)
         output = expect_done(result)["outputs"][0]
         assert reason in (output["note"] or ""), (url, output)
         assert images_of(result) == [] and output["saved_path"] is None
@@ -518,16 +523,7 @@ def test_outputs_are_fetched_only_from_public_https_hosts(session: Session, how:
     ],
 )
 def test_malformed_output_urls_are_named_not_fetched(session: Session, url: str, how: str) -> None:
-    state = session.emulator.state
-    if how == "as the output URL":
-        state.plan_next(PredictionPlan(seconds=0, output_urls=[url]))
-    else:
-        state.plan_next(PredictionPlan(seconds=0))
-        state.add_fault(Fault(path=OUTPUT, kind="redirect", location=url))
-    try:
-        result = session.call("generate_image", {"prompt": "x", "size": "256*256", "wait": True})
-    finally:
-        state.clear_faults()
+    result = generate_with_output(session, url, how)
     assert "not fetched" in (expect_done(result)["outputs"][0]["note"] or "")
 
 

@@ -38,11 +38,6 @@ SUBMIT = "/api/v1/model/generateImage"
 RSS_GROWTH_LIMIT_KIB = 16 * 1024
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Load:
     client: Client

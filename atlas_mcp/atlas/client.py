@@ -185,14 +185,6 @@ class AtlasClient:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
-    @property
-    def base_url(self) -> str:
-        return self._origin
-
-    @property
-    def has_key(self) -> bool:
-        return self._key is not None
-
     async def __aenter__(self) -> AtlasClient:
         return self
 
