@@ -40,8 +40,10 @@ def emulator_session() -> Iterator[Emulator]:
 def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.reset()
     emulator_session.state.config.prediction_seconds = 0.3
+    emulator_session.state.config.profile = None
     yield emulator_session
     emulator_session.state.reset()
+    emulator_session.state.config.profile = None
 
 
 _FIGURES = pytest.StashKey[list[str]]()

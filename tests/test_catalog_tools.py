@@ -40,7 +40,8 @@ def text_of(result: CallToolResult) -> str:
 
 
 def posts(emulator: Emulator) -> list[Any]:
-    return [r for r in emulator.state.requests if r.method == "POST"]
+    """The billable submits (quotes are POSTs too, and free)."""
+    return [r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]
 
 
 async def call(
@@ -161,7 +162,8 @@ async def test_dry_runs_work_without_a_key_and_send_nothing(emulator: Emulator, 
     assert structured is not None and structured["phase"] == "dry_run" and structured["prediction_id"] is None
     assert structured["request"]["url"] == f"{emulator.url}/api/v1/model/generateImage"
     assert structured["request"]["body"] == {"model": FLUX, "prompt": "a fox", "size": "768*512", "num_images": 2}
-    assert structured["estimated_price_usd"] == pytest.approx(0.006)
+    assert structured["quote"] == {"price_usd": pytest.approx(0.006), "source": "catalogue", "estimate": True}
+    assert "about $0.006 (estimated from the catalogue price)" in text_of(image)
     assert "nothing was sent" in text_of(image)
     assert video.structured_content is not None
     assert video.structured_content["request"]["url"].endswith("/api/v1/model/generateVideo")
@@ -176,7 +178,7 @@ async def test_history_pages_and_filters(emulator: Emulator, tmp_path: Path) -> 
             await client.call_tool("generate_image", {"prompt": f"history {index}", "wait": False})
         first = await client.call_tool("list_predictions", {"page_size": 2, "model": FLUX})
         second = await client.call_tool("list_predictions", {"page_size": 2, "page": 2, "model": FLUX})
-        failed = await client.call_tool("list_predictions", {"status": "failed"})
+        failed = await client.call_tool("list_predictions", {"state": "failed"})
     page_one = first.structured_content
     assert page_one is not None and len(page_one["predictions"]) == 2 and page_one["has_more"]
     assert "page=2" in text_of(first)

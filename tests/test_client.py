@@ -60,7 +60,8 @@ async def test_submit_wait_and_outputs(atlas: AtlasClient, emulator: Emulator) -
     assert done.price == pytest.approx(0.003)
     assert done.predict_time is not None
     assert polls and polls[-1] == done.status
-    data, content_type = await atlas.download(done.outputs[0], max_bytes=10 * 1024 * 1024)
+    assert done.outputs[0].url is not None
+    data, content_type = await atlas.download(done.outputs[0].url, max_bytes=10 * 1024 * 1024)
     assert data.startswith(b"\x89PNG")
     assert content_type == "image/png"
     # PNG IHDR: width and height are the requested size
@@ -181,9 +182,14 @@ async def test_bodies_not_in_any_documented_form(
 
 async def test_oversized_bodies_are_not_read_whole(emulator: Emulator) -> None:
     emulator.state.add_fault(Fault(path=PREDICTION_PATH, kind="huge_body", size=50 * 1024 * 1024))
-    async with AtlasClient(api_key=TEST_KEY, base_url=emulator.url, retry=FAST_RETRY, max_body_bytes=1 << 20) as atlas:
-        with pytest.raises(BadResponseError, match="exceeded"):
+    async with AtlasClient(
+        api_key=TEST_KEY, base_url=emulator.url, retry=FAST_RETRY, max_body_bytes=1 << 20, max_prediction_bytes=2 << 20
+    ) as atlas:
+        with pytest.raises(BadResponseError, match="exceeded 2048 KiB"):
             await atlas.get_prediction("a" * 32)
+        emulator.state.add_fault(Fault(path="/api/v1/models", kind="huge_body", size=50 * 1024 * 1024))
+        with pytest.raises(BadResponseError, match="exceeded 1024 KiB"):
+            await atlas.list_models()
 
 
 @pytest.mark.parametrize("bad_id", ["x/../../history", "../models", "a b", "", "a" * 200, "%2e%2e", "id?x=1"])
@@ -263,6 +269,7 @@ async def test_polling_backs_off(emulator: Emulator) -> None:
 
 
 async def test_history_pages_and_filters(atlas: AtlasClient, emulator: Emulator) -> None:
+    emulator.state.config.prediction_seconds = 5  # all three still running while the pages are read
     ids = [(await atlas.submit(FLUX, {"prompt": f"p{i}"})).id for i in range(3)]
     first = await atlas.list_predictions(page=1, size=2, model=FLUX)
     second = await atlas.list_predictions(page=2, size=2, model=FLUX)
@@ -270,8 +277,13 @@ async def test_history_pages_and_filters(atlas: AtlasClient, emulator: Emulator)
     assert [item.id for item in first.items] == ids[::-1][:2]
     assert second.items[0].id == ids[0]
     assert first.items[0].request_body is not None and first.items[0].request_body["prompt"] == "p2"
-    one = await atlas.list_predictions(prediction_id=ids[1])
-    assert [item.id for item in one.items] == [ids[1]]
+    # Atlas's newer query form: state and modelPrefix (see tests/fixtures/atlas/requests/history.newer-form.json)
+    running = await atlas.list_predictions(state="running", model_prefix="black-forest-labs/")
+    assert [item.id for item in running.items][:3] == ids[::-1]
+    assert "state=running" in emulator.state.requests[-1].query
+    assert "modelPrefix=black-forest-labs%2F" in emulator.state.requests[-1].query
+    succeeded = await atlas.list_predictions(state="succeeded", model=FLUX, size=50)
+    assert not set(ids) & {item.id for item in succeeded.items}
     with pytest.raises(InputError):
         await atlas.list_predictions(size=51)
 

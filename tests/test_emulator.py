@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import json
@@ -309,9 +310,10 @@ def test_video_and_audio_models_give_small_honest_files(client: httpx.Client) ->
         "/api/v1/model/generateAudio",
         json={"model": "minimax/speech-2.5-hd", "text": "hello", "enable_sync_mode": True},
     ).json()["data"]
-    sound = httpx.get(speech["outputs"][0])
-    assert sound.headers["content-type"] == "audio/wav"
-    assert sound.content[8:12] == b"WAVE"
+    # This model sends its files inline, as data: URIs (its profile: data-uri-outputs)
+    header, _, encoded = speech["outputs"][0].partition(",")
+    assert header == "data:audio/wav;base64"
+    assert base64.b64decode(encoded)[8:12] == b"WAVE"
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -425,7 +427,7 @@ def test_fault_arguments_are_checked() -> None:
 
 def test_history_pages_newest_first_and_filters() -> None:
     with (
-        Emulator(EmulatorConfig(prediction_seconds=0)) as fresh,
+        Emulator(EmulatorConfig(prediction_seconds=0, profile="plain")) as fresh,
         httpx.Client(base_url=fresh.url, headers=AUTH) as http,
     ):
         ids = [submit(http, prompt=f"p{n}")["id"] for n in range(3)]
@@ -516,9 +518,11 @@ def test_schema_document_matches_the_docs_table(client: httpx.Client) -> None:
     schema = document["components"]["schemas"]["Input"]
     assert "Output" in document["components"]["schemas"]
     assert schema["type"] == "object"
-    assert schema["required"] == ["prompt"]
+    # The live shape: `model` is required and is a property whose default is the model's own id
+    assert schema["required"] == ["model", "prompt"]
     assert schema["x-order-properties"] == list(schema["properties"])
     props = schema["properties"]
+    assert props["model"]["default"] == SCHNELL
     assert props["size"]["default"] == "1024*1024"
     assert (props["num_images"]["minimum"], props["num_images"]["maximum"], props["num_images"]["default"]) == (1, 4, 1)
     assert (props["seed"]["default"], props["seed"]["minimum"], props["seed"]["maximum"]) == (-1, -1, 2147483647)

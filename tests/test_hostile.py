@@ -47,6 +47,7 @@ EXPECTED_REQUESTS = re.compile(
     r"GET /api/v1/models"
     r"|GET /emulator-storage/schemas/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+\.json"
     r"|POST /api/v1/model/generate(Image|Video|Audio)"
+    r"|POST /api/v1/model/calculate"
     r"|GET /api/v1/model/prediction/[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
     r"|GET /api/v1/model/history"
     r"|POST /api/v1/model/uploadMedia"
@@ -459,12 +460,16 @@ def test_missing_arguments_and_unknown_tools_are_refused(session: Session) -> No
 
 
 def test_upstream_bodies_are_read_with_a_size_cap(session: Session) -> None:
-    session.emulator.state.add_fault(Fault(path=PREDICTION, kind="huge_body", size=9 * 1024 * 1024))
+    # A prediction may carry its outputs inline (base64), so its answers may take 64 MiB; other answers 8 MiB.
+    session.emulator.state.add_fault(Fault(path=PREDICTION, kind="huge_body", size=65 * 1024 * 1024))
+    session.emulator.state.add_fault(Fault(path="/api/v1/model/history", kind="huge_body", size=9 * 1024 * 1024))
     try:
         result = session.call("check_prediction", {"prediction_id": session.known_ids[0]})
+        history = session.call("list_predictions", {})
     finally:
         session.emulator.state.clear_faults()
-    expect_error("check_prediction", result, "exceeded 8192 KiB; refused to read further")
+    expect_error("check_prediction", result, "exceeded 65536 KiB; refused to read further")
+    expect_error("list_predictions", history, "exceeded 8192 KiB; refused to read further")
 
 
 REFUSED_OUTPUTS = {

@@ -24,7 +24,7 @@ def test_every_success_variant_parses_to_one_shape(body: dict[str, object]) -> N
     prediction = Prediction.model_validate(unwrap(body))
     assert prediction.id == "p1"
     assert prediction.phase == "succeeded"
-    assert prediction.outputs == ("https://x/a.png",)
+    assert [output.url for output in prediction.outputs] == ["https://x/a.png"]
 
 
 @pytest.mark.parametrize(
@@ -107,4 +107,4 @@ def test_catalogue_entry_and_history() -> None:
         }
     )
     assert page.items[0].request_body == {"model": "m/x", "prompt": "hi"}
-    assert page.items[0].result is not None and page.items[0].result.outputs == ("https://x/a.png",)
+    assert page.items[0].result is not None and page.items[0].result.outputs[0].url == "https://x/a.png"

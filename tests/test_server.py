@@ -99,7 +99,7 @@ async def test_generate_image_waits_with_progress_and_returns_everything(emulato
     assert Image.open(io.BytesIO(base64.b64decode(preview.data))).size == (768, 512)
     assert len(progress) >= 3
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
-    submitted = [r for r in emulator.state.requests if r.method == "POST"]
+    submitted = [r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]
     assert len(submitted) == 1
 
 
@@ -145,7 +145,7 @@ async def test_the_wait_bound_hands_back_an_id_that_check_prediction_resolves(
                 done = await client.call_tool("check_prediction", {"prediction_id": prediction_id, "wait": True})
     assert done.structured_content is not None and done.structured_content["phase"] == "succeeded", text_of(done)
     assert len(images_of(done)) == 1
-    assert len([r for r in emulator.state.requests if r.method == "POST"]) == 1
+    assert len([r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]) == 1
 
 
 async def test_a_failed_prediction_is_a_tool_error_with_atlas_reason(emulator: Emulator, tmp_path: Path) -> None:
@@ -209,7 +209,7 @@ async def test_bad_inputs_are_refused_before_anything_is_paid(
         result = await client.call_tool("generate_image", arguments)
     assert result.is_error
     assert message in text_of(result)
-    assert not [r for r in emulator.state.requests if r.method == "POST"]
+    assert not [r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]
 
 
 async def test_check_prediction_refuses_traversal_ids(emulator: Emulator, tmp_path: Path) -> None:

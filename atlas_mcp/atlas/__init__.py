@@ -1,16 +1,40 @@
 """Everything that speaks HTTP to Atlas Cloud, and nothing of MCP."""
 
-from atlas_mcp.atlas.client import AtlasClient, MediaKind, PollPolicy, RetryPolicy, validate_prediction_id
-from atlas_mcp.atlas.models import HistoryItem, HistoryPage, ModelEntry, Prediction, UploadedFile
+from atlas_mcp.atlas.client import (
+    NOT_VISIBLE_YET,
+    AtlasClient,
+    HistoryState,
+    MediaKind,
+    PollPolicy,
+    RetryPolicy,
+    validate_prediction_id,
+)
+from atlas_mcp.atlas.models import (
+    Balance,
+    HistoryItem,
+    HistoryPage,
+    ModelEntry,
+    Money,
+    Output,
+    Prediction,
+    Quote,
+    UploadedFile,
+)
 
 __all__ = [
+    "NOT_VISIBLE_YET",
     "AtlasClient",
+    "Balance",
     "HistoryItem",
     "HistoryPage",
+    "HistoryState",
     "MediaKind",
     "ModelEntry",
+    "Money",
+    "Output",
     "PollPolicy",
     "Prediction",
+    "Quote",
     "RetryPolicy",
     "UploadedFile",
     "validate_prediction_id",

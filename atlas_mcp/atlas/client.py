@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -36,9 +37,11 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas.models import (
+    Balance,
     HistoryPage,
     ModelEntry,
     Prediction,
+    Quote,
     UploadedFile,
     error_text,
     unwrap,
@@ -58,11 +61,24 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.redaction import redact
 
-__all__ = ["AtlasClient", "MediaKind", "PollPolicy", "RetryPolicy", "validate_prediction_id"]
+__all__ = [
+    "NOT_VISIBLE_YET",
+    "AtlasClient",
+    "HistoryState",
+    "MediaKind",
+    "PollPolicy",
+    "RetryPolicy",
+    "validate_prediction_id",
+]
 
 logger = logging.getLogger(__name__)
 
 MediaKind = Literal["image", "video", "audio"]
+HistoryState = Literal["running", "succeeded", "failed"]
+
+NOT_VISIBLE_YET = "submitted"
+"""Our status word for a prediction Atlas accepted but does not show yet: right after a submit, a read may
+answer 404 or 400 for a while. It counts as running."""
 _SUBMIT_PATHS: dict[MediaKind, str] = {
     "image": "/api/v1/model/generateImage",
     "video": "/api/v1/model/generateVideo",
@@ -70,6 +86,9 @@ _SUBMIT_PATHS: dict[MediaKind, str] = {
 }
 _PREDICTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _UPLOAD_CHUNK = 1024 * 1024  # per read from disk; 1 MiB took a quarter off upload CPU against 256 KiB
+# A prediction may carry its outputs inline (base64 or data: URIs, megabytes each): its answers may be this big.
+_MAX_PREDICTION_BODY = 64 * 1024 * 1024
+_RECENT_SUBMITS = 1024  # ids remembered for the warm-up grace
 _MAYBE_SENT = (
     "The request may still have reached Atlas: look at the recent predictions before trying again, "
     "so that nothing is paid twice."
@@ -173,6 +192,8 @@ class AtlasClient:
         poll: PollPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_body_bytes: int = 8 * 1024 * 1024,
+        max_prediction_bytes: int = _MAX_PREDICTION_BODY,
+        warmup_grace: float = 30.0,
     ) -> None:
         key = SecretStr(api_key) if isinstance(api_key, str) else api_key
         self._key = key if key is not None and key.get_secret_value() else None
@@ -180,10 +201,14 @@ class AtlasClient:
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self._max_body = max_body_bytes
+        self._max_prediction = max_prediction_bytes
         self._deadline = 2 * timeout  # for a whole call or download, retries included, however slowly it arrives
         self._timeout = timeout
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self.warmup_grace = warmup_grace
+        # id -> (when it was submitted, its model): a read that cannot find it yet is not proof it does not exist
+        self._submitted: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
 
     async def __aenter__(self) -> AtlasClient:
         return self
@@ -218,23 +243,64 @@ class AtlasClient:
         return self._origin + _SUBMIT_PATHS[kind]
 
     async def submit(self, model: str, params: Mapping[str, Any], *, kind: MediaKind = "image") -> Prediction:
-        """Start a prediction. Billable: sent exactly once, never retried, whatever happens."""
-        nested = params.get("input")
-        if "model" in params or (isinstance(nested, Mapping) and "model" in nested):
-            raise InputError("'model' cannot be set inside the parameters; pass it as the model argument.")
+        """Start a prediction. Billable: sent exactly once, never retried, whatever happens.
+
+        Some models answer synchronously: the returned prediction may already be done, outputs and all.
+        """
         if not model.strip():
             raise InputError("A model id is required, e.g. 'black-forest-labs/flux-schnell'.")
-        body = {"model": model, **params}
+        body = _generation_body(model, params)
         try:
-            answer = await self._send("POST", _SUBMIT_PATHS[kind], json_body=body, idempotent=False)
-            return self._prediction(answer)
+            answer = await self._send(
+                "POST", _SUBMIT_PATHS[kind], json_body=body, idempotent=False, max_body=self._max_prediction
+            )
+            prediction = self._prediction(answer)
         except BadResponseError as exc:  # Atlas said yes (2xx) in a form we cannot read: it may be running
             raise BadResponseError(f"{exc} {_MAYBE_SENT}") from exc
+        self._submitted[prediction.id] = (time.monotonic(), prediction.model or model)
+        while len(self._submitted) > _RECENT_SUBMITS:
+            self._submitted.popitem(last=False)
+        return prediction
+
+    async def quote(self, model: str, params: Mapping[str, Any]) -> Quote:
+        """Atlas's own price for exactly this generation, before paying for it. Free, so it is retried like a read."""
+        if not model.strip():
+            raise InputError("A model id is required, e.g. 'black-forest-labs/flux-schnell'.")
+        answer = await self._send(
+            "POST", "/api/v1/model/calculate", json_body=_generation_body(model, params), idempotent=True
+        )
+        return self._parse(Quote, unwrap(answer.body), "quote")
 
     async def get_prediction(self, prediction_id: str) -> Prediction:
-        """Read a prediction's current state. A failed prediction answered with HTTP 5xx is returned, not raised."""
-        path = f"/api/v1/model/prediction/{quote(validate_prediction_id(prediction_id), safe='')}"
-        return self._prediction(await self._send("GET", path, idempotent=True))
+        """Read a prediction's current state. A failed prediction answered with HTTP 5xx is returned, not raised.
+
+        Right after a submit Atlas may answer 404 or 400 for an id it has just handed out. Within
+        ``warmup_grace`` seconds of our own submit of that id, that reads as "not visible yet": a running
+        prediction whose status is :data:`NOT_VISIBLE_YET`. Later, or for an id we did not submit, it is an error.
+        """
+        candidate = validate_prediction_id(prediction_id)
+        path = f"/api/v1/model/prediction/{quote(candidate, safe='')}"
+        try:
+            answer = await self._send("GET", path, idempotent=True, max_body=self._max_prediction)
+        except (NotFoundError, InvalidRequestError) as exc:
+            if exc.status not in (400, 404):
+                raise
+            submitted = self._submitted.get(candidate)
+            age = None if submitted is None else time.monotonic() - submitted[0]
+            if submitted is not None and age is not None and age < self.warmup_grace:
+                return Prediction(id=candidate, status=NOT_VISIBLE_YET, model=submitted[1])
+            since = f", {age:.0f} s after it was submitted" if age is not None else ""
+            raise NotFoundError(
+                f"Atlas does not know prediction {candidate} (HTTP {exc.status}{since}). Check the id: pass it "
+                "exactly as a generate tool returned it, or find it with list_predictions.",
+                status=exc.status,
+            ) from exc
+        return self._prediction(answer)
+
+    async def balance(self) -> Balance:
+        """The account's balance (``/public/v1/balance``): a cheap way to learn whether the key is accepted."""
+        answer = await self._send("GET", "/public/v1/balance", idempotent=True)
+        return self._parse(Balance, unwrap(answer.body), "balance")
 
     async def wait(self, prediction: Prediction, *, timeout: float, on_poll: OnPoll | None = None) -> Prediction:
         """Poll until the prediction is done (succeeded or failed) and return it.
@@ -269,17 +335,24 @@ class AtlasClient:
         page: int = 1,
         size: int = 20,
         model: str | None = None,
-        status: str | None = None,
+        model_prefix: str | None = None,
+        state: HistoryState | None = None,
         prediction_id: str | None = None,
     ) -> HistoryPage:
-        """One page of the account's generation history, newest first."""
+        """One page of the account's generation history, newest first.
+
+        Filters use Atlas's newer query form (``state``, ``modelPrefix``); one prediction is found by id with the
+        older form's ``sessionID``, which the newer one has no word for.
+        """
         if not 1 <= size <= 50 or page < 1:
             raise InputError("page starts at 1 and size is 1 to 50.")
         query: dict[str, str | int] = {"no": page, "size": size}
         if model:
             query["model"] = model
-        if status:
-            query["status"] = status
+        if model_prefix:
+            query["modelPrefix"] = model_prefix
+        if state:
+            query["state"] = state
         if prediction_id:
             query["sessionID"] = validate_prediction_id(prediction_id)
         answer = await self._send("GET", "/api/v1/model/history", params=query, idempotent=True)
@@ -454,6 +527,7 @@ class AtlasClient:
         content: AsyncIterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         bounded: bool = True,
+        max_body: int | None = None,
     ) -> _Answer:
         """One call, retried if idempotent; with ``bounded``, all of it (tries and pauses) within the deadline.
 
@@ -469,7 +543,17 @@ class AtlasClient:
         give_up_at = anyio.current_time() + (budget if budget is not None else math.inf)
         try:
             with anyio.fail_after(budget):
-                exchange = partial(self._exchange, method, url, json_body, params, content, headers, authenticated)
+                exchange = partial(
+                    self._exchange,
+                    method,
+                    url,
+                    json_body,
+                    params,
+                    content,
+                    headers,
+                    authenticated,
+                    max_body or self._max_body,
+                )
                 return await self._attempts(exchange, method, idempotent, give_up_at)
         except TimeoutError as exc:
             raise self._network_error(exc, idempotent) from exc
@@ -506,6 +590,7 @@ class AtlasClient:
         content: AsyncIterator[bytes] | None,
         headers: Mapping[str, str] | None,
         authenticated: bool,
+        max_body: int,
     ) -> _Answer:
         request = self._http.build_request(method, url, json=json_body, params=params, content=content, headers=headers)
         # Public documents (catalogue, schemas) are fetched without the key: it only goes where it is needed.
@@ -514,9 +599,9 @@ class AtlasClient:
             raw = bytearray()
             async for chunk in response.aiter_bytes():
                 raw += chunk
-                if len(raw) > self._max_body:
+                if len(raw) > max_body:
                     raise BadResponseError(
-                        f"Atlas's answer to {method} {request.url.path} exceeded {self._max_body // 1024} KiB; "
+                        f"Atlas's answer to {method} {request.url.path} exceeded {max_body // 1024} KiB; "
                         "refused to read further."
                     )
         finally:
@@ -613,6 +698,14 @@ class AtlasClient:
             raise BadResponseError(
                 f"Atlas's {what} is missing or has malformed fields ({', '.join(fields)}). Try again later."
             ) from None
+
+
+def _generation_body(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of a generation (and of its quote): the model, always ours, and the parameters."""
+    nested = params.get("input")
+    if "model" in params or (isinstance(nested, Mapping) and "model" in nested):
+        raise InputError("'model' cannot be set inside the parameters; pass it as the model argument.")
+    return {"model": model, **params}
 
 
 class _NotJSON:

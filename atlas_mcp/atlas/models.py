@@ -5,17 +5,26 @@ This is the one module that digs into raw JSON. Everything else sees these model
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
 import json
+import re
 from typing import Any, Literal
+from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "Balance",
     "HistoryItem",
     "HistoryPage",
     "ModelEntry",
+    "Money",
+    "Output",
     "Phase",
     "Prediction",
+    "Quote",
     "UploadedFile",
     "error_text",
     "unwrap",
@@ -54,13 +63,88 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
+class Output(_Wire):
+    """One output of a prediction: a URL to fetch, a file Atlas sent inline, or a model's text.
+
+    Atlas gives URLs, but some models (or ``enable_base64_output``) answer with base64 strings or ``data:``
+    URIs of megabytes. Those are decoded here, once, so that nothing downstream ever carries them as text.
+    """
+
+    url: str | None = None
+    data: bytes | None = Field(default=None, repr=False)
+    media_type: str | None = None  # what a data: URI declared; the bytes are sniffed again before use
+    text: str | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.data is not None
+
+    def describe(self) -> str:
+        """A short line for texts and listings; never the inline bytes themselves."""
+        if self.url is not None:
+            return self.url
+        if self.data is not None:
+            kind = f"{self.media_type} " if self.media_type else ""
+            return f"(a {kind}file of {len(self.data)} bytes, sent inline by Atlas)"
+        text = self.text or ""
+        return text if len(text) <= 300 else text[:299] + "…"
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|file:", re.ASCII)
+_BASE64 = re.compile(r"[A-Za-z0-9+/\r\n]+={0,2}")
+_MIN_BASE64 = 64  # shorter strings are text (a word, an id), not a file
+
+
+def _output(item: Any) -> Output | None:
+    """Classify one raw output. URL strings and ``{"url": ...}`` items are links; base64 and ``data:`` URIs are
+    decoded; anything else is text."""
+    if item is None or item == "":
+        return None
+    if isinstance(item, dict):
+        for key in ("url", "uri", "download_url"):
+            if isinstance(item.get(key), str):
+                return _output(item[key])
+        for key in ("b64_json", "base64", "data"):
+            if isinstance(item.get(key), str) and (decoded := _inline(item[key])) is not None:
+                return decoded
+        return Output(text=json.dumps(item, ensure_ascii=False))
+    if not isinstance(item, str):
+        return Output(text=json.dumps(item, ensure_ascii=False))
+    value = item.strip()
+    if _URL.match(value):  # any scheme: which ones may be fetched is the downloader's decision, with a reason
+        return Output(url=value)
+    return _inline(value) or Output(text=value)
+
+
+def _inline(value: str) -> Output | None:
+    """Decode a ``data:`` URI or a bare base64 string, or return None when it is neither."""
+    if value[:5].lower() == "data:":
+        header, comma, payload = value[5:].partition(",")
+        if not comma:
+            return Output(text="(an inline output that is not a valid data: URI)")
+        media_type = header.split(";")[0].strip().lower() or None
+        try:
+            data = (
+                base64.b64decode(payload, validate=False) if ";base64" in header.lower() else unquote_to_bytes(payload)
+            )
+        except (binascii.Error, ValueError):
+            return Output(text="(an inline output whose base64 could not be decoded)")
+        return Output(data=data, media_type=media_type)
+    if len(value) < _MIN_BASE64 or not _BASE64.fullmatch(value):
+        return None
+    try:
+        return Output(data=base64.b64decode(value, validate=False))
+    except (binascii.Error, ValueError):
+        return None
+
+
 class Prediction(_Wire):
     """A prediction as Atlas reports it, normalised: one ``outputs`` list, ``error`` as text."""
 
     id: str = Field(min_length=1)
     status: str = "created"
     model: str | None = None
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[Output, ...] = ()
     error: str | None = None
     error_code: str | None = None
     price: float | None = None
@@ -82,15 +166,19 @@ class Prediction(_Wire):
             data["outputs"] = ()
         elif not isinstance(outputs, list):
             data["outputs"] = [outputs]
-        data["outputs"] = tuple(_output_text(item) for item in data["outputs"] if item not in (None, ""))
-        data["error"] = error_text(data.get("error")) if data.get("error") else None
+        data["outputs"] = tuple(output for item in data["outputs"] if (output := _output(item)) is not None)
+        raw_error = data.get("error")
+        data["error"] = error_text(raw_error) if raw_error else None
+        if data.get("error_code") is None and isinstance(raw_error, dict):
+            code = raw_error.get("code")  # an error object may carry the numeric code itself
+            data["error_code"] = code if isinstance(code, (int, str)) and str(code) not in ("", "0") else None
         metrics = data.get("metrics")
         if isinstance(metrics, dict) and "predict_time" not in data:
             data["predict_time"] = metrics.get("predict_time")
         for key in ("price", "predict_time"):
             data[key] = _number(data.get(key))
-        if data.get("error_code") is not None:
-            data["error_code"] = str(data["error_code"])
+        code = data.get("error_code")
+        data["error_code"] = None if code is None or str(code).strip() in ("", "0") else str(code).strip()
         nsfw = data.get("has_nsfw_contents")
         data["has_nsfw_contents"] = tuple(bool(x) for x in nsfw) if isinstance(nsfw, list) else ()
         if isinstance(data.get("status"), str):
@@ -111,16 +199,6 @@ class Prediction(_Wire):
     @property
     def done(self) -> bool:
         return self.phase != "running"
-
-
-def _output_text(item: Any) -> str:
-    """Outputs are URLs, but some models give ``{"url": ...}`` items or plain text."""
-    if isinstance(item, dict):
-        for key in ("url", "uri", "download_url"):
-            if isinstance(item.get(key), str):
-                return str(item[key])
-        return json.dumps(item, ensure_ascii=False)
-    return str(item)
 
 
 def _number(value: Any) -> float | None:
@@ -192,13 +270,82 @@ class ModelEntry(_Wire):
         return data
 
 
+class Quote(_Wire):
+    """Atlas's own price for a request (``/api/v1/model/calculate``), in dollars."""
+
+    price: float
+    origin_price: float | None = None
+    estimated: bool = False  # Atlas says the final price may differ (it depends on the output)
+    estimate_partial: bool = False
+
+    @field_validator("price", "origin_price", mode="before")
+    @classmethod
+    def _to_number(cls, value: Any) -> float | None:
+        return _number(value)
+
+    @field_validator("estimated", "estimate_partial", mode="before")
+    @classmethod
+    def _to_bool(cls, value: Any) -> bool:
+        return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
+
+
+class Money(_Wire):
+    value: float | None = None
+    currency: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {"value": _number(raw.get("value", raw.get("amount"))), "currency": raw.get("currency")}
+        return {"value": _number(raw)}  # a bare number or numeric string
+
+
+class Balance(_Wire):
+    """The account's money (``/public/v1/balance``); each amount is ``{"value", "currency"}`` or a bare number."""
+
+    account: str | None = None
+    scope: str | None = None
+    available: Money = Field(default_factory=Money)
+    cash: Money | None = None
+    bonus: Money | None = None
+    frozen: Money | None = None
+    credit_grant: Money | None = None
+
+    @field_validator("account", "scope", mode="before")
+    @classmethod
+    def _to_text(cls, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+
 class HistoryItem(_Wire):
-    id: str = Field(validation_alias="ID")
-    created_at: int | None = Field(default=None, validation_alias="createdAt")
+    id: str = Field(validation_alias=AliasChoices("ID", "id"))
+    created_at: int | None = Field(default=None, validation_alias=AliasChoices("createdAt", "created_at"))
     model: str | None = None
     status: str | None = None
-    request_body: dict[str, Any] | None = Field(default=None, validation_alias="requestBody")
+    request_body: dict[str, Any] | None = Field(
+        default=None, validation_alias=AliasChoices("requestBody", "request_body")
+    )
     result: Prediction | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _epoch(cls, value: Any) -> int | None:
+        """Unix seconds (or milliseconds), or an ISO 8601 time."""
+        number = _number(value)
+        if number is not None:
+            return int(number / 1000) if number > 1e11 else int(number)
+        if isinstance(value, str):
+            try:
+                return int(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                return None
+        return None
 
     @field_validator("request_body", mode="before")
     @classmethod
@@ -210,7 +357,7 @@ class HistoryItem(_Wire):
             except ValueError:
                 return None
             return parsed if isinstance(parsed, dict) else None
-        return value
+        return value if isinstance(value, dict) else None
 
     @field_validator("result", mode="before")
     @classmethod
@@ -219,7 +366,14 @@ class HistoryItem(_Wire):
 
 
 class HistoryPage(_Wire):
-    items: tuple[HistoryItem, ...] = ()
-    page: int = Field(default=1, validation_alias="pageNo")
-    page_size: int = Field(default=20, validation_alias="pageSize")
+    """One page of history, whichever of Atlas's spellings it comes in (``pageNo``/``page``, ``items``/``list``)."""
+
+    items: tuple[HistoryItem, ...] = Field(default=(), validation_alias=AliasChoices("items", "list", "records"))
+    page: int = Field(default=1, validation_alias=AliasChoices("pageNo", "page", "no"))
+    page_size: int = Field(default=20, validation_alias=AliasChoices("pageSize", "page_size", "size"))
     total: int = 0
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _no_items(cls, value: Any) -> Any:
+        return () if value is None else value

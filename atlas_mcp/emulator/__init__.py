@@ -8,16 +8,19 @@ to misbehave (`Fault`) or to shape the next predictions (`PredictionPlan`).
 
 from atlas_mcp.emulator.faults import Fault, FaultKind
 from atlas_mcp.emulator.predictions import PredictionPlan
+from atlas_mcp.emulator.profiles import PROFILES, Profile
 from atlas_mcp.emulator.runner import Emulator, run_emulator
 from atlas_mcp.emulator.state import EmulatorConfig, EmulatorState, RecordedRequest
 
 __all__ = [
+    "PROFILES",
     "Emulator",
     "EmulatorConfig",
     "EmulatorState",
     "Fault",
     "FaultKind",
     "PredictionPlan",
+    "Profile",
     "RecordedRequest",
     "run_emulator",
 ]

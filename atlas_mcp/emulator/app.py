@@ -1,12 +1,15 @@
 """The HTTP face of the emulator: Atlas's routes, public storage, and test controls.
 
-Routes map one-to-one onto Atlas endpoints (see /work/shared/reference/atlas-api.md);
-the storage routes stand in for Atlas's public file host; `/_emulator/*` lets a test
+Routes map one-to-one onto Atlas endpoints (see shared/reference/atlas-api.md and tests/fixtures/atlas/);
+the storage routes stand in for Atlas's object store, signed URLs included; `/_emulator/*` lets a test
 process that does not hold the Python object arm faults and read the request log.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -14,7 +17,8 @@ import re
 import secrets
 import time
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 from anyio import to_thread
@@ -29,6 +33,7 @@ from starlette.types import ASGIApp
 from atlas_mcp.emulator import wire
 from atlas_mcp.emulator.catalogue import MODELS, ModelType, catalogue_entry, find_model, schema_document
 from atlas_mcp.emulator.faults import Fault
+from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.images import render_png
 from atlas_mcp.emulator.media import render_audio, render_video
 from atlas_mcp.emulator.middleware import RecordAndFaultMiddleware
@@ -45,6 +50,8 @@ MAX_SEED = 2_147_483_647
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _OUTPUT_NAME = re.compile(r"(\d{1,2})\.([a-z0-9]+)")
 _MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "wav": "audio/wav"}
+_URL_LIFETIME_SECONDS = 3600  # how long a signed output URL works
+_STATES = {"running", "succeeded", "failed"}  # the history's newer `state` filter
 _FAULTS = TypeAdapter(Fault | list[Fault])
 _PLANS = TypeAdapter(PredictionPlan | list[PredictionPlan])
 
@@ -91,13 +98,69 @@ class _Endpoints:
         expected = self.state.config.api_key
         return expected is None or secrets.compare_digest(token.encode(), expected.encode())
 
-    def _answer(self, prediction: Prediction, origin: str) -> JSONResponse:
+    async def _answer(self, prediction: Prediction, origin: str) -> JSONResponse:
         """A prediction as GET answers it: failed ones come with the plan's HTTP status (500 on Atlas)."""
-        payload = prediction.payload(origin)
+        payload = await self._payload(prediction, origin)
         if payload["status"] == "failed":
             body = {"code": 500, "message": prediction.plan.fail, "data": payload}
             return JSONResponse(body, status_code=prediction.plan.failure_http_status)
         return wire.success(payload)
+
+    async def _payload(self, prediction: Prediction, origin: str) -> dict[str, Any]:
+        """The prediction object at this moment, its outputs and error in the forms of its profile."""
+        now = time.monotonic()
+        outputs = await self._outputs(prediction, origin, now)
+        return prediction.payload(origin, now, outputs=outputs, error=self._error(prediction))
+
+    async def _outputs(
+        self, prediction: Prediction, origin: str, now: float, *, inline: bool = True
+    ) -> list[str] | None:
+        """A finished prediction's outputs in its profile's form: signed URLs, or the files themselves inline."""
+        if prediction.running(now) or prediction.plan.fail is not None:
+            return None
+        count = prediction.submission.num_outputs
+        form = prediction.profile.outputs
+        if prediction.submission.params.get("enable_base64_output") is True and form != "data-uri":
+            form = "base64"
+        if inline and form in ("base64", "data-uri"):
+            files = [await self._output_bytes(prediction, index) for index in range(count)]
+            encoded = [base64.b64encode(data).decode("ascii") for data in files]
+            if form == "base64":
+                return encoded
+            media_type = _MEDIA_TYPES[prediction.submission.model.output_extension]
+            return [f"data:{media_type};base64,{text}" for text in encoded]
+        if form == "signed-url":
+            return [self._signed(origin, prediction.output_path(index)) for index in range(count)]
+        return None  # the plain URLs
+
+    def _error(self, prediction: Prediction) -> Any:
+        """A failure's `error`: the plain text, or an object with a numeric code as some models give it."""
+        if prediction.plan.fail is None or not prediction.profile.error_object:
+            return None
+        error: dict[str, Any] = load("answers/prediction.failed.error-object.json")["body"]["data"]["error"]
+        error["message"] = prediction.plan.fail
+        if prediction.plan.error_code is not None:
+            error["code"] = prediction.plan.error_code
+        return error
+
+    def _signed(self, origin: str, path: str) -> str:
+        """An object-store link as Atlas hands them out: expiring, signed in its query (OSS's parameter names)."""
+        expires = int(time.time()) + _URL_LIFETIME_SECONDS
+        signature = quote(self._signature(path, expires), safe="")
+        return f"{origin}{path}?Expires={expires}&OSSAccessKeyId={_ACCESS_KEY_ID}&Signature={signature}"
+
+    def _signature(self, path: str, expires: int) -> str:
+        digest = hmac.new(self.state.signing_key, f"GET\n{expires}\n{path}".encode(), hashlib.sha1).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    async def _output_bytes(self, prediction: Prediction, index: int) -> bytes:
+        """The file of one output, rendered on first use and kept in storage."""
+        path = self.state.storage_dir / "outputs" / prediction.id / prediction.output_name(index)
+        if not path.is_file():
+            data = await to_thread.run_sync(_render_output, prediction, index)
+            await to_thread.run_sync(_write_atomically, path, data)
+            return data
+        return await to_thread.run_sync(path.read_bytes)
 
     # --- Atlas API ------------------------------------------------------------------------
 
@@ -121,6 +184,10 @@ class _Endpoints:
             submission = parse_submission(body, endpoint_type)
         except InvalidRequest as exc:
             return wire.error(400, exc.message)
+        try:
+            profile = submission.model.answers_as(self.state.config.profile)
+        except ValueError as exc:
+            return wire.error(500, f"emulator misconfigured: {exc}")
         admitted = self.state.admit(submission.model.price * submission.num_outputs)
         if admitted is None:
             return wire.insufficient_balance()
@@ -138,14 +205,54 @@ class _Endpoints:
             created_at=time.time(),
             started=time.monotonic(),
             sequence=sequence,
+            profile=profile,
         )
         self.state.add_prediction(prediction)
         if submission.ignored_keys:
             logger.debug("prediction %s ignores keys %s", prediction.id, ", ".join(submission.ignored_keys))
-        if submission.params.get("enable_sync_mode") is True:
+        if submission.params.get("enable_sync_mode") is True or profile.synchronous:
             await anyio.sleep(min(prediction.remaining(), SYNC_WAIT_CAP_SECONDS))
-            return self._answer(prediction, _origin(request))
-        return wire.success(prediction.payload(_origin(request)))
+            return await self._answer(prediction, _origin(request))
+        return wire.success(await self._payload(prediction, _origin(request)))
+
+    async def calculate(self, request: Request) -> Response:
+        """Atlas's quote: the generate body in, the price it would cost out (nothing is started or charged)."""
+        if not self._authorized(request):
+            return wire.unauthorized()
+        try:
+            submission = parse_submission(await request.json(), None)
+        except ValueError as exc:
+            return wire.error(400, f"request body must be JSON: {exc}")
+        except InvalidRequest as exc:
+            return wire.error(400, exc.message)
+        model = submission.model
+        count = submission.num_outputs if model.unit == "image" else 1
+        profile = model.answers_as(self.state.config.profile)
+        quote_ = load("answers/calculate.json")["body"]
+        quote_["data"] |= {
+            "price": _dollars(model.price * count),
+            "origin_price": _dollars(float(model.origin_price) * count),
+            "estimated": profile.quote_estimated,
+            "estimate_partial": profile.quote_estimated,
+        }
+        return JSONResponse(quote_)
+
+    async def account_balance(self, request: Request) -> Response:
+        """``/public/v1/balance``: the account's money, in the shape of ``answers/balance.json``."""
+        if not self._authorized(request):
+            return wire.unauthorized()
+        answer = load("answers/balance.json")["body"]
+        currency = answer["available"]["currency"]
+        left = _dollars(self.state.balance, places=2)
+        answer |= {
+            "account": "acct_emulator",
+            "available": {"value": left, "currency": currency},
+            "cash": {"value": left, "currency": currency},
+            "bonus": {"value": "0.00", "currency": currency},
+            "frozen": {"value": "0.00", "currency": currency},
+            "credit_grant": {"value": "0.00", "currency": currency},
+        }
+        return JSONResponse(answer)
 
     async def get_prediction(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -156,7 +263,11 @@ class _Endpoints:
         prediction = self.state.get_prediction(prediction_id)
         if prediction is None:
             return wire.not_found()
-        return self._answer(prediction, _origin(request))
+        if not prediction.visible():
+            status = prediction.profile.not_visible_status
+            answer = load(f"answers/prediction.not-visible-yet.{status}.json")
+            return JSONResponse(answer["body"], status_code=answer["status"])
+        return await self._answer(prediction, _origin(request))
 
     async def history(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -171,9 +282,14 @@ class _Endpoints:
             return wire.error(400, f"no must be at least 1, got {page_no}")
         if not 1 <= page_size <= 50:
             return wire.error(400, f"size must be between 1 and 50, got {page_size}")
+        # Both query forms: the older (status, sessionID) and the newer (state, modelPrefix).
         session_id = query.get("sessionID") or None
         model = query.get("model") or None
+        model_prefix = query.get("modelPrefix") or None
         status = query.get("status") or None
+        state = query.get("state") or None
+        if state is not None and state not in _STATES:
+            return wire.error(400, f"state must be one of {', '.join(sorted(_STATES))}, got {state!r}")
 
         origin = _origin(request)
         now = time.monotonic()
@@ -181,22 +297,27 @@ class _Endpoints:
         matching = [
             p
             for p in newest_first
-            if (session_id is None or p.id == session_id)
+            if p.visible(now)
+            and (session_id is None or p.id == session_id)
             and (model is None or p.model_id == model)
+            and (model_prefix is None or p.model_id.startswith(model_prefix))
             and (status is None or p.status(now) == status)
+            and (state is None or _state_of(p, now) == state)
         ]
         page = matching[(page_no - 1) * page_size : page_no * page_size]
-        items = [
-            {
-                "ID": p.id,
-                "createdAt": int(p.created_at),
-                "model": p.model_id,
-                "requestBody": json.dumps(p.request_body, ensure_ascii=False),
-                "status": p.status(now),
-                "result": p.payload(origin, now),
-            }
-            for p in page
-        ]
+        items = []
+        for p in page:
+            outputs = await self._outputs(p, origin, now, inline=False)
+            items.append(
+                {
+                    "ID": p.id,
+                    "createdAt": int(p.created_at),
+                    "model": p.model_id,
+                    "requestBody": json.dumps(p.request_body, ensure_ascii=False),
+                    "status": p.status(now),
+                    "result": p.payload(origin, now, outputs=outputs, error=self._error(p)),
+                }
+            )
         return wire.success({"items": items, "pageNo": page_no, "pageSize": page_size, "total": len(matching)})
 
     async def upload_media(self, request: Request) -> Response:
@@ -234,7 +355,7 @@ class _Endpoints:
         model = find_model(path.removesuffix(".json")) if path.endswith(".json") else None
         if model is None:
             return wire.not_found(f"no schema document at this path: {request.url.path}")
-        return JSONResponse(schema_document(model))
+        return JSONResponse(schema_document(model, _origin(request)))
 
     async def output_file(self, request: Request) -> Response:
         prediction_id: str = request.path_params["prediction_id"]
@@ -248,11 +369,28 @@ class _Endpoints:
             or not prediction.has_output(int(match[1]))
         ):
             return wire.not_found("file not found")
+        if prediction.profile.outputs == "signed-url" and (refusal := self._refuse_unsigned(request)) is not None:
+            return refusal
+        await self._output_bytes(prediction, int(match[1]))
         path = self.state.storage_dir / "outputs" / prediction.id / name
-        if not path.is_file():
-            data = await to_thread.run_sync(_render_output, prediction, int(match[1]))
-            await to_thread.run_sync(_write_atomically, path, data)
-        return FileResponse(path, media_type=_MEDIA_TYPES[match[2]])
+        return FileResponse(
+            path, media_type=_MEDIA_TYPES[match[2]], headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+
+    def _refuse_unsigned(self, request: Request) -> Response | None:
+        """An object store's answer to a link whose signature is missing, wrong or expired, or that comes with a
+        Referer (some buckets refuse any), or None when the request may have the file."""
+        if request.headers.get("referer"):
+            return _storage_error("AccessDenied", "You are denied by bucket referer policy.")
+        query = parse_qs(urlsplit(str(request.url)).query)
+        expires, signature = query.get("Expires", [""])[0], query.get("Signature", [""])[0]
+        if not expires.isdigit() or not signature:
+            return _storage_error("AccessDenied", "You have no right to access this object because of bucket acl.")
+        if not hmac.compare_digest(signature, self._signature(request.url.path, int(expires))):
+            return _storage_error("SignatureDoesNotMatch", "The request signature we calculated does not match.")
+        if int(expires) < time.time():
+            return _storage_error("AccessDenied", "Request has expired.")
+        return None
 
     async def uploaded_file(self, request: Request) -> Response:
         key: str = request.path_params["key"]
@@ -335,6 +473,31 @@ class _Endpoints:
         return wire.success({"balance": self.state.balance})
 
 
+_ACCESS_KEY_ID = "LTAI5tEmulatorKeyId0000"
+
+
+def _storage_error(code: str, message: str) -> Response:
+    """An error as an object store writes it: XML, 403."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
+        f"  <Code>{code}</Code>\n  <Message>{message}</Message>\n"
+        f"  <RequestId>{secrets.token_hex(12).upper()}</RequestId>\n</Error>\n"
+    )
+    return Response(body, status_code=403, media_type="application/xml")
+
+
+def _state_of(prediction: Prediction, now: float) -> str:
+    if prediction.running(now):
+        return "running"
+    return "failed" if prediction.plan.fail is not None else "succeeded"
+
+
+def _dollars(amount: float, *, places: int = 6) -> str:
+    """A price as Atlas writes it: a string, without trailing zeros."""
+    text = f"{amount:.{places}f}"
+    return text if places == 2 else (text.rstrip("0").rstrip(".") or "0")
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Unknown routes and wrong methods, in Atlas's JSON style rather than Starlette's plain text."""
     assert isinstance(exc, HTTPException)
@@ -362,7 +525,9 @@ class EmulatorApp(Starlette):
             Route(f"{api}/model/prediction/{{prediction_id:path}}", endpoints.get_prediction, methods=["GET"]),
             Route(f"{api}/model/history", endpoints.history, methods=["GET"]),
             Route(f"{api}/model/uploadMedia", endpoints.upload_media, methods=["POST"]),
+            Route(f"{api}/model/calculate", endpoints.calculate, methods=["POST"]),
             Route(f"{api}/models", endpoints.models, methods=["GET"]),
+            Route("/public/v1/balance", endpoints.account_balance, methods=["GET"]),
             Route("/emulator-storage/schemas/{model_path:path}", endpoints.schema, methods=["GET"]),
             Route("/emulator-storage/outputs/{prediction_id}/{name}", endpoints.output_file, methods=["GET"]),
             Route("/emulator-storage/uploads/{key}/{name}", endpoints.uploaded_file, methods=["GET"]),

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from atlas_mcp.emulator.profiles import PROFILES
 from atlas_mcp.emulator.runner import run_emulator
 from atlas_mcp.emulator.state import EmulatorConfig
 
@@ -33,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="account balance in dollars; submits it cannot cover get HTTP 402 (default: %(default)s)",
     )
     parser.add_argument(
+        "--profile",
+        default=None,
+        choices=sorted(PROFILES),
+        help="answer every model in this shape of the live service (default: each model its own)",
+    )
+    parser.add_argument(
         "--storage",
         type=Path,
         default=None,
@@ -51,5 +58,6 @@ def main_from_args(args: argparse.Namespace) -> None:
         api_key=args.api_key or None,
         balance=args.balance,
         storage_dir=args.storage,
+        profile=args.profile,
     )
     run_emulator(args.host, args.port, config)

@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict
 
+from atlas_mcp.emulator.profiles import Profile
 from atlas_mcp.emulator.validation import Submission
 
 FINAL_STATUSES = ("completed", "succeeded", "success")
 OUTPUTS_KEYS = ("outputs", "output")
 
-# Share of the run spent in "created" before "processing", like a queue wait.
-_CREATED_SHARE = 0.1
+# Share of the run spent in the first running word ("created", "queued") before the others, like a queue wait.
+_FIRST_SHARE = 0.1
 
 
 @dataclass
@@ -37,6 +38,7 @@ class PredictionPlan:
     # Answer these as the outputs instead of the emulator's own files: for clients' download policies
     # (a plain-http URL, a private address, a host of another origin...).
     output_urls: list[str] | None = None
+    error_code: int | None = None  # for profiles that give error objects; None: the fixture's code
 
     def __post_init__(self) -> None:
         if self.seconds is not None and self.seconds < 0:
@@ -70,6 +72,7 @@ class Prediction:
     created_at: float  # wall clock, for timestamps
     started: float  # time.monotonic(), for progress
     sequence: int  # submission order, for newest-first history
+    profile: Profile  # how this prediction is answered, fixed at submit
 
     @property
     def model_id(self) -> str:
@@ -86,14 +89,24 @@ class Prediction:
         elapsed = (time.monotonic() if now is None else now) - self.started
         if elapsed >= self.seconds:
             return "failed" if self.plan.fail is not None else self.plan.final_status
-        return "created" if elapsed < self.seconds * _CREATED_SHARE else "processing"
+        words = self.profile.running_words
+        if elapsed < self.seconds * _FIRST_SHARE or len(words) == 1:
+            return words[0]
+        later = (elapsed - self.seconds * _FIRST_SHARE) / (self.seconds * (1 - _FIRST_SHARE))
+        return words[1 + min(len(words) - 2, int(later * (len(words) - 1)))]
+
+    def running(self, now: float | None = None) -> bool:
+        return self.status(now) in self.profile.running_words
+
+    def visible(self, now: float | None = None) -> bool:
+        """Whether a read finds it yet: some models answer 404/400 for a while after the submit."""
+        return (time.monotonic() if now is None else now) - self.started >= self.profile.not_visible_seconds
 
     def remaining(self, now: float | None = None) -> float:
         return max(self.seconds - ((time.monotonic() if now is None else now) - self.started), 0.0)
 
     def has_output(self, index: int, now: float | None = None) -> bool:
-        status = self.status(now)
-        return status not in ("created", "processing", "failed") and 0 <= index < self.submission.num_outputs
+        return not self.running(now) and self.plan.fail is None and 0 <= index < self.submission.num_outputs
 
     def output_name(self, index: int) -> str:
         return f"{index}.{self.submission.model.output_extension}"
@@ -101,8 +114,19 @@ class Prediction:
     def output_path(self, index: int) -> str:
         return f"/emulator-storage/outputs/{self.id}/{self.output_name(index)}"
 
-    def payload(self, origin: str, now: float | None = None) -> dict[str, Any]:
-        """The prediction object as Atlas answers it at this moment."""
+    def payload(
+        self,
+        origin: str,
+        now: float | None = None,
+        *,
+        outputs: list[str] | None = None,
+        error: Any = None,
+    ) -> dict[str, Any]:
+        """The prediction object as Atlas answers it at this moment.
+
+        ``outputs`` are what a finished prediction lists (signed URLs, inline data; the plain URLs by
+        default); ``error`` is how a failure's reason is written (the plain text by default).
+        """
         status = self.status(now)
         data: dict[str, Any] = {
             "id": self.id,
@@ -114,16 +138,21 @@ class Prediction:
             "created_at": iso_time(self.created_at),
             "error": "",
         }
-        if status in ("created", "processing"):
+        if status in self.profile.running_words:
             return data
         data["completed_at"] = iso_time(self.created_at + self.seconds)
         data["metrics"] = {"predict_time": round(self.seconds, 3)}
         data["price"] = self.price
         if self.plan.fail is not None:
-            data["error"] = self.plan.fail
+            data["error"] = self.plan.fail if error is None else error
+            if isinstance(error, dict) and "code" in error:
+                data["error_code"] = error["code"]
             return data
         count = self.submission.num_outputs
-        urls = self.plan.output_urls
-        data[self.plan.outputs_key] = [origin + self.output_path(i) for i in range(count)] if urls is None else urls
+        if self.plan.output_urls is not None:
+            outputs = self.plan.output_urls
+        elif outputs is None:
+            outputs = [origin + self.output_path(i) for i in range(count)]
+        data[self.plan.outputs_key] = outputs
         data["has_nsfw_contents"] = [False] * len(data[self.plan.outputs_key])
         return data

@@ -8,6 +8,7 @@ sections. Reads hand out copies, never the live containers.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ class EmulatorConfig:
     api_key: str | None = None  # None: any non-empty Bearer token is accepted; else only this one
     balance: float = 1000.0  # dollars; a submit costing more than what is left gets 402
     storage_dir: Path | None = None  # uploads and outputs; None: a temporary directory
+    profile: str | None = None  # answer every model in this profile (see profiles.py); None: each its own
 
 
 @dataclass(frozen=True, repr=False)
@@ -84,6 +86,7 @@ class EmulatorState:
         self._store = _Store()
         self._balance = config.balance
         self._sequence = 0
+        self.signing_key = secrets.token_bytes(32)  # signs the output URLs of "signed-url" profiles
 
     # --- for tests and the control endpoints -------------------------------------------
 

@@ -17,36 +17,118 @@ import anyio
 from atlas_mcp.atlas import AtlasClient, ModelEntry
 from atlas_mcp.errors import AtlasMCPError, InputError, SchemaUnavailableError
 
-__all__ = ["InputSchema", "ModelCatalog", "ModelDetails"]
+__all__ = ["INJECTED", "SERVER_OWNED", "InputSchema", "ModelCatalog", "ModelDetails"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
 
+INJECTED = "model"
+"""Set by this server on every request, whatever the schema says about it."""
+
+SERVER_OWNED = {
+    "enable_sync_mode": "this server waits for the result itself, with progress, within the client's time limit",
+    "enable_base64_output": "this server hands back outputs as saved files and previews, not as base64 text",
+}
+"""Flags that would change how Atlas answers (and break our waiting or our result size), with the reason."""
+
+_MAX_REF_DEPTH = 16
+_MAX_NODES = 20_000  # a schema is small; one that expands past this through $refs is hostile or broken
+
+
 @dataclass(frozen=True)
 class InputSchema:
-    """A model's input parameters, from ``components.schemas.Input`` of its OpenAPI document."""
+    """A model's input parameters, from ``components.schemas.Input`` of its OpenAPI document, as a caller sees them.
+
+    The live service writes these in several shapes; here they become one:
+
+    - ``model`` is ours to set. It may be listed in ``required`` with or without a property, or be a property
+      whose default is the model's own id: either way it is dropped, never demanded nor offered.
+    - A required property that has a default is not demanded: Atlas fills it in.
+    - ``$ref`` is resolved within the document (bounded); ``hidden`` and ``disabled`` properties are kept for
+      checking but not offered; keywords we do not know are kept and ignored.
+    """
 
     properties: dict[str, dict[str, Any]]
     required: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> InputSchema | None:
-        schemas = document.get("components", {}).get("schemas", {})
-        raw = schemas.get("Input") if isinstance(schemas, dict) else None
+        components = document.get("components")
+        schemas = components.get("schemas") if isinstance(components, dict) else None
+        raw = _resolve(schemas.get("Input"), document) if isinstance(schemas, dict) else None
         if not isinstance(raw, dict) or not isinstance(raw.get("properties"), dict):
             return None
-        properties = {str(k): v for k, v in raw["properties"].items() if isinstance(v, dict)}
+        properties = {
+            str(name): rules
+            for name, rules in raw["properties"].items()
+            if isinstance(rules, dict) and name != INJECTED
+        }
         order = raw.get("x-order-properties")
         if isinstance(order, list):  # the order Atlas wants parameters shown in
             rank = {str(name): index for index, name in enumerate(order)}
             properties = dict(sorted(properties.items(), key=lambda item: rank.get(item[0], len(rank))))
-        required = tuple(str(r) for r in raw.get("required", []) if isinstance(r, str))
+        listed = raw.get("required")
+        required = tuple(
+            name
+            for name in (listed if isinstance(listed, list) else [])
+            if isinstance(name, str) and name != INJECTED and "default" not in properties.get(name, {})
+        )
         return cls(properties=properties, required=required)
 
+    @property
+    def offered(self) -> dict[str, dict[str, Any]]:
+        """The parameters a caller is told about: not hidden, not disabled, not the server's own."""
+        return {
+            name: rules
+            for name, rules in self.properties.items()
+            if name not in SERVER_OWNED and not rules.get("hidden") and not rules.get("disabled")
+        }
+
     def takes(self, name: str) -> bool:
-        return name in self.properties
+        """Whether a caller may send ``name`` to this model (hidden ones count: Atlas takes them)."""
+        rules = self.properties.get(name)
+        return rules is not None and name not in SERVER_OWNED and not rules.get("disabled")
+
+
+def _resolve(node: Any, document: dict[str, Any]) -> Any:
+    """``node`` with every local ``$ref`` replaced by what it points at, within depth and size bounds.
+
+    A reference that is remote, broken, cyclic or too deep becomes ``{}`` (any value): a schema must never be
+    able to crash or hang a tool.
+    """
+    budget = [_MAX_NODES]
+
+    def walk(value: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_REF_DEPTH:
+            return {}
+        if isinstance(value, dict):
+            ref = value.get("$ref")
+            if isinstance(ref, str):
+                target = _pointer(document, ref)
+                siblings = {k: v for k, v in value.items() if k != "$ref"}
+                resolved = walk(target, depth + 1) if isinstance(target, dict) else {}
+                return {**resolved, **{k: walk(v, depth + 1) for k, v in siblings.items()}}
+            return {key: walk(item, depth + 1) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, depth + 1) for item in value]
+        return value
+
+    return walk(node, 0)
+
+
+def _pointer(document: dict[str, Any], ref: str) -> Any:
+    if not ref.startswith("#/"):
+        return None
+    node: Any = document
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 @dataclass(frozen=True)

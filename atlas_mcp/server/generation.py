@@ -1,8 +1,9 @@
-"""One path for every generating tool: resolve the model, check the parameters, then dry-run or submit,
+"""One path for every generating tool: resolve the model, check the parameters, quote, then dry-run or submit,
 wait (bounded, with progress) and build the result.
 
 The order matters for money: nothing is submitted until the model is known and its parameters passed
-its schema; a schema that cannot be read stops the call unless the caller explicitly opts out.
+its schema; a schema that cannot be read stops the call unless the caller explicitly opts out. The price is
+known before paying: Atlas's own quote for the exact request, or the catalogue price as an estimate.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 
-from atlas_mcp.atlas import AtlasClient, MediaKind, ModelEntry, Prediction
+from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, ModelEntry, Prediction
 from atlas_mcp.config import Settings
-from atlas_mcp.errors import InputError, PredictionFailedError, PredictionTimeoutError, SchemaUnavailableError
-from atlas_mcp.server.catalog import InputSchema, ModelCatalog, ModelDetails
-from atlas_mcp.server.results import GenerationResult, SubmitRequest, generation_result
+from atlas_mcp.errors import (
+    AtlasMCPError,
+    InputError,
+    PredictionFailedError,
+    PredictionTimeoutError,
+    SchemaUnavailableError,
+)
+from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
+from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
 from atlas_mcp.server.validation import describe_parameters, find_problems
 
-__all__ = ["AppState", "BuildParams", "Prepared", "finish", "prepare", "submit_and_finish"]
+__all__ = ["AppState", "BuildParams", "Prepared", "finish", "prepare", "price_quote", "submit_and_finish"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,8 @@ BuildParams = Callable[[InputSchema | None], tuple[dict[str, Any], list[str]]]
 """Turns a tool's friendly inputs into body parameters for a model (its schema, or None when unchecked)."""
 
 _TOOL_FOR_TYPE = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
+QUOTE_WAIT_SECONDS = 5.0  # a slow quote must not eat the generation's time: past this, the catalogue price stands
+_MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
 
 
 @dataclass
@@ -55,7 +64,8 @@ class Prepared:
     not_used: list[str]
     entry: ModelEntry | None
 
-    def estimated_price(self) -> float | None:
+    def catalogue_price(self) -> float | None:
+        """The list price for this request (per image for image-priced models), or None when unknown."""
         if self.entry is None or self.entry.price is None or self.entry.price.base_price is None:
             return None
         count = self.params.get("num_images", 1) if (self.entry.price.unit or "").lower() == "image" else 1
@@ -82,9 +92,15 @@ async def prepare(
         hint = f"use {other}" if other else "it cannot be run by this server"
         raise InputError(f"{model} is a {details.entry.type} model: {hint}. Nothing was sent.")
     params, not_used = build(details.schema if details else None)
+    if owned := [name for name in params if name in SERVER_OWNED]:
+        reasons = "; ".join(f"{name}: {SERVER_OWNED[name]}" for name in owned)
+        raise InputError(f"Not sent, nothing was spent: leave out {', '.join(owned)} ({reasons}).")
     if details is not None and (problems := find_problems(params, details.schema)):
+        shown = "; ".join(problems[:_MAX_PROBLEMS])
+        if len(problems) > _MAX_PROBLEMS:
+            shown += f"; and {len(problems) - _MAX_PROBLEMS} more problems"
         raise InputError(
-            f"Not sent, nothing was spent: {'; '.join(problems)}. "
+            f"Not sent, nothing was spent: {shown}. "
             f"{model} takes: {describe_parameters(details.schema)}. Put other parameters in params."
         )
     return Prepared(kind, model, params, not_used, details.entry if details else None)
@@ -94,10 +110,12 @@ async def submit_and_finish(
     ctx: Context, state: AppState, prepared: Prepared, *, limit: float, dry_run: bool
 ) -> CallToolResult:
     """Show the dry run, or submit once and wait up to ``limit`` seconds for the result."""
-    if dry_run:
-        return _dry_run_result(state.atlas, prepared)
     started = time.monotonic()
-    await ctx.report_progress(0, limit or None, f"Submitting to {prepared.model}")
+    quote = await price_quote(state, prepared)
+    if dry_run:
+        return _dry_run_result(state.atlas, prepared, quote)
+    price = f"; {quote.text()}" if quote else ""
+    await ctx.report_progress(0, limit or None, f"Submitting to {prepared.model}{price}")
     prediction = await state.atlas.submit(prepared.model, prepared.params, kind=prepared.kind)
     logger.info("submitted prediction %s (%s)", prediction.id, prepared.model)
     return await finish(
@@ -108,7 +126,25 @@ async def submit_and_finish(
         started=started,
         not_used=prepared.not_used,
         previews=prepared.kind == "image",
+        quote=quote,
     )
+
+
+async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
+    """Atlas's quote for exactly this request; else the catalogue price as an estimate; else None.
+
+    Atlas's quote needs the key and a few hundred milliseconds; it is never allowed to hold the call longer
+    than :data:`QUOTE_WAIT_SECONDS`, and never to fail it: a price we cannot get is not a reason to refuse.
+    """
+    if state.settings.api_key is not None:
+        try:
+            with anyio.fail_after(QUOTE_WAIT_SECONDS):
+                quoted = await state.atlas.quote(prepared.model, prepared.params)
+            return PriceQuote(price_usd=quoted.price, source="atlas", estimate=quoted.estimated)
+        except (AtlasMCPError, TimeoutError) as exc:
+            logger.info("no quote from Atlas for %s, using the catalogue price: %s", prepared.model, exc)
+    listed = prepared.catalogue_price()
+    return PriceQuote(price_usd=listed, source="catalogue", estimate=True) if listed is not None else None
 
 
 async def finish(
@@ -120,6 +156,7 @@ async def finish(
     started: float,
     not_used: list[str] | None = None,
     previews: bool | None = None,
+    quote: PriceQuote | None = None,
 ) -> CallToolResult:
     """Wait (bounded, with progress) for a prediction, then build the result or raise its failure.
 
@@ -128,7 +165,8 @@ async def finish(
 
     async def on_poll(current: Prediction, polls: int) -> None:
         elapsed = time.monotonic() - started
-        await ctx.report_progress(elapsed, limit or None, f"{current.status} after {elapsed:.1f} s (poll {polls})")
+        status = "submitted, not visible at Atlas yet" if current.status == NOT_VISIBLE_YET else current.status
+        await ctx.report_progress(elapsed, limit or None, f"{status} after {elapsed:.1f} s (poll {polls})")
 
     if not prediction.done and limit > 0:
         try:
@@ -137,9 +175,10 @@ async def finish(
             prediction = exc.prediction
     if prediction.phase == "failed":
         reason = prediction.error or "Atlas gave no reason"
+        code = f" (Atlas error code {prediction.error_code})" if prediction.error_code else ""
         raise PredictionFailedError(
-            f"Prediction {prediction.id} {prediction.status}: {reason}. Nothing to show; "
-            "change the prompt or parameters before trying again.",
+            f"Prediction {prediction.id} {prediction.status}: {reason}{code}. Nothing to show, and failed "
+            "predictions are not billed; change the prompt or parameters before trying again.",
             prediction=prediction,
         )
     if prediction.done:
@@ -155,22 +194,21 @@ async def finish(
         not_used=not_used or [],
         previews=previews is not False,
         limiter=state.previews,
+        quote=quote,
     )
 
 
-def _dry_run_result(atlas: AtlasClient, prepared: Prepared) -> CallToolResult:
+def _dry_run_result(atlas: AtlasClient, prepared: Prepared, quote: PriceQuote | None) -> CallToolResult:
     body = {"model": prepared.model, **prepared.params}
     request = SubmitRequest(method="POST", url=atlas.submit_url(prepared.kind), body=body)
-    price = prepared.estimated_price()
     checked = "checked against the model's schema" if prepared.entry else "NOT checked (skip_validation)"
     lines = [
-        "Dry run: nothing was sent and nothing was spent.",
+        "Dry run: nothing was sent to generate and nothing was spent.",
         f"Would send: POST {request.url}",
         json.dumps(body, indent=2, ensure_ascii=False),
         f"Parameters {checked}.",
     ]
-    if price is not None:
-        lines.append(f"Estimated cost: ${price:.4g}.")
+    lines.append(f"Cost: {quote.text()}." if quote is not None else "Cost: unknown (Atlas lists no price).")
     if prepared.not_used:
         lines.append("Not used: " + "; ".join(prepared.not_used))
     lines.append("Call again without dry_run to run it.")
@@ -182,7 +220,7 @@ def _dry_run_result(atlas: AtlasClient, prepared: Prepared) -> CallToolResult:
         waited_seconds=0,
         not_used=prepared.not_used,
         request=request,
-        estimated_price_usd=price,
+        quote=quote,
         next_step="Call again without dry_run to run it (this costs money).",
     )
     return CallToolResult(

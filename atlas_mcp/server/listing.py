@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import HistoryPage, ModelEntry
 from atlas_mcp.server.catalog import ModelDetails
+from atlas_mcp.server.validation import is_nullable, type_text
 
 __all__ = [
     "HistoryResult",
@@ -39,13 +40,16 @@ class ModelsResult(BaseModel):
 
 class ParameterInfo(BaseModel):
     name: str
-    type: str | None = None
+    type: str = Field(description="The JSON type in words: 'string', 'integer or null', 'array of string'...")
     required: bool = False
+    nullable: bool = Field(default=False, description="Whether null is accepted.")
     default: Any = None
     enum: list[Any] | None = None
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = None
+    accepts: str | None = Field(default=None, description="Media types a URL parameter accepts (x-accept).")
+    max_size_mb: float | None = Field(default=None, description="Largest file a URL parameter accepts (x-max-size-mb).")
     description: str | None = None
 
 
@@ -111,16 +115,19 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
     parameters = [
         ParameterInfo(
             name=name,
-            type=rules.get("type"),
+            type=type_text(rules),
             required=name in schema.required,
+            nullable=is_nullable(rules),
             default=rules.get("default"),
             enum=rules.get("enum") if isinstance(rules.get("enum"), list) else None,
-            minimum=rules.get("minimum"),
-            maximum=rules.get("maximum"),
-            max_length=rules.get("maxLength"),
-            description=rules.get("description"),
+            minimum=_number(rules.get("minimum")),
+            maximum=_number(rules.get("maximum")),
+            max_length=rules.get("maxLength") if _count(rules.get("maxLength")) else None,
+            accepts=_text(rules.get("x-accept")),
+            max_size_mb=_number(rules.get("x-max-size-mb")),
+            description=_text(rules.get("description")),
         )
-        for name, rules in schema.properties.items()
+        for name, rules in schema.offered.items()
     ]
     summary = _summary(entry)
     result = ModelInfoResult(
@@ -140,13 +147,32 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
     lines.append(f"Run it with {result.tool}." if result.tool else "This server does not run models of this type.")
     lines.append("Parameters:")
     for p in parameters:
-        facts = [p.type or "any", "required" if p.required else f"default {p.default!r}"]
+        facts = [p.type, "required" if p.required else f"default {p.default!r}"]
         if p.enum:
             facts.append("one of " + ", ".join(map(repr, p.enum)))
         if p.minimum is not None or p.maximum is not None:
             facts.append(f"range {p.minimum}–{p.maximum}")
+        if p.accepts:
+            facts.append(f"a URL of {p.accepts}" + (f" up to {p.max_size_mb:g} MB" if p.max_size_mb else ""))
         lines.append(f"- {p.name} ({'; '.join(facts)}): {p.description or ''}".rstrip(": "))
+    lines.append(
+        "The server sets model itself, and does the waiting: enable_sync_mode and enable_base64_output are not taken."
+    )
     return _result("\n".join(lines), result)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = ", ".join(str(item) for item in value)
+    return str(value) if value is not None else None
 
 
 def history_result(page: HistoryPage) -> CallToolResult:
@@ -164,7 +190,7 @@ def history_result(page: HistoryPage) -> CallToolResult:
                 model=item.model or (prediction.model if prediction else None),
                 status=item.status or (prediction.status if prediction else None),
                 created_at=created,
-                outputs=list(prediction.outputs[:3]) if prediction else [],
+                outputs=[output.describe() for output in prediction.outputs[:3]] if prediction else [],
                 error=prediction.error if prediction else None,
             )
         )

@@ -25,7 +25,7 @@ import anyio.to_thread
 from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
-from atlas_mcp.atlas import AtlasClient, Prediction, UploadedFile
+from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, UploadedFile
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.files import output_path, sniff_media_type
@@ -34,6 +34,7 @@ __all__ = [
     "GenerationResult",
     "OutputInfo",
     "Preview",
+    "PriceQuote",
     "SubmitRequest",
     "UploadResult",
     "generation_result",
@@ -67,7 +68,11 @@ _EXTENSIONS = {
 class OutputInfo(BaseModel):
     """One output of a prediction."""
 
-    url: str = Field(description="The full-size output at Atlas (it expires after a while).")
+    url: str | None = Field(
+        default=None, description="The full-size output at Atlas (it expires after a while); None when sent inline."
+    )
+    inline: bool = Field(default=False, description="Atlas sent the file inside its answer (base64), not as a URL.")
+    text: str | None = Field(default=None, description="A text output (some models answer with text, not files).")
     saved_path: str | None = Field(
         default=None, description="Where the full-size file was saved, when an output dir is set."
     )
@@ -86,6 +91,21 @@ class SubmitRequest(BaseModel):
     body: dict[str, Any] = Field(description="The JSON body, model included.")
 
 
+class PriceQuote(BaseModel):
+    """What a generation costs before it runs."""
+
+    price_usd: float = Field(description="The quoted price, in dollars.")
+    source: Literal["atlas", "catalogue"] = Field(
+        description="'atlas': Atlas's own quote for this exact request; 'catalogue': the list price, as an estimate."
+    )
+    estimate: bool = Field(description="True when the final price may differ from this one.")
+
+    def text(self) -> str:
+        if self.source == "atlas":
+            return f"${self.price_usd:.4g} (Atlas's quote{', an estimate' if self.estimate else ''})"
+        return f"about ${self.price_usd:.4g} (estimated from the catalogue price)"
+
+
 class GenerationResult(BaseModel):
     """A prediction as this server reports it, whatever state it is in (or the request a dry run would send)."""
 
@@ -97,12 +117,16 @@ class GenerationResult(BaseModel):
     phase: Literal["dry_run", "running", "succeeded", "failed"] = Field(description="The state, normalised.")
     outputs: list[OutputInfo] = Field(default_factory=list, description="The outputs, when it succeeded.")
     price_usd: float | None = Field(default=None, description="What Atlas charged, when it says.")
+    quote: PriceQuote | None = Field(
+        default=None, description="The price quoted before submitting (and for a dry run)."
+    )
+    error: str | None = Field(default=None, description="Atlas's reason, for a failed prediction.")
+    error_code: str | None = Field(default=None, description="Atlas's error code, when it gives one.")
     predict_time_seconds: float | None = Field(default=None, description="Atlas's compute time, when it says.")
     waited_seconds: float = Field(description="How long this call waited for the prediction.")
     not_used: list[str] = Field(default_factory=list, description="Inputs that were not sent, and why.")
     next_step: str | None = Field(default=None, description="What to do next, when there is something to do.")
     request: SubmitRequest | None = Field(default=None, description="For a dry run: the request that would be sent.")
-    estimated_price_usd: float | None = Field(default=None, description="For a dry run: the catalogue price.")
 
 
 class UploadResult(BaseModel):
@@ -174,6 +198,7 @@ async def generation_result(
     not_used: Sequence[str] = (),
     previews: bool = True,
     limiter: anyio.CapacityLimiter | None = None,
+    quote: PriceQuote | None = None,
 ) -> CallToolResult:
     """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
 
@@ -185,18 +210,18 @@ async def generation_result(
     images: list[Preview | None] = []
     if prediction.phase == "succeeded" and prediction.outputs:
         budget_each = settings.preview_budget_kb * 1024 // len(prediction.outputs) if previews else 0
-        fetched: list[tuple[OutputInfo, Preview | None]] = [(OutputInfo(url=url), None) for url in prediction.outputs]
+        fetched: list[tuple[OutputInfo, Preview | None]] = [(_plain_info(o), None) for o in prediction.outputs]
 
-        async def fetch(index: int, url: str) -> None:
-            fetched[index] = await _fetch_output(prediction.id, index, url, atlas, settings, budget_each, limiter)
+        async def fetch(index: int, output: Output) -> None:
+            fetched[index] = await _fetch_output(prediction.id, index, output, atlas, settings, budget_each, limiter)
 
         async with anyio.create_task_group() as group:
-            for index, url in enumerate(prediction.outputs):
-                group.start_soon(fetch, index, url)
+            for index, output in enumerate(prediction.outputs):
+                group.start_soon(fetch, index, output)
         outputs = [info for info, _ in fetched]
         images = [preview for _, preview in fetched]
     else:
-        outputs = [OutputInfo(url=url) for url in prediction.outputs]
+        outputs = [_plain_info(output) for output in prediction.outputs]
 
     result = GenerationResult(
         prediction_id=prediction.id,
@@ -205,6 +230,9 @@ async def generation_result(
         phase=prediction.phase,
         outputs=outputs,
         price_usd=prediction.price,
+        quote=quote,
+        error=prediction.error if prediction.phase == "failed" else None,
+        error_code=prediction.error_code,
         predict_time_seconds=prediction.predict_time,
         waited_seconds=round(waited_seconds, 2),
         not_used=list(not_used),
@@ -232,29 +260,47 @@ def upload_result(uploaded: UploadedFile, *, filename: str, content_type: str, s
     return CallToolResult(content=[TextContent(text=text)], structured_content=result.model_dump(mode="json"))
 
 
+def _plain_info(output: Output) -> OutputInfo:
+    """What is known of an output without fetching it."""
+    if output.url is not None:
+        return OutputInfo(url=output.url)
+    if output.data is not None:
+        note = "sent inline by Atlas; set ATLASCLOUD_OUTPUT_DIR to keep such files"
+        return OutputInfo(inline=True, size_bytes=len(output.data), note=note)
+    return OutputInfo(text=output.describe())
+
+
 async def _fetch_output(
     prediction_id: str,
     index: int,
-    url: str,
+    output: Output,
     atlas: AtlasClient,
     settings: Settings,
     preview_budget: int,
     limiter: anyio.CapacityLimiter | None,
 ) -> tuple[OutputInfo, Preview | None]:
+    """Fetch (or take the inline bytes of) one output, save it and make its preview, as the settings ask."""
+    url = output.url
+    if url is None and output.data is None:
+        return _plain_info(output), None  # a text output: nothing to fetch
     wants_file = settings.output_dir is not None
-    wants_preview = preview_budget > 0 and _looks_like_image(url)
+    wants_preview = preview_budget > 0 and (url is None or _looks_like_image(url))
     if not (wants_file or wants_preview):
-        return OutputInfo(url=url), None
-    try:
-        data, _announced = await atlas.download(url, max_bytes=MAX_OUTPUT_BYTES)
-    except AtlasMCPError as exc:
-        logger.info("output %d of %s not fetched: %s", index, prediction_id, exc)
-        return OutputInfo(url=url, note=f"not fetched: {exc}"), None
+        return _plain_info(output), None
+    if output.data is not None:
+        data = output.data
+    else:
+        assert url is not None
+        try:
+            data, _announced = await atlas.download(url, max_bytes=MAX_OUTPUT_BYTES)
+        except AtlasMCPError as exc:
+            logger.info("output %d of %s not fetched: %s", index, prediction_id, exc)
+            return OutputInfo(url=url, note=f"not fetched: {exc}"), None
     media_type = sniff_media_type(data[:64])
     notes: list[str] = []
     saved: str | None = None
     if settings.output_dir is not None:
-        extension = _EXTENSIONS.get(media_type or "", "") or _url_extension(url)
+        extension = _EXTENSIONS.get(media_type or "", "") or (_url_extension(url) if url else ".bin")
         try:
             target = output_path(settings.output_dir, prediction_id, index, extension)
             await anyio.to_thread.run_sync(_write_atomically, target, data)
@@ -269,9 +315,12 @@ async def _fetch_output(
         )
         if preview is None:
             notes.append("no inline preview: the image could not be shrunk into the result's size budget")
+    if output.inline and saved is None and settings.output_dir is None:
+        notes.append("sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files")
     return (
         OutputInfo(
             url=url,
+            inline=output.inline,
             saved_path=saved,
             preview=preview is not None,
             width=preview.full_width if preview else None,
@@ -310,6 +359,11 @@ def _url_extension(url: str) -> str:
 
 
 def _next_step(prediction: Prediction) -> str | None:
+    if prediction.status == NOT_VISIBLE_YET:
+        return (
+            f'Atlas accepted prediction "{prediction.id}" but does not show it yet (this can take a few seconds). '
+            "Call check_prediction with this id and wait=true in a moment; do not submit the generation again."
+        )
     if prediction.phase == "running":
         return (
             f'Call check_prediction with prediction_id "{prediction.id}" and wait=true to get the result; '
@@ -323,13 +377,19 @@ def _summary(result: GenerationResult) -> str:
     model = result.model or "the model"
     if result.phase == "succeeded":
         count = len(result.outputs)
-        cost = f" Cost: ${result.price_usd:.4g}." if result.price_usd is not None else ""
+        if result.price_usd is not None:
+            cost = f" Cost: ${result.price_usd:.4g}."
+        elif result.quote is not None:
+            cost = f" Quoted: {result.quote.text()}."
+        else:
+            cost = ""
         took = f" in {result.predict_time_seconds:.1f} s" if result.predict_time_seconds is not None else ""
         lines.append(f"Done: {count} output{'s' if count != 1 else ''} from {model}{took}.{cost}")
         lines.append(f"Prediction id: {result.prediction_id}")
         for number, output in enumerate(result.outputs, start=1):
             size = f" ({output.width}×{output.height})" if output.width and output.height else ""
-            lines.append(f"Output {number}{size}: {output.url}")
+            where = output.url or output.text or f"sent inline by Atlas ({_human_bytes(output.size_bytes or 0)})"
+            lines.append(f"Output {number}{size}: {where}")
             if output.saved_path:
                 lines.append(f"  saved to {output.saved_path}")
             if output.note:
@@ -341,6 +401,9 @@ def _summary(result: GenerationResult) -> str:
         )
     else:
         lines.append(f"Prediction {result.prediction_id} ended {result.status}.")
+        if result.error:
+            code = f" (Atlas error code {result.error_code})" if result.error_code else ""
+            lines.append(f"Atlas said: {result.error}{code}")
     if result.not_used:
         lines.append("Not used: " + "; ".join(result.not_used))
     if result.next_step:

@@ -178,7 +178,7 @@ class ImageRequest:
                 return
             for key in (name, *aliases):
                 if schema.takes(key):
-                    params[key] = value
+                    params[key] = [value] if _takes_a_list(schema.properties[key], value) else value
                     return
             not_used.append(f"{name} (this model has no such parameter)")
 
@@ -192,11 +192,18 @@ class ImageRequest:
         if self.num_images != 1:
             offer("num_images", self.num_images)
         offer("seed", self.seed)
-        offer("image", self.image)
+        offer("image", self.image, aliases=("images", "image_url"))
         offer("strength", self.strength)
         offer("steps", self.steps, aliases=("num_inference_steps",))
         offer("guidance_scale", self.guidance_scale)
         return params, not_used
+
+
+def _takes_a_list(rules: dict[str, Any], value: Any) -> bool:
+    """Whether one value must go as a list: the parameter is an array (``images``) and the value is not."""
+    declared = rules.get("type")
+    types = [declared] if isinstance(declared, str) else declared if isinstance(declared, list) else []
+    return "array" in types and not isinstance(value, list)
 
 
 # What Atlas documents for flux-schnell: sent as-is when a model's schema cannot be read.
@@ -477,7 +484,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         title="List predictions",
         description=(
             "The account's recent generations, newest first (free): id, model, status, time, and the first "
-            "outputs or the error. Filter by model and status; page through with page."
+            "outputs or the error. Filter by state, model or model_prefix; page through with page."
         ),
         annotations=_READING,
     )
@@ -485,15 +492,25 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         ctx: Context,
         page: Annotated[int, Field(ge=1, le=10000, description="Page number, from 1.")] = 1,
         page_size: Annotated[int, Field(ge=1, le=50, description="Predictions per page.")] = 10,
-        model: Annotated[str | None, Field(max_length=200, pattern=MODEL_ID, description="Only this model.")] = None,
-        status: Annotated[
-            Literal["created", "processing", "completed", "succeeded", "failed"] | None,
+        state: Annotated[
+            Literal["running", "succeeded", "failed"] | None,
             Field(description="Only predictions in this state."),
         ] = None,
+        model: Annotated[str | None, Field(max_length=200, pattern=MODEL_ID, description="Only this model.")] = None,
+        model_prefix: Annotated[
+            str | None,
+            Field(
+                max_length=200,
+                pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+                description="Only models whose id starts with this, e.g. 'black-forest-labs/'.",
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, HistoryResult]:
-        state = _state(ctx)
+        app = _state(ctx)
         with _as_tool_errors():
-            history = await state.atlas.list_predictions(page=page, size=page_size, model=model, status=status)
+            history = await app.atlas.list_predictions(
+                page=page, size=page_size, model=model, model_prefix=model_prefix, state=state
+            )
         return history_result(history)
 
 

@@ -1,18 +1,20 @@
 """Checking a generation's parameters against the model's schema before anything is paid.
 
 A check never passes silently: every key must be one the model declares, with a value of the declared
-type inside the declared enum, range, length and item rules. The messages name the parameter and the
-rule, because the reader is usually a model that has to fix its own call.
+type inside the declared enum, range, length and item rules. Schemas come in every shape the live service
+writes: ``type`` as a list, ``anyOf``/``oneOf`` unions (a value that fits any branch passes), ``nullable``,
+and keywords we do not know (ignored). The messages name the parameter and the rule, because the reader is
+usually a model that has to fix its own call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from atlas_mcp.server.catalog import InputSchema
 
-__all__ = ["describe_parameters", "find_problems"]
+__all__ = ["describe_parameters", "find_problems", "is_nullable", "type_text"]
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -22,6 +24,8 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "array": (list, tuple),
     "object": (dict,),
 }
+_MAX_DEPTH = 8  # nested items and unions; deeper rules are not checked (and cannot recurse without end)
+_MAX_LISTED = 30  # parameters named in one refusal; a model with hundreds would drown the message
 
 
 def find_problems(params: Mapping[str, Any], schema: InputSchema) -> list[str]:
@@ -31,65 +35,150 @@ def find_problems(params: Mapping[str, Any], schema: InputSchema) -> list[str]:
         rules = schema.properties.get(name)
         if rules is None:
             problems.append(f"{name} is not a parameter of this model")
+        elif rules.get("disabled"):
+            problems.append(f"{name} is disabled for this model")
         elif value is not None:
-            problems.extend(_check_value(name, value, rules))
+            problems.extend(_check_value(name, value, rules, 0))
     return problems
 
 
-def _check_value(name: str, value: Any, rules: Mapping[str, Any]) -> list[str]:
-    expected = rules.get("type")
-    if isinstance(expected, str) and expected in _JSON_TYPES:
-        integral = expected == "integer" and isinstance(value, float) and value.is_integer()  # JSON's 2.0 is 2
-        is_bool = isinstance(value, bool)
-        if (expected != "boolean" and is_bool) or not (integral or isinstance(value, _JSON_TYPES[expected])):
-            return [f"{name} must be {_article(expected)} {expected}, got {_json_type(value)}"]
+def _check_value(name: str, value: Any, rules: Mapping[str, Any], depth: int) -> list[str]:
+    if depth > _MAX_DEPTH:
+        return []
+    if value is None:
+        return [] if is_nullable(rules) else [f"{name} must not be null"]
+    for keyword in ("anyOf", "oneOf"):
+        branches = _branches(rules, keyword)
+        if branches:
+            outcomes = [_check_value(name, value, branch, depth + 1) for branch in branches]
+            if all(outcomes):  # no branch takes the value
+                fitting = [
+                    problems for branch, problems in zip(branches, outcomes, strict=True) if _fits_type(value, branch)
+                ]
+                return fitting[0] if fitting else [f"{name} must be {type_text(rules)}, got {_json_type(value)}"]
     problems: list[str] = []
+    for branch in _branches(rules, "allOf"):
+        problems.extend(_check_value(name, value, branch, depth + 1))
+    if not _fits_type(value, rules):
+        return [f"{name} must be {type_text(rules, article=True)}, got {_json_type(value)}"]
     enum = rules.get("enum")
     if isinstance(enum, list) and value not in enum:
         problems.append(f"{name} must be one of {', '.join(map(_show, enum))}; got {_show(value)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         minimum, maximum = rules.get("minimum"), rules.get("maximum")
-        if isinstance(minimum, (int, float)) and value < minimum:
+        if _is_number(minimum) and value < minimum:
             problems.append(f"{name} must be at least {_show(minimum)}, got {_show(value)}")
-        if isinstance(maximum, (int, float)) and value > maximum:
+        if _is_number(maximum) and value > maximum:
             problems.append(f"{name} must be at most {_show(maximum)}, got {_show(value)}")
     if isinstance(value, str):
         min_length, max_length = rules.get("minLength"), rules.get("maxLength")
-        if isinstance(min_length, int) and len(value) < min_length:
+        if _is_count(min_length) and len(value) < min_length:
             problems.append(f"{name} must be at least {min_length} characters long")
-        if isinstance(max_length, int) and len(value) > max_length:
+        if _is_count(max_length) and len(value) > max_length:
             problems.append(f"{name} must be at most {max_length} characters long, got {len(value)}")
     if isinstance(value, (list, tuple)):
         min_items, max_items = rules.get("minItems"), rules.get("maxItems")
-        if isinstance(min_items, int) and len(value) < min_items:
+        if _is_count(min_items) and len(value) < min_items:
             problems.append(f"{name} needs at least {min_items} items")
-        if isinstance(max_items, int) and len(value) > max_items:
+        if _is_count(max_items) and len(value) > max_items:
             problems.append(f"{name} takes at most {max_items} items, got {len(value)}")
         items = rules.get("items")
         if isinstance(items, Mapping):
             for index, item in enumerate(value):
-                problems.extend(_check_value(f"{name}[{index}]", item, items))
+                problems.extend(_check_value(f"{name}[{index}]", item, items, depth + 1))
     return problems
 
 
+def _types(rules: Mapping[str, Any]) -> list[str]:
+    """The declared type names, whether ``type`` is one name or a list of them."""
+    declared = rules.get("type")
+    if isinstance(declared, str):
+        return [declared]
+    if isinstance(declared, list):
+        return [str(name) for name in declared if isinstance(name, str)]
+    return []
+
+
+def _branches(rules: Mapping[str, Any], keyword: str) -> list[Mapping[str, Any]]:
+    branches = rules.get(keyword)
+    return [branch for branch in branches if isinstance(branch, Mapping)] if isinstance(branches, list) else []
+
+
+def _fits_type(value: Any, rules: Mapping[str, Any]) -> bool:
+    """Whether ``value`` is of a declared type (true when no type we know is declared)."""
+    known = [name for name in _types(rules) if name in _JSON_TYPES]
+    if not known:
+        return True
+    for name in known:
+        if isinstance(value, bool) and name != "boolean":
+            continue
+        if isinstance(value, _JSON_TYPES[name]) or (
+            name == "integer" and isinstance(value, float) and value.is_integer()
+        ):
+            return True  # JSON's 2.0 is 2
+    return False
+
+
+def is_nullable(rules: Mapping[str, Any]) -> bool:
+    """Whether ``null`` is a value the rules accept (``nullable``, a ``null`` type, a null branch, or no type)."""
+    if rules.get("nullable") is True or "null" in _types(rules):
+        return True
+    branches = _branches(rules, "anyOf") + _branches(rules, "oneOf")
+    if branches:
+        return any(is_nullable(branch) for branch in branches)
+    return not _types(rules)
+
+
+def type_text(rules: Mapping[str, Any], *, article: bool = False, depth: int = 0) -> str:
+    """The type in words: ``string``, ``string or null``, ``integer or 'auto'``, ``array of string``."""
+    branches = _branches(rules, "anyOf") + _branches(rules, "oneOf")
+    if branches and depth < _MAX_DEPTH:
+        parts = [type_text(branch, article=article, depth=depth + 1) for branch in branches]
+    elif isinstance(rules.get("enum"), list) and not _types(rules):
+        parts = [" or ".join(map(_show, rules["enum"]))]
+    else:
+        parts = []
+        for name in _types(rules) or ["any"]:
+            word = name
+            items = rules.get("items")
+            if name == "array" and isinstance(items, Mapping) and depth < _MAX_DEPTH:
+                word = f"array of {type_text(items, depth=depth + 1)}"
+            parts.append(f"{_article(word)} {word}" if article and name not in ("null", "any") else word)
+    if rules.get("nullable") is True and "null" not in parts:
+        parts.append("null")
+    return " or ".join(dict.fromkeys(parts))
+
+
 def describe_parameters(schema: InputSchema) -> str:
-    """One line per parameter: name, type, required or default, allowed values."""
-    return "; ".join(_describe(name, rules, name in schema.required) for name, rules in schema.properties.items())
+    """One line per offered parameter: name, type, required or default, allowed values."""
+    offered = list(schema.offered.items())
+    lines = [_describe(name, rules, name in schema.required) for name, rules in offered[:_MAX_LISTED]]
+    if len(offered) > _MAX_LISTED:
+        lines.append(f"and {len(offered) - _MAX_LISTED} more (see get_model_info)")
+    return "; ".join(lines)
 
 
 def _describe(name: str, rules: Mapping[str, Any], required: bool) -> str:
-    facts = [str(rules.get("type", "any"))]
+    facts = [type_text(rules)]
     if required:
         facts.append("required")
     elif "default" in rules:
         facts.append(f"default {_show(rules['default'])}")
-    if isinstance(rules.get("enum"), list):
+    if isinstance(rules.get("enum"), list) and _types(rules):
         facts.append("one of " + "/".join(map(_show, rules["enum"])))
     if "minimum" in rules or "maximum" in rules:
         facts.append(f"{_show(rules.get('minimum', '…'))}–{_show(rules.get('maximum', '…'))}")
-    if isinstance(rules.get("maxLength"), int):
+    if _is_count(rules.get("maxLength")):
         facts.append(f"≤ {rules['maxLength']} chars")
     return f"{name} ({', '.join(facts)})"
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _show(value: Any) -> str:
@@ -110,4 +199,4 @@ def _json_type(value: Any) -> str:
 
 
 def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    return "an" if word[:1] in tuple("aeiou") else "a"

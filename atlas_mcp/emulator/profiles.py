@@ -1,0 +1,55 @@
+"""How the emulated service answers for a model: each profile is one set of shapes the live service has shown.
+
+Profiles are data. Every model in the catalogue has one; ``EmulatorConfig.profile`` puts every model under
+the same one, so that a test can run the whole tool set against each shape. What each field imitates is
+recorded in ``tests/fixtures/atlas/`` (see its README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["PROFILES", "OutputForm", "Profile", "profile_named"]
+
+OutputForm = Literal["url", "signed-url", "base64", "data-uri"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # The status words while running, in order; the first holds for the first tenth of the run.
+    running_words: tuple[str, ...] = ("created", "processing")
+    # The submit answer waits for the end and already holds the outputs (no poll needed).
+    synchronous: bool = False
+    # For this long after a submit, reading the prediction answers not_visible_status (404 or 400).
+    not_visible_seconds: float = 0.0
+    not_visible_status: Literal[400, 404] = 404
+    # A failure's `error` is an object with a numeric code, and `error_code` is set, instead of a plain string.
+    error_object: bool = False
+    # How outputs are given: plain URLs, signed object-store URLs (that refuse a Referer), or inline.
+    outputs: OutputForm = "url"
+    # The quote (/api/v1/model/calculate) says its price is an estimate.
+    quote_estimated: bool = False
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile("plain"),
+        Profile("signed-urls", outputs="signed-url"),
+        Profile("queued-starting", running_words=("queued", "starting", "processing"), error_object=True),
+        Profile("synchronous", synchronous=True, outputs="signed-url"),
+        Profile("warm-up-404", not_visible_seconds=1.0, not_visible_status=404),
+        Profile("warm-up-400", not_visible_seconds=1.0, not_visible_status=400),
+        Profile("base64-outputs", outputs="base64"),
+        Profile("data-uri-outputs", outputs="data-uri", quote_estimated=True),
+    )
+}
+
+
+def profile_named(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown emulator profile {name!r}; use one of {', '.join(PROFILES)}") from None
