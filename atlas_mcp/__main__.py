@@ -1,4 +1,4 @@
-"""The command line: ``atlascloud-mcp`` serves MCP over stdio; ``emulator`` and ``demo`` are the other jobs.
+"""The command line: ``atlascloud-mcp`` serves MCP over stdio; ``emulator``, ``demo`` and ``doctor`` are the other jobs.
 
 stdout belongs to JSON-RPC when serving, so everything human goes to stderr through ``logging``.
 """
@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from atlas_mcp._version import __version__
@@ -31,6 +32,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("prompt", nargs="?", default="a lighthouse on a cliff at sunset, watercolor")
     demo.add_argument("--out", default="atlas-output", help="folder for the saved image (default: ./atlas-output)")
     demo.add_argument("--size", default="1024*1024", help="image size as W*H (default 1024*1024)")
+    doctor = commands.add_parser(
+        "doctor", help="check the settings, Atlas, the key, the default model, the quote and the folders"
+    )
+    doctor.add_argument("--emulator", action="store_true", help="run every check against the embedded emulator (free)")
+    doctor.add_argument(
+        "--generate", action="store_true", help="also make one real image end to end (FLUX.1 [schnell]: $0.003)"
+    )
+    doctor.add_argument(
+        "--client-config",
+        type=Path,
+        metavar="FILE",
+        help="take the environment from an MCP client's config file (e.g. claude_desktop_config.json)",
+    )
+    doctor.add_argument("--server", help="the server's name in that file (default: the one that runs atlascloud-mcp)")
 
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["emulator"]:
@@ -46,12 +61,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         main_from_args(args)
         return 0
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "demo":
         _log_to_stderr("WARNING")
         from atlas_mcp.demo import run_demo
 
         return run_demo(args.prompt, out=args.out, size=args.size)
     return _serve()
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from atlas_mcp.doctor import client_config_env, run_doctor
+    from atlas_mcp.errors import ConfigError
+
+    _log_to_stderr("ERROR")  # the doctor's own lines say what happened; library chatter would only distract
+    environ = dict(os.environ)
+    if args.client_config is not None:
+        try:
+            environ |= client_config_env(args.client_config, args.server)
+        except ConfigError as exc:
+            print(f"atlascloud-mcp doctor: {exc}", file=sys.stderr)
+            return 2
+    return run_doctor(environ, emulator=args.emulator, generate=args.generate)
 
 
 def _serve() -> int:
@@ -96,9 +128,13 @@ def _stop_on_signals() -> None:
 
 
 def _log_to_stderr(level: str) -> None:
+    from atlas_mcp.redaction import UrlQueryFilter
+
     logging.basicConfig(
         stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(UrlQueryFilter())  # signed output URLs carry their credential in the query
 
 
 if __name__ == "__main__":

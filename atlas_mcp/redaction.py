@@ -11,11 +11,12 @@ a short text without long whitespace runs and cannot backtrack for long.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
-__all__ = ["redact"]
+__all__ = ["UrlQueryFilter", "redact"]
 
 REDACTED = "[redacted]"
 _MAX_LEN = 500
@@ -52,3 +53,22 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def _strip_signed_query(match: re.Match[str]) -> str:
     return f"{match.group(1)}?{REDACTED}" if _SIGNING.search(match.group(2)) else match.group(0)
+
+
+_ANY_QUERY = re.compile(r"(?i)(https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*")
+
+
+class UrlQueryFilter(logging.Filter):
+    """Keeps only the scheme, host and path of every URL in a log line.
+
+    Output URLs are signed object-store links whose query is the credential for the file
+    (``?Expires=&OSSAccessKeyId=&Signature=``), and httpx logs every request's full URL at INFO. Attached to
+    the stderr handler, this covers every logger, ours and the libraries'.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = _ANY_QUERY.sub(r"\1", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        return True
