@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,27 @@ async def test_audio_is_saved_and_linked(emulator: Emulator, tmp_path: Path) -> 
     saved = Path(output["saved_path"])
     assert saved.suffix == ".wav" and saved.read_bytes()[:4] == b"RIFF"
     assert not [b for b in result.content if isinstance(b, ImageContent)]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(path="/api/v1/model/calculate", kind="status", status=503, times=None),
+        Fault(path="/api/v1/model/calculate", kind="delay", seconds=60, times=None),
+    ],
+    ids=["failing", "hanging"],
+)
+async def test_without_atlass_quote_the_catalogue_price_stands_as_an_estimate(
+    emulator: Emulator, tmp_path: Path, fault: Fault
+) -> None:
+    """A quote is information: without one from Atlas (within 5 s) the generation goes on, priced from the list."""
+    emulator.state.add_fault(fault)
+    started = time.monotonic()
+    result = await call(emulator, tmp_path, "generate_image", {"prompt": "a fox", "num_images": 2})
+    assert time.monotonic() - started < 20
+    assert not result.is_error, text_of(result)
+    structured = result.structured_content or {}
+    assert structured["phase"] == "succeeded"
+    assert structured["quote"] == {"price_usd": pytest.approx(0.006), "source": "catalogue", "estimate": True}
+    assert structured["price_usd"] == pytest.approx(0.006)
+    assert len(posts(emulator)) == 1

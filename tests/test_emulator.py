@@ -689,3 +689,89 @@ def test_cli_serves_in_the_foreground_and_stops_on_sigterm(tmp_path: Path) -> No
             stdout, _ = process.communicate(timeout=10)
         assert process.returncode == 0
         assert stdout == ""
+
+
+# --- the live shapes --------------------------------------------------------------------------
+
+
+def test_signed_output_urls_refuse_a_referer_a_wrong_signature_and_no_signature(client: httpx.Client) -> None:
+    url = submit(client, size="256*256", enable_sync_mode=True)["outputs"][0]
+    assert httpx.get(url).status_code == 200
+    assert httpx.get(url).headers["content-disposition"].startswith("attachment")
+    for refused, code in (
+        (httpx.get(url, headers={"Referer": "https://chat.example/"}), "AccessDenied"),
+        (httpx.get(url.replace("Signature=", "Signature=x")), "SignatureDoesNotMatch"),
+        (httpx.get(url.split("?")[0]), "AccessDenied"),
+    ):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/xml" and f"<Code>{code}</Code>" in refused.text
+
+
+def test_base64_outputs_on_request_and_in_a_profile(emulator: Emulator, client: httpx.Client) -> None:
+    asked = submit(client, size="256*256", enable_sync_mode=True, enable_base64_output=True)
+    assert base64.b64decode(asked["outputs"][0]).startswith(b"\x89PNG")
+    emulator.state.config.profile = "data-uri-outputs"
+    try:
+        inline = submit(client, size="256*256", enable_sync_mode=True)
+    finally:
+        emulator.state.config.profile = None
+    header, _, data = inline["outputs"][0].partition(",")
+    assert header == "data:image/png;base64" and base64.b64decode(data).startswith(b"\x89PNG")
+
+
+def test_profiles_shape_the_status_words_and_the_warm_up(emulator: Emulator, client: httpx.Client) -> None:
+    emulator.state.config.profile = "queued-starting"
+    emulator.state.plan_next(PredictionPlan(seconds=1.0))
+    try:
+        queued = submit(client)
+        assert queued["status"] == "queued"
+        time.sleep(0.2)
+        assert client.get(PREDICTION + queued["id"]).json()["data"]["status"] == "starting"
+        emulator.state.config.profile = "warm-up-400"
+        hidden = submit(client)
+        early = client.get(PREDICTION + hidden["id"])
+        assert early.status_code == 400
+        assert hidden["id"] not in {i["ID"] for i in client.get("/api/v1/model/history").json()["data"]["items"]}
+    finally:
+        emulator.state.config.profile = None
+
+
+def test_the_quote_and_the_balance(emulator: Emulator, client: httpx.Client) -> None:
+    before, balance_before = emulator.state.prediction_count, emulator.state.balance
+    quote = client.post("/api/v1/model/calculate", json={"model": SCHNELL, "prompt": "x", "num_images": 2})
+    assert quote.json()["data"] == {
+        "price": "0.006",
+        "origin_price": "0.006",
+        "estimated": False,
+        "estimate_partial": False,
+    }
+    assert client.post("/api/v1/model/calculate", json={"model": SCHNELL, "num_images": 9}).status_code == 400
+    assert (emulator.state.prediction_count, emulator.state.balance) == (before, balance_before)  # nothing ran or paid
+    emulator.state.balance = 12.5
+    balance = client.get("/public/v1/balance").json()
+    assert balance["available"] == {"value": "12.50", "currency": "USD"}
+    assert httpx.get(f"{emulator.url}/public/v1/balance").status_code == 401
+
+
+def test_history_takes_the_newer_query_form(emulator: Emulator) -> None:
+    with (
+        Emulator(EmulatorConfig(prediction_seconds=0, profile="plain")) as fresh,
+        httpx.Client(base_url=fresh.url, headers=AUTH) as http,
+    ):
+        done = submit(http)["id"]
+        fresh.state.plan_next(PredictionPlan(seconds=30))
+        running = submit(http)["id"]
+        fresh.state.plan_next(PredictionPlan(seconds=0, fail="no"))
+        failed = submit(http)["id"]
+        dev = http.post(IMAGE, json={"model": "black-forest-labs/flux-dev", "prompt": "d"}).json()["data"]["id"]
+
+        def ids_for(**params: str) -> list[str]:
+            answer = http.get("/api/v1/model/history", params=params)
+            assert answer.status_code == 200, answer.text
+            return [entry["ID"] for entry in answer.json()["data"]["items"]]
+
+        assert ids_for(state="running") == [running]
+        assert ids_for(state="failed") == [failed]
+        assert ids_for(state="succeeded", model=SCHNELL) == [done]
+        assert ids_for(modelPrefix="black-forest-labs/flux-d") == [dev]
+        assert http.get("/api/v1/model/history", params={"state": "done"}).status_code == 400

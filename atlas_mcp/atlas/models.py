@@ -84,8 +84,8 @@ class Output(_Wire):
         if self.url is not None:
             return self.url
         if self.data is not None:
-            kind = f"{self.media_type} " if self.media_type else ""
-            return f"(a {kind}file of {len(self.data)} bytes, sent inline by Atlas)"
+            kind = f"{self.media_type}, " if self.media_type else ""
+            return f"(sent inline by Atlas: {kind}{len(self.data)} bytes)"
         text = self.text or ""
         return text if len(text) <= 300 else text[:299] + "…"
 

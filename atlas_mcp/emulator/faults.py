@@ -3,7 +3,8 @@
 A `Fault` matches requests by path prefix (and method) and replaces or distorts the
 answer. Each kind imitates something clients meet in the wild: an outage page from
 nginx, a 429 with Retry-After, a body cut short, a connection reset mid-request, a
-body that drips in so slowly that no single read ever times out.
+body that drips in so slowly that no single read ever times out; or, with "fixture",
+an answer exactly as recorded from the live service in tests/fixtures/atlas/.
 `apply_fault` runs as the outermost ASGI layer so it can also abort the TCP connection.
 """
 
@@ -22,6 +23,8 @@ import anyio
 from pydantic import ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from atlas_mcp.emulator.fixtures import load
+
 logger = logging.getLogger("atlas_mcp.emulator")
 
 
@@ -38,6 +41,7 @@ FaultKind = Literal[
     "huge_body",
     "trickle",
     "redirect",
+    "fixture",
 ]
 
 _CHUNK = 64 * 1024
@@ -61,6 +65,7 @@ class Fault:
     seconds: float = 0.0  # for "delay": wait, then answer normally; for "trickle": the pause between chunks
     size: int = 0  # for "huge_body" and "trickle": bytes streamed
     location: str = ""  # for "redirect": the Location header
+    fixture: str = ""  # for "fixture": a recorded answer, e.g. "answers/prediction.not-visible-yet.404.json"
     message: str = "Service temporarily unavailable"
 
     def __post_init__(self) -> None:
@@ -74,6 +79,8 @@ class Fault:
             raise ValueError(f"status must be an HTTP status code, got {self.status}")
         if self.kind == "redirect" and not self.location:
             raise ValueError("a redirect fault needs a location")
+        if self.kind == "fixture" and not (self.fixture.startswith("answers/") and self.fixture.endswith(".json")):
+            raise ValueError("a fixture fault needs a recorded answer, such as 'answers/balance.json'")
         if self.seconds < 0 or self.size < 0:
             raise ValueError("seconds and size must not be negative")
 
@@ -223,6 +230,9 @@ async def apply_fault(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive
         await _huge_body(scope, send, fault.size)
     elif kind == "trickle":
         await _trickle(scope, send, fault.size, fault.seconds)
+    elif kind == "fixture":
+        answer = load(fault.fixture)
+        await _respond_json(send, int(answer["status"]), answer["body"])
     elif kind == "redirect":
         payload = {"code": 302, "message": f"moved to {fault.location}"}
         await _respond_json(send, 302, payload, location=fault.location)

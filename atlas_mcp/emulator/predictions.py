@@ -141,13 +141,13 @@ class Prediction:
         if status in self.profile.running_words:
             return data
         data["completed_at"] = iso_time(self.created_at + self.seconds)
-        data["metrics"] = {"predict_time": round(self.seconds, 3)}
-        data["price"] = self.price
-        if self.plan.fail is not None:
+        if self.plan.fail is not None:  # as answers/prediction.failed.*.json: no metrics, no price (not billed)
             data["error"] = self.plan.fail if error is None else error
             if isinstance(error, dict) and "code" in error:
                 data["error_code"] = error["code"]
             return data
+        data["metrics"] = {"predict_time": round(self.seconds, 3)}
+        data["price"] = self.price
         count = self.submission.num_outputs
         if self.plan.output_urls is not None:
             outputs = self.plan.output_urls

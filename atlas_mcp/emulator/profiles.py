@@ -40,8 +40,8 @@ PROFILES: dict[str, Profile] = {
         Profile("signed-urls", outputs="signed-url"),
         Profile("queued-starting", running_words=("queued", "starting", "processing"), error_object=True),
         Profile("synchronous", synchronous=True, outputs="signed-url"),
-        Profile("warm-up-404", not_visible_seconds=1.0, not_visible_status=404),
-        Profile("warm-up-400", not_visible_seconds=1.0, not_visible_status=400),
+        Profile("warm-up-404", not_visible_seconds=0.6, not_visible_status=404),
+        Profile("warm-up-400", not_visible_seconds=0.6, not_visible_status=400),
         Profile("base64-outputs", outputs="base64"),
         Profile("data-uri-outputs", outputs="data-uri", quote_estimated=True),
     )

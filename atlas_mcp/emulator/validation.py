@@ -24,6 +24,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "array": (list,),
     "object": (dict,),
+    "null": (type(None),),
 }
 _WORDS = {"boolean": "a boolean (true or false)", "integer": "an integer", "number": "a number", "string": "a string"}
 

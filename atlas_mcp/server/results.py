@@ -399,6 +399,8 @@ def _summary(result: GenerationResult) -> str:
             f"Prediction {result.prediction_id} is {result.status} after {result.waited_seconds:g} s of waiting; "
             "it goes on running at Atlas."
         )
+        if result.quote is not None:
+            lines.append(f"Quoted before submitting: {result.quote.text()}.")
     else:
         lines.append(f"Prediction {result.prediction_id} ended {result.status}.")
         if result.error:

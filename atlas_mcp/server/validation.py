@@ -23,6 +23,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "array": (list, tuple),
     "object": (dict,),
+    "null": (type(None),),
 }
 _MAX_DEPTH = 8  # nested items and unions; deeper rules are not checked (and cannot recurse without end)
 _MAX_LISTED = 30  # parameters named in one refusal; a model with hundreds would drown the message
@@ -55,7 +56,11 @@ def _check_value(name: str, value: Any, rules: Mapping[str, Any], depth: int) ->
                 fitting = [
                     problems for branch, problems in zip(branches, outcomes, strict=True) if _fits_type(value, branch)
                 ]
-                return fitting[0] if fitting else [f"{name} must be {type_text(rules)}, got {_json_type(value)}"]
+                return (
+                    fitting[0]
+                    if fitting
+                    else [f"{name} must be {type_text(rules, article=True)}, got {_json_type(value)}"]
+                )
     problems: list[str] = []
     for branch in _branches(rules, "allOf"):
         problems.extend(_check_value(name, value, branch, depth + 1))
