@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import concurrency, overhead, preview, startup, time_to_image, upload
+from benchmarks import concurrency, overhead, preview, startup, startup_instructions, time_to_image, upload
 from benchmarks.proc import machine
 from benchmarks.report import Section, render
 from benchmarks.rpc import Workspace
@@ -20,6 +20,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.m
 Benchmark = Callable[[Workspace], Section]
 BENCHMARKS: dict[str, Benchmark] = {
     "startup": startup.run,
+    "startup-instructions": startup_instructions.run,
     "overhead": overhead.run,
     "time-to-image": time_to_image.run,
     "concurrency": concurrency.run,
