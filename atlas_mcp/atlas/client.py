@@ -1,4 +1,5 @@
-"""The async Atlas Cloud client: submit, read, wait for and list predictions; upload files; read the catalogue.
+"""The async Atlas Cloud client: quote, submit, read, wait for and list predictions; upload files; read the
+catalogue and the balance.
 
 It knows HTTP and Atlas, nothing of MCP. One :class:`httpx.AsyncClient` per lifetime; every request has
 an explicit timeout; GETs are retried with capped, jittered backoff (honouring ``Retry-After``); the
@@ -285,10 +286,10 @@ class AtlasClient:
         except (NotFoundError, InvalidRequestError) as exc:
             if exc.status not in (400, 404):
                 raise
-            submitted = self._submitted.get(candidate)
-            age = None if submitted is None else time.monotonic() - submitted[0]
-            if submitted is not None and age is not None and age < self.warmup_grace:
-                return Prediction(id=candidate, status=NOT_VISIBLE_YET, model=submitted[1])
+            when, model = self._submitted.get(candidate, (None, None))
+            age = None if when is None else time.monotonic() - when
+            if age is not None and age < self.warmup_grace:
+                return Prediction(id=candidate, status=NOT_VISIBLE_YET, model=model)
             since = f", {age:.0f} s after it was submitted" if age is not None else ""
             raise NotFoundError(
                 f"Atlas does not know prediction {candidate} (HTTP {exc.status}{since}). Check the id: pass it "
