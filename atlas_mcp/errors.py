@@ -18,7 +18,8 @@ through :func:`atlas_mcp.redaction.redact` before it lands in a message.
     ├── BadResponseError             Atlas answered, but not in any form it documents
     ├── SchemaUnavailableError       a model's parameter schema could not be read; nothing was sent
     ├── PredictionFailedError        the prediction ended failed/canceled/timed out upstream (``prediction``)
-    └── PredictionTimeoutError       our own wait bound ran out; the prediction goes on (``prediction``)
+    ├── PredictionTimeoutError       our own wait bound ran out; the prediction goes on (``prediction``)
+    └── PaidResultError              something failed after Atlas accepted a prediction; the message names its id
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidRequestError",
     "NotFoundError",
+    "PaidResultError",
     "PathRefusedError",
     "PredictionFailedError",
     "PredictionTimeoutError",
@@ -121,3 +123,8 @@ class PredictionTimeoutError(AtlasMCPError):
     def __init__(self, message: str, *, prediction: Prediction) -> None:
         super().__init__(message)
         self.prediction = prediction
+
+
+class PaidResultError(AtlasMCPError):
+    """Something failed after Atlas accepted a prediction (and may bill it); the message names the prediction's id
+    and says how to get the result without paying again."""

@@ -176,21 +176,27 @@ async def _(m: Matrix) -> None:
     assert m.count("GET", POLL) == 4
 
 
-@case("502-submit", "502 on the submit", 'error "Atlas is having trouble (HTTP 502) …"; the POST is not repeated')
+@case(
+    "502-submit",
+    "502 on the submit",
+    'error "Atlas is having trouble (HTTP 502) … The request may still have reached Atlas: look at list_predictions '
+    'before trying again …"; the POST is not repeated',
+)
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="status", status=502))
-    expect_error("generate_image", await generate(m), "HTTP 502")
+    expect_error("generate_image", await generate(m), "HTTP 502", "may still have reached Atlas", "list_predictions")
     assert m.count("POST", SUBMIT) == 1
 
 
 @case(
     "html-502-submit",
     "an nginx HTML page with 502 on the submit",
-    'error "… (HTTP 502). Atlas said: 502 Bad Gateway …", markup stripped',
+    'error "… (HTTP 502). Atlas said: 502 Bad Gateway … The request may still have reached Atlas: look at '
+    'list_predictions …", markup stripped',
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="html", status=502))
-    text = expect_error("generate_image", await generate(m), "HTTP 502", "Bad Gateway")
+    text = expect_error("generate_image", await generate(m), "HTTP 502", "Bad Gateway", "look at list_predictions")
     assert "<" not in text
     assert m.count("POST", SUBMIT) == 1
 
@@ -231,12 +237,12 @@ async def _(m: Matrix) -> None:
 @case(
     "reset-submit",
     "connection reset (RST, no answer) on the submit",
-    'error "Atlas could not be reached (…). The request may still have reached Atlas: look at the recent '
-    'predictions before trying again …"',
+    'error "Atlas could not be reached (…). The request may still have reached Atlas: look at list_predictions '
+    'before trying again …"',
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="reset"))
-    expect_error("generate_image", await generate(m), "could not be reached", "look at the recent predictions")
+    expect_error("generate_image", await generate(m), "could not be reached", "look at list_predictions")
     assert m.count("POST", SUBMIT) == 1
 
 
@@ -254,7 +260,7 @@ async def _(m: Matrix) -> None:
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="delay", seconds=3 * HTTP_TIMEOUT))
     started = time.monotonic()
-    expect_error("generate_image", await generate(m), "did not answer in time", "look at the recent predictions")
+    expect_error("generate_image", await generate(m), "did not answer in time", "look at list_predictions")
     assert time.monotonic() - started < 3 * HTTP_TIMEOUT
     assert m.count("POST", SUBMIT) == 1
 
@@ -323,12 +329,12 @@ async def _(m: Matrix) -> None:
 @case(
     "malformed-submit",
     "truncated JSON with HTTP 200 on the submit",
-    'error "Atlas answered with a body that is not JSON … The request may still have reached Atlas: look at the '
-    'recent predictions …"',
+    'error "Atlas answered with a body that is not JSON … The request may still have reached Atlas: look at '
+    'list_predictions …"',
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="malformed"))
-    expect_error("generate_image", await generate(m), "not JSON", "look at the recent predictions")
+    expect_error("generate_image", await generate(m), "not JSON", "look at list_predictions")
     assert m.count("POST", SUBMIT) == 1
 
 
@@ -355,11 +361,13 @@ async def _(m: Matrix) -> None:
 @case(
     "missing-fields-submit",
     'HTTP 200 with `"data": {}` on the submit',
-    'error "Atlas\'s prediction is missing or has malformed fields (id) … look at the recent predictions …"',
+    'error "Atlas\'s prediction is missing or has malformed fields (id) … look at list_predictions …"',
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="missing_fields"))
-    expect_error("generate_image", await generate(m), "missing or has malformed fields (id)", "recent predictions")
+    expect_error(
+        "generate_image", await generate(m), "missing or has malformed fields (id)", "look at list_predictions"
+    )
     assert m.count("POST", SUBMIT) == 1
 
 

@@ -11,14 +11,19 @@ portal, so one MCP session serves all examples of a test.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, example, given, settings
@@ -29,7 +34,9 @@ from PIL import Image
 
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
+from atlas_mcp.errors import BadResponseError, PaidResultError
 from atlas_mcp.server import create_server
+from atlas_mcp.server.generation import naming_the_prediction
 
 from .conftest import ALL_TOOLS, TEST_KEY
 from .harness import assert_not_a_crash, expect_done, expect_error, images_of, text_of
@@ -52,6 +59,7 @@ EXPECTED_REQUESTS = re.compile(
     r"|GET /api/v1/model/history"
     r"|POST /api/v1/model/uploadMedia"
     r"|GET /emulator-storage/outputs/[0-9a-f]{32}/[0-9]+\.[a-z0-9]+"
+    r"|GET /emulator-storage/uploads/[0-9a-f]{32}/[A-Za-z0-9._-]+"  # files on the origin served as outputs
 )
 RUN = settings(
     max_examples=60,
@@ -553,3 +561,113 @@ async def test_client_roots_cannot_be_passed_as_an_argument(emulator: Emulator, 
         result = await client.call_tool("upload_media", {"path": "/etc/hostname", "client_roots": forged})
     expect_error("upload_media", result, "not enabled")
     assert emulator.state.requests == []
+
+
+# -- a paid result is never lost ----------------------------------------------------------------------------
+
+
+def _broken_png() -> bytes:
+    """A PNG whose pixel data runs into a chunk that is no chunk: Pillow's decoder raises SyntaxError mid-load."""
+    picture = io.BytesIO()
+    Image.effect_noise((128, 128), 64).convert("RGB").save(picture, "PNG")
+    data = picture.getvalue()
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[start : start + 4])[0]
+    pixels = data[start + 8 : start + 8 + length]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    half = length // 2
+    return (
+        data[:start]
+        + chunk(b"IDAT", pixels[:half])
+        + chunk(b"\x00\x01\x02\x03", pixels[half:])
+        + data[start + 12 + length :]
+    )
+
+
+# Found by mutating the IFD of a 16×16 TIFF: Pillow raises TypeError on it ("'str' object cannot be interpreted as
+# an integer").
+FUZZED_TIFF = zlib.decompress(
+    base64.b64decode(
+        "eNrz9NRi4GBgYOBiYGBkYWAEsgSAmBGJzcTIzMAMpNuAmBnIBomDMBuUzQTEgoxMYHYPEItCxUF6xJDMEYeyQRIySOaAAAcYMjD8H0WjaMQiAMYxAfQ="
+    )
+)
+
+
+def _on_the_origin(session: Session, name: str, data: bytes) -> str:
+    """A file on Atlas's own origin (an upload), to be served as a prediction's output."""
+    with httpx.Client(base_url=session.emulator.url, headers={"Authorization": f"Bearer {TEST_KEY}"}) as http:
+        answer = http.post("/api/v1/model/uploadMedia", files={"file": (name, data, "application/octet-stream")})
+    url: str = answer.json()["data"]["download_url"]
+    return url
+
+
+@pytest.mark.parametrize(("name", "data"), [("broken.png", _broken_png()), ("fuzzed.tiff", FUZZED_TIFF)])
+def test_an_output_that_breaks_the_image_decoder_leaves_a_note_not_a_crash(
+    session: Session, name: str, data: bytes
+) -> None:
+    session.emulator.state.plan_next(PredictionPlan(seconds=0, output_urls=[_on_the_origin(session, name, data)]))
+    result = session.call("generate_image", {"prompt": "x", "wait": True})
+    [output] = expect_done(result)["outputs"]
+    assert "no inline preview: the image could not be decoded (" in output["note"], output
+    assert Path(output["saved_path"]).read_bytes() == data  # the paid file is kept all the same
+    assert images_of(result) == []
+
+
+def test_an_id_from_atlas_that_is_not_an_id_reaches_no_text_no_file(session: Session) -> None:
+    evil = "6fca9369\x1b[2J\r\nINFO fake log line\x00/../../x"
+    answer = {"code": 200, "message": "success", "data": {"id": evil, "status": "created"}}
+    session.emulator.state.add_fault(Fault(path="/api/v1/model/generateImage", kind="json", status=200, body=answer))
+    page = {"items": [{"ID": evil, "model": FLUX, "status": "completed"}], "pageNo": 1, "pageSize": 20, "total": 1}
+    session.emulator.state.add_fault(
+        Fault(path="/api/v1/model/history", kind="json", status=200, body={"code": 200, "data": page})
+    )
+    try:
+        submitted = session.call("generate_image", {"prompt": "x"})
+        listed = session.call("list_predictions", {})
+    finally:
+        session.emulator.state.clear_faults()
+    text = expect_error("generate_image", submitted, "not an id", "look at list_predictions")
+    for shown in (text, submitted.model_dump_json(), listed.model_dump_json()):
+        assert "\x1b" not in shown and "fake log line" not in shown and "\\u0000" not in shown
+    assert (listed.structured_content or {})["predictions"] == []
+
+
+def test_non_finite_numbers_from_atlas_never_reach_the_result(session: Session) -> None:
+    prediction_id = session.known_ids[0]
+    answer = {
+        "code": 200,
+        "data": {"id": prediction_id, "status": "completed", "price": "NaN", "metrics": {"predict_time": "Infinity"}},
+    }
+    session.emulator.state.add_fault(Fault(path=PREDICTION, kind="json", status=200, body=answer))
+    try:
+        result = session.call("check_prediction", {"prediction_id": prediction_id})
+    finally:
+        session.emulator.state.clear_faults()
+    done = expect_done(result)
+    assert done["price_usd"] is None and done["predict_time_seconds"] is None
+    assert "nan" not in text_of(result).lower() and "inf" not in text_of(result).lower()
+
+
+@pytest.mark.anyio
+async def test_after_a_submit_every_failure_names_the_prediction(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(PaidResultError) as unexpected, naming_the_prediction("6fca9369e2fa4998a0fcad1e61bdd30a"):
+        raise SyntaxError("broken PNG file")
+    assert str(unexpected.value) == (
+        "Prediction 6fca9369e2fa4998a0fcad1e61bdd30a is at Atlas, but building its result failed (SyntaxError). "
+        'Call check_prediction with prediction_id "6fca9369e2fa4998a0fcad1e61bdd30a" to get the result; do not '
+        "submit the generation again (that would be paid twice)."
+    )
+    assert "Traceback (most recent call last)" in caplog.text and "broken PNG file" in caplog.text
+    gaining = pytest.raises(PaidResultError, match=r"^Prediction p1 is at Atlas, but: Atlas answered with a body")
+    with gaining, naming_the_prediction("p1"):
+        raise BadResponseError("Atlas answered with a body that is not JSON.")
+    unchanged = pytest.raises(BadResponseError, match=r"^Prediction p1 was")  # ours, already naming it
+    with unchanged, naming_the_prediction("p1"):
+        raise BadResponseError("Prediction p1 was submitted, but reading its state failed.")
+    with anyio.CancelScope() as scope, naming_the_prediction("p1"):  # cancellation passes through untouched
+        scope.cancel()
+        await anyio.sleep(1)
+    assert scope.cancelled_caught

@@ -91,7 +91,7 @@ _UPLOAD_CHUNK = 1024 * 1024  # per read from disk; 1 MiB took a quarter off uplo
 _MAX_PREDICTION_BODY = 64 * 1024 * 1024
 _RECENT_SUBMITS = 1024  # ids remembered for the warm-up grace
 _MAYBE_SENT = (
-    "The request may still have reached Atlas: look at the recent predictions before trying again, "
+    "The request may still have reached Atlas: look at list_predictions before trying again, "
     "so that nothing is paid twice."
 )
 
@@ -361,7 +361,10 @@ class AtlasClient:
         items = [
             item.model_copy(update={"result": self._redacted(item.result, item.result.error)}) if item.result else item
             for item in history.items
+            if _PREDICTION_ID.fullmatch(item.id) and (item.result is None or _PREDICTION_ID.fullmatch(item.result.id))
         ]
+        if len(items) < len(history.items):
+            logger.warning("left out %d history items whose ids are not ids", len(history.items) - len(items))
         return history.model_copy(update={"items": tuple(items)})
 
     # -- files ----------------------------------------------------------------------------------------
@@ -578,7 +581,7 @@ class AtlasClient:
                     logger.info("Atlas answered %s on %s; retry %d of %d", answer.status, method, attempt, attempts - 1)
                     await anyio.sleep(pause)
                     continue
-            self._raise_for_error(answer)
+            self._raise_for_error(answer, idempotent)
             return answer
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
@@ -615,7 +618,7 @@ class AtlasClient:
             body = _NotJSON(bytes(raw[:300]).decode("utf-8", "replace"))
         return _Answer(status=response.status_code, body=body, headers=response.headers)
 
-    def _raise_for_error(self, answer: _Answer) -> None:
+    def _raise_for_error(self, answer: _Answer, idempotent: bool) -> None:
         status = _effective_status(answer)
         if 200 <= status < 300:
             if isinstance(answer.body, _NotJSON):
@@ -651,9 +654,9 @@ class AtlasClient:
                 status=status,
             )
         if status >= 500:
-            raise UpstreamUnavailableError(
-                f"Atlas is having trouble (HTTP {status}).{detail} Try again in a minute.", status=status
-            )
+            # A gateway's 502/504 may come after Atlas took the job: the billable POST cannot be assumed unsent.
+            then = f" {_MAYBE_SENT}" if not idempotent else " Try again in a minute."
+            raise UpstreamUnavailableError(f"Atlas is having trouble (HTTP {status}).{detail}{then}", status=status)
         raise AtlasAPIError(f"Atlas answered HTTP {status}.{detail}", status=status)
 
     def _network_error(self, exc: Exception, idempotent: bool) -> UpstreamUnavailableError:
@@ -679,6 +682,9 @@ class AtlasClient:
 
     def _prediction(self, answer: _Answer) -> Prediction:
         prediction = self._parse(Prediction, unwrap(answer.body), "prediction")
+        if not _PREDICTION_ID.fullmatch(prediction.id):
+            # It would reach a file name, a log line and the caller's text: never pass on what it holds.
+            raise BadResponseError("Atlas answered with a prediction id that is not an id (unsafe characters).")
         reason = prediction.error
         if prediction.phase == "failed" and not reason:
             reason = error_text(answer.body)  # some failures carry the reason only in the outer message

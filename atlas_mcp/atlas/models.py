@@ -9,6 +9,7 @@ import base64
 import binascii
 import datetime
 import json
+import math
 import re
 from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
@@ -202,12 +203,14 @@ class Prediction(_Wire):
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: NaN and infinities would make the result invalid JSON."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 class UploadedFile(_Wire):

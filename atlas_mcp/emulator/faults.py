@@ -42,6 +42,7 @@ FaultKind = Literal[
     "trickle",
     "redirect",
     "fixture",
+    "json",
 ]
 
 _CHUNK = 64 * 1024
@@ -60,12 +61,13 @@ class Fault:
     kind: FaultKind
     method: str | None = None  # None matches any method
     times: int | None = 1  # matching requests it applies to; None = until cleared
-    status: int = 503  # for "status", "html", "envelope_error"
+    status: int = 503  # for "status", "html", "envelope_error", "json"
     retry_after: float | None = None  # for "rate_limit": the Retry-After header, if any
     seconds: float = 0.0  # for "delay": wait, then answer normally; for "trickle": the pause between chunks
     size: int = 0  # for "huge_body" and "trickle": bytes streamed
     location: str = ""  # for "redirect": the Location header
     fixture: str = ""  # for "fixture": a recorded answer, e.g. "answers/prediction.not-visible-yet.404.json"
+    body: Any = None  # for "json": this JSON body, with `status` (a malicious Atlas: anything at all)
     message: str = "Service temporarily unavailable"
 
     def __post_init__(self) -> None:
@@ -230,6 +232,8 @@ async def apply_fault(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive
         await _huge_body(scope, send, fault.size)
     elif kind == "trickle":
         await _trickle(scope, send, fault.size, fault.seconds)
+    elif kind == "json":
+        await _respond_json(send, fault.status, fault.body)
     elif kind == "fixture":
         answer = load(fault.fixture)
         await _respond_json(send, int(answer["status"]), answer["body"])

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.errors import (
     AtlasMCPError,
     InputError,
+    PaidResultError,
     PredictionFailedError,
     PredictionTimeoutError,
     SchemaUnavailableError,
@@ -32,7 +34,16 @@ from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, Mo
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
 from atlas_mcp.server.validation import describe_parameters, find_problems
 
-__all__ = ["AppState", "BuildParams", "Prepared", "finish", "prepare", "price_quote", "submit_and_finish"]
+__all__ = [
+    "AppState",
+    "BuildParams",
+    "Prepared",
+    "finish",
+    "naming_the_prediction",
+    "prepare",
+    "price_quote",
+    "submit_and_finish",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +129,42 @@ async def submit_and_finish(
     await ctx.report_progress(0, limit or None, f"Submitting to {prepared.model}{price}")
     prediction = await state.atlas.submit(prepared.model, prepared.params, kind=prepared.kind)
     logger.info("submitted prediction %s (%s)", prediction.id, prepared.model)
-    return await finish(
-        ctx,
-        state,
-        prediction,
-        limit=limit,
-        started=started,
-        not_used=prepared.not_used,
-        previews=prepared.kind == "image",
-        quote=quote,
+    with naming_the_prediction(prediction.id):
+        return await finish(
+            ctx,
+            state,
+            prediction,
+            limit=limit,
+            started=started,
+            not_used=prepared.not_used,
+            previews=prepared.kind == "image",
+            quote=quote,
+        )
+
+
+@contextmanager
+def naming_the_prediction(prediction_id: str) -> Iterator[None]:
+    """Once Atlas has a prediction, every way out of the call names it: whatever fails while waiting for it or
+    building its result, the caller can still fetch it for free instead of paying for it again.
+
+    Our own errors that do not name it gain its id; anything else is a defect, logged here with its traceback
+    and turned into an error that says what to do. Cancellation passes through untouched.
+    """
+    then = (
+        f'Call check_prediction with prediction_id "{prediction_id}" to get the result; do not submit the '
+        "generation again (that would be paid twice)."
     )
+    try:
+        yield
+    except AtlasMCPError as exc:
+        if prediction_id in str(exc):
+            raise
+        raise PaidResultError(f"Prediction {prediction_id} is at Atlas, but: {exc} {then}") from exc
+    except Exception as exc:
+        logger.exception("unexpected failure after Atlas accepted prediction %s", prediction_id)
+        raise PaidResultError(
+            f"Prediction {prediction_id} is at Atlas, but building its result failed ({type(exc).__name__}). {then}"
+        ) from exc
 
 
 async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:

@@ -213,7 +213,14 @@ async def generation_result(
         fetched: list[tuple[OutputInfo, Preview | None]] = [(_plain_info(o), None) for o in prediction.outputs]
 
         async def fetch(index: int, output: Output) -> None:
-            fetched[index] = await _fetch_output(prediction.id, index, output, atlas, settings, budget_each, limiter)
+            try:
+                fetched[index] = await _fetch_output(
+                    prediction.id, index, output, atlas, settings, budget_each, limiter
+                )
+            except Exception as exc:  # a defect, or a file built to break us: this output gets a note, not the call
+                logger.exception("output %d of prediction %s could not be handled", index, prediction.id)
+                note = f"not fetched: handling it failed unexpectedly ({type(exc).__name__})"
+                fetched[index] = (_plain_info(output).model_copy(update={"note": note}), None)
 
         async with anyio.create_task_group() as group:
             for index, output in enumerate(prediction.outputs):
@@ -309,12 +316,17 @@ async def _fetch_output(
             notes.append(f"not saved: {getattr(exc, 'strerror', None) or exc}")
     preview = None
     if wants_preview and (media_type or "").startswith("image/"):
-        preview = await anyio.to_thread.run_sync(
-            lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget),
-            limiter=limiter,
-        )
-        if preview is None:
-            notes.append("no inline preview: the image could not be shrunk into the result's size budget")
+        try:
+            preview = await anyio.to_thread.run_sync(
+                lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget),
+                limiter=limiter,
+            )
+        except Exception as exc:  # a broken or hostile file makes Pillow raise nearly anything (SyntaxError, TypeError)
+            logger.warning("no preview for output %d of %s", index, prediction_id, exc_info=True)
+            notes.append(f"no inline preview: the image could not be decoded ({type(exc).__name__})")
+        else:
+            if preview is None:
+                notes.append("no inline preview: the image could not be shrunk into the result's size budget")
     if output.inline and saved is None and settings.output_dir is None:
         notes.append("sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files")
     return (

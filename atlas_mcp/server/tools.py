@@ -24,7 +24,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, InputError
 from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.files import open_upload
-from atlas_mcp.server.generation import AppState, BuildParams, finish, prepare, submit_and_finish
+from atlas_mcp.server.generation import AppState, BuildParams, finish, naming_the_prediction, prepare, submit_and_finish
 from atlas_mcp.server.listing import (
     HistoryResult,
     ModelInfoResult,
@@ -399,7 +399,8 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         with _as_tool_errors():
             started = time.monotonic()
             prediction = await state.atlas.get_prediction(prediction_id)
-            return await finish(ctx, state, prediction, limit=wait_limit(wait, max_wait_seconds), started=started)
+            with naming_the_prediction(prediction.id):
+                return await finish(ctx, state, prediction, limit=wait_limit(wait, max_wait_seconds), started=started)
 
     @server.tool(
         title="Upload media",
