@@ -33,9 +33,15 @@ class Settings(BaseModel):
 
     api_key: SecretStr | None = Field(default=None, description="ATLASCLOUD_API_KEY: your Atlas Cloud API key.")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="ATLASCLOUD_BASE_URL: the Atlas origin.")
-    http_timeout: float = Field(default=30.0, gt=0, le=600, description="ATLASCLOUD_HTTP_TIMEOUT: seconds per request.")
+    http_timeout: float = Field(
+        default=30.0, gt=0, le=600, allow_inf_nan=False, description="ATLASCLOUD_HTTP_TIMEOUT: seconds per request."
+    )
     wait_seconds: float = Field(
-        default=45.0, ge=0, le=600, description="ATLASCLOUD_WAIT_SECONDS: longest a tool call waits for a prediction."
+        default=45.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_WAIT_SECONDS: longest a tool call waits for a prediction.",
     )
     output_dir: Path | None = Field(
         default=None, description="ATLASCLOUD_OUTPUT_DIR: where full-size outputs are saved."
@@ -44,7 +50,11 @@ class Settings(BaseModel):
         default=(), description="ATLASCLOUD_UPLOAD_ROOTS: folders upload_media may read from (os.pathsep-separated)."
     )
     max_upload_mb: float = Field(
-        default=256.0, gt=0, description="ATLASCLOUD_MAX_UPLOAD_MB: largest file upload_media sends."
+        default=256.0,
+        gt=0,
+        le=10240,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_MAX_UPLOAD_MB: largest file upload_media sends (at most 10 GiB).",
     )
     preview_max_side: int = Field(
         default=1024, ge=64, le=4096, description="ATLASCLOUD_PREVIEW_MAX_SIDE: longest side of an inline preview."
@@ -111,9 +121,14 @@ _VARIABLES = {
 }
 
 
+_QUOTES = "'\"`“”‘’«»„‚"
+
+
 def _parse_key(raw: str) -> SecretStr:
+    # Never echo the value: it is a secret, even when it is a wrong one.
+    if raw[0] in _QUOTES or raw[-1] in _QUOTES:
+        raise ValueError("the key is wrapped in quotes; paste it again without them")
     if any(ch.isspace() for ch in raw) or not raw.isprintable():
-        # Never echo the value: it is a secret, even when it is a wrong one.
         raise ValueError("the key contains spaces or control characters; paste it again without quotes")
     return SecretStr(raw)
 
@@ -127,6 +142,9 @@ def _parse_float(raw: str) -> float:
 
 def _parse_origin(raw: str) -> str:
     parts = urlsplit(raw.rstrip("/"))
+    if "@" in parts.netloc:
+        # A user:password@ would be sent with every request and shown in logs; the value itself is not echoed.
+        raise ValueError("give the origin without a user name or password in it, e.g. https://api.atlascloud.ai")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an origin like https://api.atlascloud.ai, got {raw!r}")
     if parts.path or parts.query or parts.fragment:

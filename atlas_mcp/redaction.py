@@ -7,10 +7,15 @@ process through an error goes through :func:`redact` first.
 Order matters: the caller's own secrets are replaced on the whole text first (a cut must never leave
 half a key behind), then its whitespace is collapsed and it is cut, so that the patterns only ever scan
 a short text without long whitespace runs and cannot backtrack for long.
+
+A secret is found in every form an echo may give it: as is, URL-encoded, in base64, in another case, with
+its characters spaced out, and in pieces: any run of 8 or more of its characters that starts or ends where
+the text breaks (a line break, a space, a quote, the cut of an excerpt) goes too.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterable
@@ -40,15 +45,50 @@ _USERINFO = re.compile(r"(?i)\b(https?://)[^\s/@\"'<>]+@")
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` without bearer tokens, signed-URL queries or any of ``secrets``; cut to a sane length."""
+    text = text[: 4 * _SCAN_LEN]  # nothing past this can be shown; a secret cut here is caught as a piece
     for secret in secrets:
         if secret:
-            for form in {secret, quote(secret, safe="")}:
-                text = text.replace(form, REDACTED)
+            text = _without(secret, text)
     text = " ".join(text.split())[:_SCAN_LEN]
     text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _URL_QUERY.sub(_strip_signed_query, text)
     text = _NAMED_CREDENTIAL.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return text if len(text) <= _MAX_LEN else text[: _MAX_LEN - 1] + "…"
+
+
+_FRAGMENT = 8  # this many characters of a secret, together, are treated as the secret
+_RUN = re.compile(r"[\w.~+/=%-]{" + str(_FRAGMENT) + ",}", re.ASCII)  # characters keys and their encodings use
+
+
+def _forms(secret: str) -> set[str]:
+    raw = secret.encode()
+    encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+    return {secret, quote(secret, safe=""), " ".join(secret)} | encoded | {form.rstrip("=") for form in encoded}
+
+
+def _without(secret: str, text: str) -> str:
+    """``text`` without ``secret`` in any of its forms, whole or in pieces at a break."""
+    for form in sorted(_forms(secret), key=len, reverse=True):
+        if len(form) >= _FRAGMENT:
+            text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
+    lowered = secret.lower()
+
+    def piece(match: re.Match[str]) -> str:
+        run = match.group(0)
+        low = run.lower()
+        for size in range(min(len(run), len(lowered)), _FRAGMENT - 1, -1):
+            if low[:size] in lowered:  # the run begins with a piece of the secret: the rest of it was cut away
+                return REDACTED + piece_end(run[size:])
+        return piece_end(run)
+
+    def piece_end(run: str) -> str:
+        low = run.lower()
+        for size in range(min(len(run), len(lowered)), _FRAGMENT - 1, -1):
+            if low[-size:] in lowered:  # the run ends with a piece of the secret: it goes on past a break
+                return run[:-size] + REDACTED
+        return run
+
+    return _RUN.sub(piece, text)
 
 
 def _strip_signed_query(match: re.Match[str]) -> str:

@@ -113,3 +113,17 @@ async def test_failure_reasons_in_the_history_are_redacted(emulator: Emulator) -
         submitted = await atlas.submit(FLUX, {"prompt": "x"})
         [item] = (await atlas.list_predictions(prediction_id=submitted.id)).items
     assert item.result is not None and item.result.error == "worker rejected Authorization: Bearer [redacted]"
+
+
+@pytest.mark.parametrize("starts_at", [280, 286, 292])
+async def test_a_key_echoed_in_an_error_page_is_redacted_before_any_cut(emulator: Emulator, starts_at: int) -> None:
+    """An HTML error page is kept as an excerpt; the key must go before the excerpt is cut, wherever it falls
+    (the excerpt once ended at byte 300, so a key across that cut lost its tail and kept its first characters)."""
+    head = "<html><body>echoed: "
+    page = head + "x" * (starts_at - len(head)) + TEST_KEY + " y" * 3000 + "</body></html>"
+    emulator.state.add_fault(Fault(path="/api/v1/model/generateImage", kind="html", status=502, body=page))
+    async with AtlasClient(api_key=TEST_KEY, base_url=emulator.url) as atlas:
+        with pytest.raises(UpstreamUnavailableError) as raised:
+            await atlas.submit(FLUX, {"prompt": "x"})
+    message = str(raised.value)
+    assert not any(TEST_KEY[i : i + 8] in message for i in range(len(TEST_KEY) - 7)), message

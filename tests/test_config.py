@@ -39,6 +39,12 @@ def test_the_key_is_secret_in_every_rendering() -> None:
         ("ATLASCLOUD_PREVIEW_BUDGET_KB", "5000", "less than or equal"),
         ("ATLASCLOUD_LOG_LEVEL", "chatty", "DEBUG"),
         ("ATLASCLOUD_API_KEY", "sk abc", "spaces"),
+        ("ATLASCLOUD_API_KEY", "'sk-quoted-1234567'", "wrapped in quotes"),
+        ("ATLASCLOUD_API_KEY", "“sk-quoted-1234567”", "wrapped in quotes"),
+        ("ATLASCLOUD_BASE_URL", "https://user:s3cret-pass@api.atlascloud.ai", "without a user name or password"),
+        ("ATLASCLOUD_MAX_UPLOAD_MB", "1e308", "less than or equal to 10240"),
+        ("ATLASCLOUD_WAIT_SECONDS", "nan", "finite number"),
+        ("ATLASCLOUD_HTTP_TIMEOUT", "inf", "finite number"),
     ],
 )
 def test_bad_values_name_their_variable(variable: str, value: str, message: str) -> None:
@@ -49,7 +55,8 @@ def test_bad_values_name_their_variable(variable: str, value: str, message: str)
     assert message in text
     assert "\n" not in text
     if variable == "ATLASCLOUD_API_KEY":
-        assert value not in text
+        assert value not in text and "quoted-1234567" not in text
+    assert "s3cret-pass" not in text
 
 
 def test_loopback_http_and_roots(tmp_path: Path) -> None:

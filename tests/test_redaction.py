@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
@@ -121,3 +122,44 @@ def test_a_secret_never_survives(before: str, after: str, secret: str) -> None:
     redacted = redact(f"{before}{secret}{after}", [secret])
     assert secret not in redacted
     assert len(redacted) <= 500
+
+
+def _windows(secret: str) -> set[str]:
+    return {secret[i : i + 8].lower() for i in range(len(secret) - 7)}
+
+
+@pytest.mark.parametrize(
+    ("form", "text"),
+    [
+        ("wrapped over a line break", f"Authorization: Bearer {TEST_KEY[:13]}\n{TEST_KEY[13:]} was refused"),
+        ("wrapped in a JSON string", f'{{"detail": "bad key {TEST_KEY[:9]}\\n{TEST_KEY[9:]}"}}'),
+        ("split by an excerpt's cut", "x" * 7990 + TEST_KEY),
+        ("cut short", "Bearer " + TEST_KEY[:12]),
+        ("lowercased", TEST_KEY.lower()),
+        ("uppercased", "KEY " + TEST_KEY.upper()),
+        ("spaced out", "k: " + " ".join(TEST_KEY)),
+        ("in base64", "Basic " + base64.b64encode(TEST_KEY.encode()).decode()),
+        ("in url-safe base64, unpadded", base64.urlsafe_b64encode(TEST_KEY.encode()).decode().rstrip("=")),
+    ],
+)
+def test_the_key_goes_in_every_form_an_echo_gives_it(form: str, text: str) -> None:
+    redacted = redact(text, [TEST_KEY])
+    assert not any(window in redacted.lower() for window in _windows(TEST_KEY)), redacted
+    for encoded in (base64.b64encode(TEST_KEY.encode()).decode(), " ".join(TEST_KEY)):
+        assert encoded[:20].lower() not in redacted.lower()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    before=st.text(max_size=300),
+    after=st.text(max_size=300),
+    secret=st.text(secret_alphabet, min_size=16, max_size=64),
+    split=st.floats(0, 1),
+    breaker=st.sampled_from(["\n", "\r\n", " ", "\\n", '"\n"']),
+)
+def test_a_secret_broken_anywhere_leaves_no_eight_characters_together(
+    before: str, after: str, secret: str, split: float, breaker: str
+) -> None:
+    cut = 8 + round(split * (len(secret) - 16))
+    redacted = redact(f"{before} {secret[:cut]}{breaker}{secret[cut:]} {after}", [secret])
+    assert not any(window in redacted.lower() for window in _windows(secret)), redacted

@@ -615,7 +615,8 @@ class AtlasClient:
         try:
             body = json.loads(raw.decode("utf-8")) if raw else None
         except (UnicodeDecodeError, ValueError):
-            body = _NotJSON(bytes(raw[:300]).decode("utf-8", "replace"))
+            # Kept long enough for redaction to see a secret whole before anything is cut (redact() cuts at 500).
+            body = _NotJSON(bytes(raw[:4096]).decode("utf-8", "replace"))
         return _Answer(status=response.status_code, body=body, headers=response.headers)
 
     def _raise_for_error(self, answer: _Answer, idempotent: bool) -> None:

@@ -67,7 +67,7 @@ class Fault:
     size: int = 0  # for "huge_body" and "trickle": bytes streamed
     location: str = ""  # for "redirect": the Location header
     fixture: str = ""  # for "fixture": a recorded answer, e.g. "answers/prediction.not-visible-yet.404.json"
-    body: Any = None  # for "json": this JSON body, with `status` (a malicious Atlas: anything at all)
+    body: Any = None  # for "json": this JSON body (a malicious Atlas: anything at all); for "html": the page
     message: str = "Service temporarily unavailable"
 
     def __post_init__(self) -> None:
@@ -219,7 +219,8 @@ async def apply_fault(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive
     elif kind == "malformed":
         await _respond(send, 200, MALFORMED_BODY, "application/json")
     elif kind == "html":
-        await _respond(send, fault.status, _nginx_page(fault.status), "text/html")
+        page = fault.body.encode() if isinstance(fault.body, str) else _nginx_page(fault.status)
+        await _respond(send, fault.status, page, "text/html")
     elif kind == "unenveloped":
         await _unenveloped(app, scope, receive, send)
     elif kind == "envelope_error":
