@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import struct
+import subprocess
+import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +43,10 @@ from atlas_mcp.server import create_server
 from atlas_mcp.server.generation import naming_the_prediction
 
 from .conftest import ALL_TOOLS, TEST_KEY
-from .harness import assert_not_a_crash, expect_done, expect_error, images_of, text_of
+from .harness import assert_not_a_crash, emulator_env, expect_done, expect_error, images_of, text_of
+
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("atlascloud-mcp"))
+INITIALIZE = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
 
 FLUX = "black-forest-labs/flux-schnell"
 DEV = "black-forest-labs/flux-dev"
@@ -671,3 +678,100 @@ async def test_after_a_submit_every_failure_names_the_prediction(caplog: pytest.
         scope.cancel()
         await anyio.sleep(1)
     assert scope.cancelled_caught
+
+
+# -- inputs checked before paying ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"prompt": "x", "size": "9999*9999"}, "size '9999*9999' is outside what models make"),
+        ({"prompt": "x", "params": {"size": "99999*99999"}}, "size '99999*99999' is outside"),
+        ({"prompt": "   \n\t "}, "prompt is blank"),
+        ({"prompt": "x", "params": {"image": "file:///etc/passwd"}}, "image must be an https URL"),
+        ({"prompt": "x", "params": {"mask_image": "http://169.254.169.254/"}}, "mask_image must be an https URL"),
+        ({"prompt": "x", "params": {"mask_image": "https://169.254.169.254/x"}}, "points at a private or local"),
+        ({"prompt": "x", "image": "https://localhost/x.png"}, "image points at a local or internal host"),
+        ({"prompt": "x", "image": "http://example.com/x.png"}, "image must be an https URL"),
+        ({"prompt": "x", "params": {"audio_url": "ftp://example.com/a.mp3"}}, "audio_url must be an https URL"),
+    ],
+)
+def test_what_must_never_be_sent_is_refused_before_paying(
+    session: Session, arguments: dict[str, Any], expected: str
+) -> None:
+    for dry_run in (True, False):
+        text = expect_error(
+            "generate_image", session.call("generate_image", {**arguments, "dry_run": dry_run}), expected
+        )
+        assert "nothing was spent" in text
+
+
+def test_the_seedream_images_list_takes_only_public_https_urls(session: Session) -> None:
+    arguments = {"prompt": "x", "model": "bytedance/seedream-v4", "dry_run": True}
+    refused = session.call(
+        "generate_image", {**arguments, "params": {"images": ["https://e.com/a.png", "http://10.0.0.5/b.png"]}}
+    )
+    expect_error("generate_image", refused, "images must be an https URL")
+    fine = session.call("generate_image", {**arguments, "params": {"images": ["https://e.com/a.png"]}})
+    assert not fine.is_error, text_of(fine)
+
+
+def test_an_integral_float_count_is_priced_and_sent_as_the_integer(session: Session) -> None:
+    result = session.call("generate_image", {"prompt": "x", "params": {"num_images": 4.0}, "dry_run": True})
+    structured = result.structured_content or {}
+    assert structured["request"]["body"]["num_images"] == 4 and isinstance(
+        structured["request"]["body"]["num_images"], int
+    )
+    assert structured["quote"]["price_usd"] == pytest.approx(0.012)
+
+
+def test_a_refusal_stays_short_however_many_keys_are_wrong(session: Session) -> None:
+    junk = {f"{'k' * 5000}{n}": n for n in range(20_000)}
+    text = expect_error(
+        "generate_image", session.call("generate_image", {"prompt": "x", "params": junk, "dry_run": True})
+    )
+    assert len(text) < 8_000, len(text)
+    assert "and 19990 more problems" in text
+
+
+def test_nan_and_infinity_written_raw_on_the_wire_are_refused(emulator: Emulator, tmp_path: Path) -> None:
+    """The SDK's clients turn NaN into null, but a JSON-RPC peer can write the NaN and Infinity tokens, which the
+    server's JSON parser accepts: they must not reach Atlas."""
+    env = emulator_env(emulator, tmp_path)
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    calls = {
+        2: '{"prompt": "x", "dry_run": true, "params": {"strength": NaN}}',
+        3: '{"prompt": "x", "dry_run": true, "params": {"seed": Infinity, "num_images": -Infinity}}',
+    }
+    wire = "".join(json.dumps(line) + "\n" for line in lines) + "".join(
+        f'{{"jsonrpc": "2.0", "id": {i}, "method": "tools/call", "params": {{"name": "generate_image", '
+        f'"arguments": {arguments}}}}}\n'
+        for i, arguments in calls.items()
+    )
+    answers: dict[int, Any] = {}
+    with subprocess.Popen(
+        [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as server:
+        assert server.stdin is not None
+        assert server.stdout is not None
+        watchdog = threading.Timer(60, server.kill)  # a server that never answers ends the test, not the run
+        watchdog.start()
+        try:
+            server.stdin.write(wire)
+            server.stdin.flush()
+            while len(answers) < 3:  # keep stdin open until every call is answered: EOF would cancel them
+                message = json.loads(server.stdout.readline())
+                answers[message["id"]] = message
+            server.stdin.close()
+            server.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+    for i, name in ((2, "strength"), (3, "seed")):
+        result = answers[i]["result"]
+        assert result["isError"] is True, result
+        assert f"{name} must be a finite number" in result["content"][0]["text"]
+    assert not [r for r in emulator.state.requests if r.method == "POST"]

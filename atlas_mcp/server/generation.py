@@ -8,6 +8,7 @@ known before paying: Atlas's own quote for the exact request, or the catalogue p
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -32,7 +34,7 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
-from atlas_mcp.server.validation import describe_parameters, find_problems
+from atlas_mcp.server.validation import describe_parameters, find_problems, normalised, safety_problems
 
 __all__ = [
     "AppState",
@@ -80,7 +82,8 @@ class Prepared:
         if self.entry is None or self.entry.price is None or self.entry.price.base_price is None:
             return None
         count = self.params.get("num_images", 1) if (self.entry.price.unit or "").lower() == "image" else 1
-        return round(self.entry.price.base_price * (count if isinstance(count, int) else 1), 6)
+        whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
+        return round(self.entry.price.base_price * (int(count) if whole and count >= 1 else 1), 6)
 
 
 async def prepare(
@@ -106,15 +109,27 @@ async def prepare(
     if owned := [name for name in params if name in SERVER_OWNED]:
         reasons = "; ".join(f"{name}: {SERVER_OWNED[name]}" for name in owned)
         raise InputError(f"Not sent, nothing was spent: leave out {', '.join(owned)} ({reasons}).")
-    if details is not None and (problems := find_problems(params, details.schema)):
+    schema = details.schema if details is not None else None
+    problems = safety_problems(params, schema, loopback_http=_is_loopback(state.settings.base_url))
+    if schema is not None:
+        problems += find_problems(params, schema)
+        params = normalised(params, schema)
+    if problems:
         shown = "; ".join(problems[:_MAX_PROBLEMS])
         if len(problems) > _MAX_PROBLEMS:
             shown += f"; and {len(problems) - _MAX_PROBLEMS} more problems"
-        raise InputError(
-            f"Not sent, nothing was spent: {shown}. "
-            f"{model} takes: {describe_parameters(details.schema)}. Put other parameters in params."
-        )
+        takes = f" {model} takes: {describe_parameters(schema)}. Put other parameters in params." if schema else ""
+        raise InputError(f"Not sent, nothing was spent: {shown}.{takes}")
     return Prepared(kind, model, params, not_used, details.entry if details else None)
+
+
+def _is_loopback(origin: str) -> bool:
+    """Whether Atlas is an emulator on this machine (then it may fetch http inputs from it too)."""
+    host = urlsplit(origin).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def submit_and_finish(

@@ -9,12 +9,16 @@ usually a model that has to fix its own call.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from collections.abc import Mapping
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from atlas_mcp.server.catalog import InputSchema
 
-__all__ = ["describe_parameters", "find_problems", "is_nullable", "type_text"]
+__all__ = ["describe_parameters", "find_problems", "is_nullable", "normalised", "safety_problems", "type_text"]
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -27,6 +31,11 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 _MAX_DEPTH = 8  # nested items and unions; deeper rules are not checked (and cannot recurse without end)
 _MAX_LISTED = 30  # parameters named in one refusal; a model with hundreds would drown the message
+_MAX_NAME = 60  # characters of a caller's key shown in a message
+_SIZE = re.compile(r"\s*(\d{1,6})\s*[*xX×]\s*(\d{1,6})\s*")
+SIZE_SIDES = (64, 4096)  # no Atlas image model makes sides outside this: a size beyond it is a mistake, not a wish
+_URL_NAMES = re.compile(r"(^|_)(image|images|mask_image|video|audio|url|urls)$|_url$|_urls$")
+_TEXT_NAMES = frozenset({"prompt", "text"})
 
 
 def find_problems(params: Mapping[str, Any], schema: InputSchema) -> list[str]:
@@ -35,7 +44,7 @@ def find_problems(params: Mapping[str, Any], schema: InputSchema) -> list[str]:
     for name, value in params.items():
         rules = schema.properties.get(name)
         if rules is None:
-            problems.append(f"{name} is not a parameter of this model")
+            problems.append(f"{_name(name)} is not a parameter of this model")
         elif rules.get("disabled"):
             problems.append(f"{name} is disabled for this model")
         elif value is not None:
@@ -205,3 +214,94 @@ def _json_type(value: Any) -> str:
 
 def _article(word: str) -> str:
     return "an" if word[:1] in tuple("aeiou") else "a"
+
+
+def safety_problems(params: Mapping[str, Any], schema: InputSchema | None, *, loopback_http: bool = False) -> list[str]:
+    """What must never be sent, whatever the schema says (and when it could not be read): numbers that are not
+    finite, blank prompts, sizes no model makes, and URLs a model would fetch that are not public https.
+
+    ``loopback_http`` lets ``http://127.0.0.1…`` through, for an emulator on this machine.
+    """
+    problems: list[str] = []
+    for name, value in params.items():
+        rules = schema.properties.get(name, {}) if schema is not None else {}
+        if _has_non_finite(value):
+            problems.append(f"{_name(name)} must be a finite number (NaN and infinities cannot be sent)")
+        if name in _TEXT_NAMES and isinstance(value, str) and not value.strip():
+            problems.append(f"{name} is blank; say what to make")
+        if name == "size" and isinstance(value, str) and (match := _SIZE.fullmatch(value)):
+            low, high = SIZE_SIDES
+            if not all(low <= int(side) <= high for side in match.groups()):
+                problems.append(f"size {value!r} is outside what models make: each side {low}–{high} pixels")
+        if _takes_urls(name, rules):
+            for url in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(url, str) and (why := _url_problem(url, loopback_http)):
+                    problems.append(f"{_name(name)} {why}")
+    return problems
+
+
+def normalised(params: Mapping[str, Any], schema: InputSchema) -> dict[str, Any]:
+    """``params`` with integral numbers given for integer parameters as integers (``num_images: 4.0`` is 4)."""
+    result = dict(params)
+    for name, value in params.items():
+        rules = schema.properties.get(name)
+        if rules is not None and isinstance(value, float) and value.is_integer() and "integer" in _all_types(rules):
+            result[name] = int(value)
+    return result
+
+
+def _all_types(rules: Mapping[str, Any]) -> set[str]:
+    branches = _branches(rules, "anyOf") + _branches(rules, "oneOf")
+    return set(_types(rules)).union(*(_all_types(branch) for branch in branches)) if branches else set(_types(rules))
+
+
+def _has_non_finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth < _MAX_DEPTH and isinstance(value, (list, tuple)):
+        return any(_has_non_finite(item, depth + 1) for item in value)
+    if depth < _MAX_DEPTH and isinstance(value, Mapping):
+        return any(_has_non_finite(item, depth + 1) for item in value.values())
+    return False
+
+
+def _takes_urls(name: str, rules: Mapping[str, Any]) -> bool:
+    """Whether a parameter holds URLs Atlas will fetch: declared as such (``format: uri``, ``x-accept``) or named so."""
+    items = rules.get("items")
+    declared = rules.get("format") == "uri" or "x-accept" in rules
+    declared = declared or (isinstance(items, Mapping) and (items.get("format") == "uri" or "x-accept" in items))
+    return declared or bool(_URL_NAMES.search(name))
+
+
+def _url_problem(url: str, loopback_http: bool) -> str | None:
+    """Why Atlas must not be sent this URL to fetch, or None: https to a public name or address only."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme == "data":
+        return None  # inline content, fetched from nowhere
+    address = _ip(host)
+    if parts.scheme == "http" and loopback_http and (host == "localhost" or (address and address.is_loopback)):
+        return None
+    if parts.scheme != "https" or not host:
+        return "must be an https URL (use upload_media for a local file)"
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return "points at a local or internal host"
+    if address is not None and not address.is_global:
+        return "points at a private or local address"
+    return None
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _name(name: str) -> str:
+    """A caller's key, as it may appear in a message: printable and short."""
+    shown = "".join(ch if ch.isprintable() else "?" for ch in name[:_MAX_NAME])
+    return shown + ("…" if len(name) > _MAX_NAME else "")
