@@ -501,6 +501,11 @@ REFUSED_OUTPUTS = {
     "https://foo.localhost:9/x.png": "private or local",
     "https://[::1]:9/x.png": "private or local",
     "https://[::ffff:127.0.0.1]:9/x.png": "private or local",
+    "https://[64:ff9b::7f00:1]:9/x.png": "private or local",  # NAT64 of 127.0.0.1
+    "https://[64:ff9b:1::a00:5]:9/x.png": "private or local",  # local-use NAT64
+    "https://[fec0::1]:9/x.png": "private or local",  # site-local
+    "https://[::7f00:1]:9/x.png": "private or local",  # IPv4-compatible 127.0.0.1
+    "https://[2002:7f00:1::1]:9/x.png": "private or local",  # 6to4 of 127.0.0.1
     "https://10.1.2.3:9/x.png": "private or local",
     "https://192.168.0.10:9/x.png": "private or local",
     "https://169.254.169.254/latest/meta-data/": "private or local",
@@ -692,6 +697,7 @@ async def test_after_a_submit_every_failure_names_the_prediction(caplog: pytest.
         ({"prompt": "x", "params": {"image": "file:///etc/passwd"}}, "image must be an https URL"),
         ({"prompt": "x", "params": {"mask_image": "http://169.254.169.254/"}}, "mask_image must be an https URL"),
         ({"prompt": "x", "params": {"mask_image": "https://169.254.169.254/x"}}, "points at a private or local"),
+        ({"prompt": "x", "params": {"mask_image": "https://[64:ff9b::a9fe:a9fe]/x"}}, "points at a private or local"),
         ({"prompt": "x", "image": "https://localhost/x.png"}, "image points at a local or internal host"),
         ({"prompt": "x", "image": "http://example.com/x.png"}, "image must be an https URL"),
         ({"prompt": "x", "params": {"audio_url": "ftp://example.com/a.mp3"}}, "audio_url must be an https URL"),
@@ -775,3 +781,21 @@ def test_nan_and_infinity_written_raw_on_the_wire_are_refused(emulator: Emulator
         assert result["isError"] is True, result
         assert f"{name} must be a finite number" in result["content"][0]["text"]
     assert not [r for r in emulator.state.requests if r.method == "POST"]
+
+
+def test_only_the_first_sixteen_outputs_are_fetched(session: Session) -> None:
+    url = _on_the_origin(session, "one.png", _small_png())
+    session.emulator.state.plan_next(PredictionPlan(seconds=0, output_urls=[f"{url}#{n}" for n in range(40)]))
+    session.emulator.state.clear_requests()
+    outputs = expect_done(session.call("generate_image", {"prompt": "x", "wait": True}))["outputs"]
+    assert len(outputs) == 40
+    assert all(output["saved_path"] for output in outputs[:16])
+    assert all(output["saved_path"] is None and "only the first 16" in output["note"] for output in outputs[16:])
+    downloads = [r for r in session.emulator.state.requests if r.path.startswith("/emulator-storage/uploads/")]
+    assert len(downloads) == 16
+
+
+def _small_png() -> bytes:
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8), "green").save(picture, "PNG")
+    return picture.getvalue()

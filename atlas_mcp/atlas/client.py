@@ -15,7 +15,6 @@ Output files are fetched only from https hosts whose every address is public (or
 from __future__ import annotations
 
 import copy
-import ipaddress
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from atlas_mcp._version import __version__
+from atlas_mcp.addresses import is_public_address
 from atlas_mcp.atlas.models import (
     Balance,
     HistoryPage,
@@ -431,7 +431,7 @@ class AtlasClient:
                 ) from exc
             try:
                 peer = _peer_address(response)
-                if not own_origin and peer is not None and not _is_public_address(peer):
+                if not own_origin and peer is not None and not is_public_address(peer):
                     raise BadResponseError("The output URL points at a private or local address; not fetched.")
                 if response.is_redirect and "location" in response.headers:
                     url = str(response.url.join(response.headers["location"]))
@@ -484,7 +484,7 @@ class AtlasClient:
             raise UpstreamUnavailableError(
                 f"The host of the {what} could not be resolved ({type(exc).__name__}); try again later."
             ) from exc
-        if not addresses or not all(_is_public_address(str(address[4][0])) for address in addresses):
+        if not addresses or not all(is_public_address(str(address[4][0])) for address in addresses):
             raise refused
 
     # -- catalogue ------------------------------------------------------------------------------------
@@ -732,17 +732,6 @@ def _about_prediction(exc: _E, prediction_id: str) -> _E:
         "at Atlas: call check_prediction with this id later instead of submitting again.",
     )
     return detailed
-
-
-def _is_public_address(address: str) -> bool:
-    """Whether an IP address is on the public internet (an IPv4-mapped IPv6 address counts as its IPv4 one)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
 
 
 def _peer_address(response: httpx.Response) -> str | None:

@@ -45,6 +45,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk and memory by whatever Atlas says
 _MAX_PREVIEW_PIXELS = 80_000_000  # decoding more than this for a thumbnail is a decompression-bomb risk
 _EXTENSIONS = {
     "image/png": ".png",
@@ -209,8 +210,12 @@ async def generation_result(
     outputs: list[OutputInfo] = []
     images: list[Preview | None] = []
     if prediction.phase == "succeeded" and prediction.outputs:
-        budget_each = settings.preview_budget_kb * 1024 // len(prediction.outputs) if previews else 0
+        fetching = prediction.outputs[:MAX_FETCHED_OUTPUTS]
+        budget_each = settings.preview_budget_kb * 1024 // len(fetching) if previews else 0
         fetched: list[tuple[OutputInfo, Preview | None]] = [(_plain_info(o), None) for o in prediction.outputs]
+        skipped = f"not fetched: only the first {MAX_FETCHED_OUTPUTS} outputs of a prediction are fetched"
+        for index in range(MAX_FETCHED_OUTPUTS, len(fetched)):
+            fetched[index] = (fetched[index][0].model_copy(update={"note": skipped}), None)
 
         async def fetch(index: int, output: Output) -> None:
             try:
@@ -223,7 +228,7 @@ async def generation_result(
                 fetched[index] = (_plain_info(output).model_copy(update={"note": note}), None)
 
         async with anyio.create_task_group() as group:
-            for index, output in enumerate(prediction.outputs):
+            for index, output in enumerate(fetching):
                 group.start_soon(fetch, index, output)
         outputs = [info for info, _ in fetched]
         images = [preview for _, preview in fetched]

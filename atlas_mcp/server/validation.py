@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+from atlas_mcp.addresses import is_public_address
 from atlas_mcp.server.catalog import InputSchema
 
 __all__ = ["describe_parameters", "find_problems", "is_nullable", "normalised", "safety_problems", "type_text"]
@@ -289,14 +290,14 @@ def _url_problem(url: str, loopback_http: bool) -> str | None:
         return "must be an https URL (use upload_media for a local file)"
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
         return "points at a local or internal host"
-    if address is not None and not address.is_global:
+    if address is not None and not is_public_address(host):
         return "points at a private or local address"
     return None
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return None
 

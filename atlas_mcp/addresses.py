@@ -1,0 +1,32 @@
+"""Which IP addresses are on the public internet: the one test every outbound URL's host must pass.
+
+``ipaddress``'s ``is_global`` counts some internal ranges as global: the NAT64 prefixes (64:ff9b::/96 and
+64:ff9b:1::/48), deprecated site-local fec0::/10 and IPv4-compatible ::a.b.c.d addresses all reach private
+networks or this machine. Addresses that embed an IPv4 address (mapped ::ffff:a.b.c.d, 6to4 2002::/16) count
+as that address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+__all__ = ["is_public_address"]
+
+_INTERNAL_V6 = tuple(
+    ipaddress.IPv6Network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "fec0::/10", "::/96")
+)
+
+
+def is_public_address(address: str) -> bool:
+    """Whether ``address`` (an IPv4 or IPv6 literal, a zone id allowed) is a public unicast address."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _INTERNAL_V6):
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            ip = embedded
+    return ip.is_global and not ip.is_multicast
