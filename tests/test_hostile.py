@@ -33,13 +33,14 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mcp import Client
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ListRootsResult, Root
 from PIL import Image
 
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import BadResponseError, PaidResultError
 from atlas_mcp.server import create_server
+from atlas_mcp.server.files import root_paths
 from atlas_mcp.server.generation import naming_the_prediction
 
 from .conftest import ALL_TOOLS, TEST_KEY
@@ -799,3 +800,66 @@ def _small_png() -> bytes:
     picture = io.BytesIO()
     Image.new("RGB", (8, 8), "green").save(picture, "PNG")
     return picture.getvalue()
+
+
+# -- client roots -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_client_that_never_lists_its_roots_gets_an_answer_in_seconds(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """In the 2025 era roots/list is a request in the middle of the call; a client that declared roots may never
+    answer it (120 s were seen). In the 2026 era the question rides the result, and the server waits for nothing."""
+
+    async def never(_context: Any) -> ListRootsResult:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    config = Settings(api_key=TEST_KEY, base_url=emulator.url, upload_roots=())
+    async with Client(create_server(config), mode="legacy", list_roots_callback=never) as client:
+        started = anyio.current_time()
+        with anyio.fail_after(30):
+            result = await client.call_tool("upload_media", {"path": str(tmp_path / "x.png")})
+        waited = anyio.current_time() - started
+    expect_error("upload_media", result, "did not list them within 5 s", "ATLASCLOUD_UPLOAD_ROOTS")
+    assert waited < 15, waited
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_roots_that_would_widen_what_may_be_read_are_ignored(
+    emulator: Emulator, tmp_path: Path, mode: str
+) -> None:
+    workspace = tmp_path / "projects" / "workspace"
+    workspace.mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8), "red").save(secret)
+    hostile = [
+        "file:",
+        "file:.",
+        "file:relative/dir",
+        f"file://otherhost{tmp_path}",
+        f"{workspace.as_uri()}/..%2F..%2F",
+        f"{workspace.as_uri()}/..%2f..%2f.%2F",
+    ]  # (other schemes never get this far: the SDK's Root type takes only file: URIs, and resolves a plain '..')
+
+    async def roots(_context: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=uri) for uri in hostile])  # type: ignore[arg-type]
+
+    config = Settings(api_key=TEST_KEY, base_url=emulator.url, upload_roots=())
+    async with Client(create_server(config), mode=mode, list_roots_callback=roots) as client:
+        result = await client.call_tool("upload_media", {"path": str(secret)})
+    text = expect_error("upload_media", result, "outside the folders upload_media may read (/relative/dir)")
+    assert str(tmp_path) not in text.split("may read")[1].split(")")[0]  # no root above the file survived
+    assert not [r for r in emulator.state.requests if r.path == "/api/v1/model/uploadMedia"]
+
+
+def test_root_uris_become_local_folders_only_when_plainly_local() -> None:
+    assert root_paths(["file:///home/me/work", "file://localhost/srv/data", "file:///tmp/a%20b"]) == [
+        Path("/home/me/work"),
+        Path("/srv/data"),
+        Path("/tmp/a b"),
+    ]
+    refused = ["file:", "file:.", "file:///", "file://nas/share", "file:///a/..%2F..", "http://x/", "file:///a/./b"]
+    assert root_paths(refused) == []

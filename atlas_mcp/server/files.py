@@ -8,16 +8,21 @@ FIFO would otherwise hang the open), then check the *opened* file is the regular
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
 
 from atlas_mcp.errors import InputError, PathRefusedError
 
-__all__ = ["OpenedUpload", "open_upload", "output_path", "sniff_media_type"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["OpenedUpload", "open_upload", "output_path", "root_paths", "sniff_media_type"]
 
 _HOW_TO_CONFIGURE = (
     "Set ATLASCLOUD_UPLOAD_ROOTS in the server's environment to the folders uploads may come from "
@@ -142,3 +147,43 @@ def output_path(output_dir: Path, prediction_id: str, index: int, extension: str
     if target.parent != root:  # the id is validated upstream; this keeps it true if that ever changes
         raise PathRefusedError("Refused to write outside ATLASCLOUD_OUTPUT_DIR.")
     return target
+
+
+_DRIVE = re.compile(r"/[A-Za-z]:/")
+
+
+def root_paths(uris: Iterable[str]) -> list[Path]:
+    """The local folders among a client's root URIs; every other root is left out, with a line on stderr.
+
+    A root is a ``file:`` URI of an absolute local path, with an empty or ``localhost`` host, that is not the
+    file system's own root. It is percent-decoded first, and then any ``.`` or ``..`` segment refuses it:
+    ``file:///work/a/..%2F..%2F`` must not become ``/work``. (``file:`` and ``file:.`` reach us as ``file:///``, the
+    SDK having parsed them as URLs: the whole file system, refused.)
+    """
+    paths = []
+    for uri in uris:
+        why = None
+        try:
+            parts = urlsplit(uri)
+        except ValueError:
+            parts, why = None, "not a URI"
+        if parts is not None:
+            path = unquote(parts.path)
+            if os.name == "nt" and _DRIVE.match(path):
+                path = path[1:]  # file:///C:/Users/me -> C:/Users/me
+            segments = path.replace("\\", "/").split("/")
+            if parts.scheme != "file":
+                why = f"a {parts.scheme or 'relative'} URI, not a local folder"
+            elif parts.netloc.lower() not in ("", "localhost"):
+                why = "a folder on another host"
+            elif not os.path.isabs(path) or "\x00" in path:
+                why = "not an absolute path"
+            elif any(segment in (".", "..") for segment in segments):
+                why = "it climbs out of itself with '.' or '..'"
+            elif Path(path) == Path(Path(path).anchor):
+                why = "it is the whole file system"  # what 'file:' and 'file:.' become once parsed as URLs
+        if why is None:
+            paths.append(Path(path))
+        else:
+            logger.warning("ignoring the client's root %r: %s", uri[:200], why)
+    return paths

@@ -9,21 +9,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
 
+import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ListRootsResult, ToolAnnotations
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, ToolAnnotations
 from pydantic import Field
 
 from atlas_mcp.atlas import MediaKind, ModelEntry
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, InputError
 from atlas_mcp.server.catalog import InputSchema
-from atlas_mcp.server.files import open_upload
+from atlas_mcp.server.files import open_upload, root_paths
 from atlas_mcp.server.generation import AppState, BuildParams, finish, naming_the_prediction, prepare, submit_and_finish
 from atlas_mcp.server.listing import (
     HistoryResult,
@@ -97,21 +97,35 @@ def _state(ctx: Context) -> AppState:
     return state
 
 
-async def _client_roots(ctx: Context) -> ListRoots | None:
-    """Ask the client for its workspace roots, unless the user configured upload roots (theirs win)."""
+ROOTS_WAIT_SECONDS = 5.0  # a client that declares roots but never lists them must not hold upload_media
+
+
+async def _client_roots(ctx: Context) -> ListRoots | ListRootsResult | None:
+    """The client's workspace roots, unless the user configured upload roots (theirs win).
+
+    In the 2025 era this is a request in the middle of the call, and a client that declared roots may never
+    answer it: the wait is bounded. In the 2026 era the question rides the call's InputRequiredResult and the
+    client answers it when it calls again, so nothing here waits.
+    """
     if _state(ctx).settings.upload_roots:
         return None
     capabilities = ctx.client_capabilities
-    return ListRoots() if capabilities is not None and capabilities.roots is not None else None
-
-
-def _root_paths(result: ListRootsResult | None) -> list[Path]:
-    paths = []
-    for root in result.roots if result is not None else []:
-        parts = urlsplit(str(root.uri))
-        if parts.scheme == "file" and parts.path:
-            paths.append(Path(unquote(parts.path)))
-    return paths
+    if capabilities is None or capabilities.roots is None:
+        return None
+    if not ctx.session.can_send_request:
+        return ListRoots()
+    try:
+        with anyio.fail_after(ROOTS_WAIT_SECONDS):
+            listed: ListRootsResult = await ctx.session.send_request(
+                ListRootsRequest(), ListRootsResult, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
+            )
+            return listed
+    except TimeoutError:
+        raise ToolError(
+            f"Your MCP client says it has workspace roots but did not list them within {ROOTS_WAIT_SECONDS:g} s, so "
+            "no folder may be read. Set ATLASCLOUD_UPLOAD_ROOTS in the server's environment to the folders uploads "
+            "may come from."
+        ) from None
 
 
 def _media_params(friendly: list[tuple[tuple[str, ...], Any]], params: dict[str, Any] | None) -> BuildParams:
@@ -420,7 +434,9 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         client_roots: Annotated[ListRootsResult | None, Resolve(_client_roots)] = None,
     ) -> Annotated[CallToolResult, UploadResult]:
         state = _state(ctx)
-        roots = list(state.settings.upload_roots) or _root_paths(client_roots)
+        roots = list(state.settings.upload_roots) or root_paths(
+            [str(root.uri) for root in (client_roots.roots if client_roots is not None else [])]
+        )
         with _as_tool_errors():
             opened = await anyio.to_thread.run_sync(
                 lambda: open_upload(path, roots, max_bytes=state.settings.max_upload_bytes)
