@@ -127,3 +127,20 @@ async def test_a_key_echoed_in_an_error_page_is_redacted_before_any_cut(emulator
             await atlas.submit(FLUX, {"prompt": "x"})
     message = str(raised.value)
     assert not any(TEST_KEY[i : i + 8] in message for i in range(len(TEST_KEY) - 7)), message
+
+
+async def test_a_schema_host_that_fails_is_not_blamed_on_the_base_url() -> None:
+    """Schemas may live on another host than Atlas's API; when that host fails, ATLASCLOUD_BASE_URL is fine."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    transport = httpx.MockTransport(answer)
+    async with AtlasClient(api_key=TEST_KEY, base_url="https://api.atlascloud.ai", transport=transport) as atlas:
+        atlas.retry = type(atlas.retry)(attempts=1)
+        with pytest.raises(UpstreamUnavailableError) as raised:
+            await atlas.get_schema("https://93.184.216.34/schemas/flux.json")  # a public literal: no DNS lookup
+        with pytest.raises(UpstreamUnavailableError) as own:
+            await atlas.get_schema("https://api.atlascloud.ai/schemas/flux.json")
+    assert "93.184.216.34" in str(raised.value) and "ATLASCLOUD_BASE_URL" not in str(raised.value)
+    assert "ATLASCLOUD_BASE_URL" in str(own.value)  # Atlas's own origin: then it may well be the setting

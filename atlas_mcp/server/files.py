@@ -19,10 +19,11 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from atlas_mcp.errors import InputError, PathRefusedError
+from atlas_mcp.server.media import identify
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OpenedUpload", "open_upload", "output_path", "root_paths", "sniff_media_type"]
+__all__ = ["OpenedUpload", "open_upload", "output_path", "root_paths"]
 
 _HOW_TO_CONFIGURE = (
     "Set ATLASCLOUD_UPLOAD_ROOTS in the server's environment to the folders uploads may come from "
@@ -55,7 +56,12 @@ def open_upload(raw_path: str, roots: Sequence[Path], *, max_bytes: int) -> Open
     candidate = Path(raw_path.strip()).expanduser()
     if not candidate.is_absolute():
         candidate = real_roots[0] / candidate
-    resolved = Path(os.path.realpath(candidate))
+    try:
+        resolved = Path(os.path.realpath(candidate))
+    except OSError as exc:  # a link on the way vanished while it was being read: the path is changing under us
+        raise PathRefusedError(
+            f"{raw_path} changed while it was being checked ({exc.strerror}); try again once it is in place."
+        ) from None
     root = next((r for r in real_roots if resolved == r or resolved.is_relative_to(r)), None)
     allowed = ", ".join(str(r) for r in real_roots)
     if root is None:
@@ -70,16 +76,23 @@ def open_upload(raw_path: str, roots: Sequence[Path], *, max_bytes: int) -> Open
             "settings, so they are never uploaded unless a root names the hidden folder itself."
         )
     try:
-        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = _open_beneath(root, resolved.relative_to(root).parts)
     except FileNotFoundError:
         raise InputError(f"{raw_path} does not exist. Check the path (allowed folders: {allowed}).") from None
     except OSError as exc:
-        raise PathRefusedError(f"{raw_path} cannot be opened ({exc.strerror}).") from None
+        raise PathRefusedError(
+            f"{raw_path} cannot be opened ({exc.strerror}); a symlink met while opening is refused."
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
             raise PathRefusedError(f"{raw_path} is {kind}; upload_media sends regular files only.")
+        if info.st_nlink > 1:
+            raise PathRefusedError(
+                f"{raw_path} has {info.st_nlink} hard links: a link inside an allowed folder can be a file from "
+                "anywhere, so such files are not uploaded. Upload a copy of it instead (a copy has one link)."
+            )
         if info.st_size == 0:
             raise InputError(f"{raw_path} is empty; there is nothing to upload.")
         if info.st_size > max_bytes:
@@ -93,51 +106,48 @@ def open_upload(raw_path: str, roots: Sequence[Path], *, max_bytes: int) -> Open
         os.close(fd)
         raise
     try:
-        content_type = sniff_media_type(file.read(64))
-        file.seek(0)
-        if content_type is None:
+        media = identify(file)
+        if media is None:
             raise PathRefusedError(
-                f"{raw_path} is not an image, video or audio file (judged by its content, not its name); "
-                "upload_media sends media that models take as input, nothing else."
+                f"{raw_path} is not an image, video or audio file (judged by parsing its content, not by its "
+                "name); upload_media sends media that models take as input, nothing else."
             )
     except BaseException:
         file.close()
         raise
-    return OpenedUpload(file=file, path=resolved, size=info.st_size, content_type=content_type)
+    return OpenedUpload(file=file, path=resolved, size=info.st_size, content_type=media.mime)
 
 
-def sniff_media_type(head: bytes) -> str | None:
-    """The media type a file's first bytes announce, or ``None`` when they are not a known image/video/audio."""
-    signatures: list[tuple[int, bytes, str]] = [
-        (0, b"\x89PNG\r\n\x1a\n", "image/png"),
-        (0, b"\xff\xd8\xff", "image/jpeg"),
-        (0, b"GIF87a", "image/gif"),
-        (0, b"GIF89a", "image/gif"),
-        (0, b"BM", "image/bmp"),
-        (0, b"II*\x00", "image/tiff"),
-        (0, b"MM\x00*", "image/tiff"),
-        (0, b"\x1aE\xdf\xa3", "video/webm"),
-        (0, b"ID3", "audio/mpeg"),
-        (0, b"OggS", "audio/ogg"),
-        (0, b"fLaC", "audio/flac"),
-    ]
-    for offset, magic, media_type in signatures:
-        if head[offset : offset + len(magic)] == magic:
-            return media_type
-    if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"WAVE", b"AVI "):
-        return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}[head[8:12]]
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "image/avif"
-        if brand in (b"heic", b"heix", b"mif1"):
-            return "image/heic"
-        if brand.startswith(b"M4A"):
-            return "audio/mp4"
-        return "video/quicktime" if brand == b"qt  " else "video/mp4"
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        return "audio/mpeg"  # an MPEG audio frame without an ID3 tag
-    return None
+_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_beneath(root: Path, parts: tuple[str, ...]) -> int:
+    """Open ``root/parts...`` one component at a time, never following a symlink, and return the file's fd.
+
+    The path was resolved and checked before; a folder swapped for a symlink after that check (a race) meets
+    O_NOFOLLOW here and fails, so the file opened is the one that was checked, or none. The last component is
+    opened without blocking: a FIFO would otherwise hang the open. Where the platform cannot open relative to a
+    folder, the resolved path is opened and then checked to still be the file that path names, inside the root.
+    """
+    if not parts:
+        raise IsADirectoryError(21, "Is a directory")
+    if os.open not in os.supports_dir_fd:  # pragma: no cover - Windows
+        target = root.joinpath(*parts)
+        fd = os.open(target, _FLAGS)
+        real = os.path.realpath(target)
+        if Path(real).is_relative_to(root) and os.path.samestat(os.fstat(fd), os.stat(real)):
+            return fd
+        os.close(fd)
+        raise PermissionError(1, "the file changed while it was being opened")
+    folder = os.open(root, _FLAGS | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, _FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        return os.open(parts[-1], _FLAGS | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def output_path(output_dir: Path, prediction_id: str, index: int, extension: str) -> Path:

@@ -28,7 +28,8 @@ from pydantic import BaseModel, Field
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, UploadedFile
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError
-from atlas_mcp.server.files import output_path, sniff_media_type
+from atlas_mcp.server.files import output_path
+from atlas_mcp.server.media import identify_bytes
 
 __all__ = [
     "GenerationResult",
@@ -47,23 +48,6 @@ logger = logging.getLogger(__name__)
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk and memory by whatever Atlas says
 _MAX_PREVIEW_PIXELS = 80_000_000  # decoding more than this for a thumbnail is a decompression-bomb risk
-_EXTENSIONS = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "image/bmp": ".bmp",
-    "image/tiff": ".tiff",
-    "image/avif": ".avif",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-    "audio/mpeg": ".mp3",
-    "audio/wav": ".wav",
-    "audio/ogg": ".ogg",
-    "audio/flac": ".flac",
-    "audio/mp4": ".m4a",
-}
 
 
 class OutputInfo(BaseModel):
@@ -308,19 +292,21 @@ async def _fetch_output(
         except AtlasMCPError as exc:
             logger.info("output %d of %s not fetched: %s", index, prediction_id, exc)
             return OutputInfo(url=url, note=f"not fetched: {exc}"), None
-    media_type = sniff_media_type(data[:64])
+    media = await anyio.to_thread.run_sync(identify_bytes, data)
     notes: list[str] = []
     saved: str | None = None
-    if settings.output_dir is not None:
-        extension = _EXTENSIONS.get(media_type or "", "") or (_url_extension(url) if url else ".bin")
+    if settings.output_dir is not None and media is None:
+        # An .exe, .hta, .html, .desktop or an SVG with script must not land in the user's folder under any name.
+        notes.append("not saved: the file is not a recognised image, video or audio file (its URL still works)")
+    elif settings.output_dir is not None and media is not None:
         try:
-            target = output_path(settings.output_dir, prediction_id, index, extension)
+            target = output_path(settings.output_dir, prediction_id, index, media.extension)
             await anyio.to_thread.run_sync(_write_atomically, target, data)
             saved = str(target)
         except (OSError, AtlasMCPError) as exc:
             notes.append(f"not saved: {getattr(exc, 'strerror', None) or exc}")
     preview = None
-    if wants_preview and (media_type or "").startswith("image/"):
+    if wants_preview and media is not None and media.is_image:
         try:
             preview = await anyio.to_thread.run_sync(
                 lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget),
