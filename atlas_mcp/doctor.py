@@ -113,6 +113,7 @@ def _settings_text(settings: Settings, emulator: bool) -> str:
 async def _check_all(settings: Settings, report: Report, generate: bool) -> None:
     from atlas_mcp.server.catalog import ModelCatalog
     from atlas_mcp.server.generation import AppState, prepare
+    from atlas_mcp.server.previews import DecodeBudget
 
     async with AtlasClient(
         api_key=settings.api_key, base_url=settings.base_url, timeout=settings.http_timeout
@@ -141,7 +142,7 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
         else:
             key_works = await _check_key(atlas, settings, report)
 
-        state = AppState(settings=settings, atlas=atlas, catalog=catalog, previews=anyio.CapacityLimiter(1))
+        state = AppState(settings=settings, atlas=atlas, catalog=catalog, previews=DecodeBudget())
         prepared = None
         model = settings.default_model
         try:

@@ -95,11 +95,18 @@ class ServerProcess:
 
     def rss_kib(self) -> int:
         """The server's resident memory now (VmRSS of /proc/<pid>/status)."""
+        return self._status_kib("VmRSS")
+
+    def peak_rss_kib(self) -> int:
+        """The most resident memory the server has had so far (VmHWM, the high-water mark)."""
+        return self._status_kib("VmHWM")
+
+    def _status_kib(self, field: str) -> int:
         assert self.pid is not None, "the server is not running"
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-        raise AssertionError("no VmRSS line")
+        raise AssertionError(f"no {field} line")
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace")

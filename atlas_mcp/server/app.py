@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 import httpx
 from mcp.server.mcpserver import MCPServer
 
@@ -15,6 +13,7 @@ from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.catalog import ModelCatalog
 from atlas_mcp.server.generation import AppState
+from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
 
 __all__ = ["create_server"]
@@ -31,8 +30,7 @@ def create_server(settings: Settings, *, transport: httpx.AsyncBaseTransport | N
             timeout=settings.http_timeout,
             transport=transport,
         ) as atlas:
-            previews = anyio.CapacityLimiter(os.cpu_count() or 2)
-            yield AppState(settings=settings, atlas=atlas, catalog=ModelCatalog(atlas), previews=previews)
+            yield AppState(settings=settings, atlas=atlas, catalog=ModelCatalog(atlas), previews=DecodeBudget())
 
     server: MCPServer[AppState] = MCPServer(
         "atlascloud-mcp",

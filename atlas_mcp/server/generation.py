@@ -33,6 +33,7 @@ from atlas_mcp.errors import (
     SchemaUnavailableError,
 )
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
+from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
 from atlas_mcp.server.validation import describe_parameters, find_problems, normalised, safety_problems
 
@@ -64,7 +65,7 @@ class AppState:
     settings: Settings
     atlas: AtlasClient
     catalog: ModelCatalog
-    previews: anyio.CapacityLimiter  # previews decoded at once (each holds a full-size bitmap)
+    previews: DecodeBudget  # the memory preview decodes in flight share (each holds a full-size bitmap)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,7 @@ async def finish(
         waited_seconds=time.monotonic() - started,
         not_used=not_used or [],
         previews=previews is not False,
-        limiter=state.previews,
+        budget=state.previews,
         quote=quote,
     )
 

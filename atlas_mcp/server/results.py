@@ -9,13 +9,10 @@ when ``ATLASCLOUD_OUTPUT_DIR`` is set, to disk. Pillow is imported here, lazily,
 from __future__ import annotations
 
 import base64
-import io
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -30,16 +27,15 @@ from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.files import output_path
 from atlas_mcp.server.media import identify_bytes
+from atlas_mcp.server.previews import DecodeBudget, Preview, make_preview, probe_image
 
 __all__ = [
     "GenerationResult",
     "OutputInfo",
-    "Preview",
     "PriceQuote",
     "SubmitRequest",
     "UploadResult",
     "generation_result",
-    "make_preview",
     "upload_result",
 ]
 
@@ -47,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk and memory by whatever Atlas says
-_MAX_PREVIEW_PIXELS = 80_000_000  # decoding more than this for a thumbnail is a decompression-bomb risk
 
 
 class OutputInfo(BaseModel):
@@ -123,57 +118,6 @@ class UploadResult(BaseModel):
     size_bytes: int = Field(description="The file's size in bytes.")
 
 
-@dataclass(frozen=True)
-class Preview:
-    """An inline JPEG preview of a full-size image."""
-
-    jpeg: bytes
-    width: int
-    height: int
-    full_width: int
-    full_height: int
-
-
-def make_preview(data: bytes, *, max_side: int, max_base64_bytes: int) -> Preview | None:
-    """A JPEG of ``data`` whose longest side is at most ``max_side`` and whose base64 fits ``max_base64_bytes``.
-
-    Returns ``None`` when the bytes are not an image Pillow can read, or no preview fits the budget.
-    """
-    from PIL import Image  # imaging loads only when a preview is made: start-up stays light
-
-    max_jpeg = max_base64_bytes * 3 // 4
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data))
-            full_width, full_height = image.size
-            if full_width * full_height > _MAX_PREVIEW_PIXELS:
-                return None
-            image.draft("RGB", (max_side, max_side))  # JPEG decodes at reduced scale: much faster
-            image.load()
-    except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
-        return None
-    if image.mode in ("RGBA", "LA", "P"):
-        background = Image.new("RGB", image.size, "white")
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-        image = background
-    elif image.mode != "RGB":
-        image = image.convert("RGB")
-    side = max_side
-    while side >= 128:
-        scale = min(1.0, side / max(image.size))
-        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        # resize() into a new image (no full-size copy); reducing_gap=1 halves 2048² time at no visible cost
-        candidate = image if scale == 1.0 else image.resize(target, Image.Resampling.LANCZOS, reducing_gap=1.0)
-        for quality in (85, 72, 60):
-            buffer = io.BytesIO()
-            candidate.save(buffer, "JPEG", quality=quality, optimize=True)
-            if buffer.tell() <= max_jpeg:
-                return Preview(buffer.getvalue(), candidate.width, candidate.height, full_width, full_height)
-        side = int(side * 0.75)
-    return None
-
-
 async def generation_result(
     prediction: Prediction,
     *,
@@ -182,14 +126,14 @@ async def generation_result(
     waited_seconds: float,
     not_used: Sequence[str] = (),
     previews: bool = True,
-    limiter: anyio.CapacityLimiter | None = None,
+    budget: DecodeBudget | None = None,
     quote: PriceQuote | None = None,
 ) -> CallToolResult:
     """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
 
-    ``previews`` False keeps media out of the result (video and audio link their files instead). ``limiter``
-    bounds how many previews are decoded at once: each holds a full-size bitmap, so a burst of concurrent
-    calls would otherwise hold dozens.
+    ``previews`` False keeps media out of the result (video and audio link their files instead). ``budget``
+    is the memory decodes in flight share, across calls: each holds a full-size bitmap, so a burst of
+    concurrent calls would otherwise hold dozens.
     """
     outputs: list[OutputInfo] = []
     images: list[Preview | None] = []
@@ -204,7 +148,7 @@ async def generation_result(
         async def fetch(index: int, output: Output) -> None:
             try:
                 fetched[index] = await _fetch_output(
-                    prediction.id, index, output, atlas, settings, budget_each, limiter
+                    prediction.id, index, output, atlas, settings, budget_each, budget or DecodeBudget()
                 )
             except Exception as exc:  # a defect, or a file built to break us: this output gets a note, not the call
                 logger.exception("output %d of prediction %s could not be handled", index, prediction.id)
@@ -273,7 +217,7 @@ async def _fetch_output(
     atlas: AtlasClient,
     settings: Settings,
     preview_budget: int,
-    limiter: anyio.CapacityLimiter | None,
+    budget: DecodeBudget,
 ) -> tuple[OutputInfo, Preview | None]:
     """Fetch (or take the inline bytes of) one output, save it and make its preview, as the settings ask."""
     url = output.url
@@ -306,18 +250,28 @@ async def _fetch_output(
         except (OSError, AtlasMCPError) as exc:
             notes.append(f"not saved: {getattr(exc, 'strerror', None) or exc}")
     preview = None
+    probe = None
     if wants_preview and media is not None and media.is_image:
-        try:
-            preview = await anyio.to_thread.run_sync(
-                lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget),
-                limiter=limiter,
+        probe = await anyio.to_thread.run_sync(lambda: probe_image(data, max_side=settings.preview_max_side))
+        if probe is None:
+            notes.append("no inline preview: the image could not be decoded")
+        elif not budget.fits(probe.decoded_bytes):
+            notes.append(
+                f"no inline preview: at {probe.width}×{probe.height} it would take {probe.decoded_bytes >> 20} MiB to "
+                "decode, more than the server allows; the saved file and the URL have it"
             )
-        except Exception as exc:  # a broken or hostile file makes Pillow raise nearly anything (SyntaxError, TypeError)
-            logger.warning("no preview for output %d of %s", index, prediction_id, exc_info=True)
-            notes.append(f"no inline preview: the image could not be decoded ({type(exc).__name__})")
         else:
-            if preview is None:
-                notes.append("no inline preview: the image could not be shrunk into the result's size budget")
+            try:
+                async with budget.hold(probe.decoded_bytes):
+                    preview = await anyio.to_thread.run_sync(
+                        lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget)
+                    )
+            except Exception as exc:  # a broken or hostile file makes Pillow raise nearly anything
+                logger.warning("no preview for output %d of %s", index, prediction_id, exc_info=True)
+                notes.append(f"no inline preview: the image could not be decoded ({type(exc).__name__})")
+            else:
+                if preview is None:
+                    notes.append("no inline preview: the image could not be shrunk into the result's size budget")
     if output.inline and saved is None and settings.output_dir is None:
         notes.append("sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files")
     return (
@@ -326,8 +280,8 @@ async def _fetch_output(
             inline=output.inline,
             saved_path=saved,
             preview=preview is not None,
-            width=preview.full_width if preview else None,
-            height=preview.full_height if preview else None,
+            width=probe.width if probe and probe.width else None,
+            height=probe.height if probe and probe.height else None,
             size_bytes=len(data),
             note="; ".join(notes) or None,
         ),
