@@ -23,6 +23,7 @@ import re
 import secrets
 import socket
 import time
+import urllib.request
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -233,7 +234,9 @@ class AtlasClient:
                 headers={"User-Agent": f"atlascloud-mcp/{__version__}", "Accept": "application/json"},
                 transport=self._transport,
                 follow_redirects=False,
-                trust_env=False,
+                # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR: users behind a corporate
+                # proxy connect at all only with them. The key stays bound to Atlas's origin (_BearerAuth).
+                trust_env=True,
             )
         return self._client
 
@@ -430,7 +433,9 @@ class AtlasClient:
                     f"The output file could not be fetched ({type(exc).__name__}); its URL still works for a later try."
                 ) from exc
             try:
-                peer = _peer_address(response)
+                # Through a proxy the socket's peer is the proxy, which connects by its own lookup: then only the
+                # check of the URL's host, resolved here before sending, applies.
+                peer = None if _via_proxy(url) else _peer_address(response)
                 if not own_origin and peer is not None and not is_public_address(peer):
                     raise BadResponseError("The output URL points at a private or local address; not fetched.")
                 if response.is_redirect and "location" in response.headers:
@@ -744,6 +749,21 @@ def _about_prediction(exc: _E, prediction_id: str) -> _E:
         "at Atlas: call check_prediction with this id later instead of submitting again.",
     )
     return detailed
+
+
+def _via_proxy(url: str) -> bool:
+    """Whether the environment sends requests for ``url`` through a proxy, as httpx (trusting it) decides:
+    a proxy for the scheme (or ALL_PROXY), and the host not in NO_PROXY (``*``, the host, or a parent domain)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    host = (parts.hostname or "").lower()
+    for entry in proxies.get("no", "").lower().split(","):
+        entry = entry.strip().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return False
+    return True
 
 
 def _peer_address(response: httpx.Response) -> str | None:
