@@ -102,9 +102,12 @@ def _serve() -> int:
     log.info("serving MCP over stdio against %s", settings.base_url)
 
     _stop_on_signals()
-    from atlas_mcp.server import create_server
+    import anyio
 
-    create_server(settings).run("stdio")
+    from atlas_mcp.server import create_server
+    from atlas_mcp.server.stdio import serve_stdio
+
+    anyio.run(serve_stdio, create_server(settings))
     return 0
 
 

@@ -990,3 +990,60 @@ async def test_swapping_a_folder_for_a_symlink_while_uploading_never_sends_a_fil
         f"inside), {outcomes['refused']} refused, 0 escapes"
     )
     assert outcomes["uploaded"] > 0, outcomes  # the race ran against real uploads, not only refusals
+
+
+# -- the protocol edge: every line gets an answer -----------------------------------------------------------
+
+
+EDGE_LINES = [
+    ("a lone surrogate", '{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"x":"\\ud800"}}', -32700, 2),
+    (
+        "nesting deeper than the parser goes",
+        '{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"x":' + "[" * 300 + "]" * 300 + "}}",
+        -32700,
+        3,
+    ),
+    (
+        "an integer of 5 000 digits",
+        '{"jsonrpc":"2.0","id":4,"method":"ping","params":{"x":' + "9" * 5000 + "}}",
+        -32700,
+        4,
+    ),
+    ("no jsonrpc member", '{"id":5,"method":"tools/list"}', -32600, 5),
+    ("string params", '{"jsonrpc":"2.0","id":"six","method":"tools/list","params":"x"}', -32600, "six"),
+    ("garbage", "hello, is this thing on?", -32700, None),
+    ("a batch", '[{"jsonrpc":"2.0","id":7,"method":"tools/list"}]', -32600, None),
+]
+
+
+def test_every_malformed_line_gets_an_answer_and_the_server_goes_on(emulator: Emulator, tmp_path: Path) -> None:
+    env = emulator_env(emulator, tmp_path)
+    answers: list[dict[str, Any]] = []
+    with subprocess.Popen(
+        [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as server:
+        assert server.stdin is not None
+        assert server.stdout is not None
+        watchdog = threading.Timer(60, server.kill)  # an unanswered line ends the test, not the run
+        watchdog.start()
+        try:
+
+            def ask(line: str) -> dict[str, Any]:
+                assert server.stdin is not None and server.stdout is not None
+                server.stdin.write(line + "\n")
+                server.stdin.flush()
+                answer: dict[str, Any] = json.loads(server.stdout.readline())
+                return answer
+
+            ask(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}))
+            server.stdin.write('{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+            answers = [ask(line) for _, line, _, _ in EDGE_LINES]
+            still = ask('{"jsonrpc": "2.0", "id": 99, "method": "tools/list"}')
+            server.stdin.close()
+            server.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+    for (what, _, code, request_id), answer in zip(EDGE_LINES, answers, strict=True):
+        assert answer["error"]["code"] == code, (what, answer)
+        assert answer["id"] == request_id, (what, answer)
+    assert len(still["result"]["tools"]) == len(ALL_TOOLS)

@@ -1,0 +1,141 @@
+"""Serving MCP over stdio, with an answer for every line a client writes.
+
+The SDK's stdio transport hands a line it cannot parse to the server as an exception, and the server drops it
+(a DEBUG log line): the caller that sent it waits forever. That happened to a lone surrogate, nesting past
+the parser's depth, integers of more than 4 300 digits, a missing ``"jsonrpc"``, string ``params``, garbage and
+batches. So the server reads stdin itself, through :class:`ScreenedLines`, and hands the SDK only lines it will
+take; every other line is answered here, as JSON-RPC says: ``-32700`` when it is not JSON the server can read,
+``-32600`` when it is JSON but not a message, with the request's id wherever it can be read (else ``null``).
+
+The SDK still owns stdout (diverting fd 1 to stderr while serving, so that nothing stray reaches the wire);
+answers go out through its writer, never beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from io import TextIOWrapper
+from typing import Any, cast
+
+import anyio
+import mcp_types as types
+import pydantic_core
+from anyio.abc import ObjectSendStream
+from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+
+__all__ = ["ScreenedLines", "answer_for", "serve_stdio"]
+
+logger = logging.getLogger(__name__)
+
+_PARSE_ERROR = -32700
+_INVALID_REQUEST = -32600
+
+
+def answer_for(line: str) -> types.JSONRPCError | None:
+    """None when the SDK will take ``line``; else the error that answers it."""
+    if not line.strip():
+        return None  # blank lines are skipped by everyone
+    try:
+        types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        return None
+    except ValueError:
+        pass
+    try:
+        pydantic_core.from_json(line)
+    except ValueError:
+        return _error(_PARSE_ERROR, "Parse error: the line is not JSON this server can read", _lenient_id(line))
+    parsed = _lenient(line)
+    request_id = _id_of(parsed)
+    if isinstance(parsed, list):
+        return _error(_INVALID_REQUEST, "Invalid Request: batches are not supported; send one message a line", None)
+    return _error(_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message (jsonrpc, method, params)", request_id)
+
+
+def _error(code: int, message: str, request_id: int | str | None) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message))
+
+
+def _lenient(line: str) -> Any:
+    """The line read by a more forgiving parser (Python's own, integers of any length), or None."""
+    try:
+        return json.loads(line, parse_int=_any_int)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _any_int(digits: str) -> int | None:
+    """An integer, or None for one too long to convert (4 300 digits is Python's limit): it cannot be an id."""
+    return int(digits) if len(digits) <= 18 else None
+
+
+def _lenient_id(line: str) -> int | str | None:
+    return _id_of(_lenient(line))
+
+
+def _id_of(parsed: Any) -> int | str | None:
+    if not isinstance(parsed, dict):
+        return None
+    request_id = parsed.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, str)):
+        return None
+    if isinstance(request_id, str) and not request_id.isprintable():
+        return None
+    return request_id
+
+
+class ScreenedLines:
+    """stdin for the SDK's transport: the lines it will take pass through; the others are answered here."""
+
+    def __init__(self, source: AsyncIterator[str]) -> None:
+        self._source = source
+        self._answers: ObjectSendStream[SessionMessage] | None = None
+        self._ready = anyio.Event()
+
+    def answer_through(self, stream: ObjectSendStream[SessionMessage]) -> None:
+        """Where answers go: the transport's own writer (known once it runs)."""
+        self._answers = stream
+        self._ready.set()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        async for line in self._source:
+            answer = answer_for(line)
+            if answer is None:
+                yield line
+                continue
+            logger.warning("answered a line that is not a JSON-RPC message with %d", answer.error.code)
+            await self._ready.wait()
+            assert self._answers is not None
+            try:
+                await self._answers.send(SessionMessage(answer))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+
+
+class _Unowned(TextIOWrapper):
+    """A text layer over stdin's buffer that never closes it (as the SDK's own reader does not)."""
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.detach()
+
+
+async def serve_stdio(server: MCPServer[Any]) -> None:
+    """Serve ``server`` over this process's stdin and stdout until stdin closes."""
+    lowlevel = getattr(server, "_lowlevel_server", None)
+    if lowlevel is None:  # pragma: no cover - an SDK without the seam: serve as it does, unanswered lines and all
+        await server.run_stdio_async()
+        return
+    text = _Unowned(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    lines = ScreenedLines(cast(AsyncIterator[str], anyio.wrap_file(text)))
+    async with stdio_server(stdin=cast(Any, lines)) as (read_stream, write_stream):
+        lines.answer_through(write_stream)
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
