@@ -1047,3 +1047,60 @@ def test_every_malformed_line_gets_an_answer_and_the_server_goes_on(emulator: Em
         assert answer["error"]["code"] == code, (what, answer)
         assert answer["id"] == request_id, (what, answer)
     assert len(still["result"]["tools"]) == len(ALL_TOOLS)
+
+
+def test_roots_of_other_schemes_are_left_out_and_the_file_roots_kept(emulator: Emulator, tmp_path: Path) -> None:
+    """The SDK's own types refuse a roots/list answer that holds any non-file root; a raw client can send one.
+    The server reads it leniently, uses the local folders and says on stderr what it left out."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    picture = workspace / "in.png"
+    Image.new("RGB", (8, 8), "blue").save(picture)
+    env = {key: value for key, value in emulator_env(emulator, tmp_path).items() if key != "ATLASCLOUD_UPLOAD_ROOTS"}
+    stderr = tmp_path / "stderr.log"
+    with (
+        stderr.open("wb") as errors,
+        subprocess.Popen(
+            [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
+        ) as server,
+    ):
+        assert server.stdin is not None
+        assert server.stdout is not None
+        watchdog = threading.Timer(60, server.kill)
+        watchdog.start()
+        try:
+
+            def send(message: dict[str, Any]) -> None:
+                assert server.stdin is not None
+                server.stdin.write(json.dumps(message) + "\n")
+                server.stdin.flush()
+
+            def read() -> dict[str, Any]:
+                assert server.stdout is not None
+                message: dict[str, Any] = json.loads(server.stdout.readline())
+                return message
+
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {**INITIALIZE, "capabilities": {"roots": {}}},
+                }
+            )
+            read()
+            send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            call = {"name": "upload_media", "arguments": {"path": str(picture)}}
+            send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+            question = read()
+            assert question["method"] == "roots/list", question
+            roots = [{"uri": "https://example.com/everything"}, {"uri": workspace.as_uri(), "name": "workspace"}]
+            send({"jsonrpc": "2.0", "id": question["id"], "result": {"roots": roots}})
+            answer = read()
+            server.stdin.close()
+            server.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+    assert answer["id"] == 2 and not answer["result"].get("isError"), answer
+    assert answer["result"]["structuredContent"]["filename"] == "in.png"
+    assert "ignoring the client's root 'https://example.com/everything'" in stderr.read_text()

@@ -17,7 +17,7 @@ from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import MediaKind, ModelEntry
 from atlas_mcp.config import Settings
@@ -100,7 +100,18 @@ def _state(ctx: Context) -> AppState:
 ROOTS_WAIT_SECONDS = 5.0  # a client that declares roots but never lists them must not hold upload_media
 
 
-async def _client_roots(ctx: Context) -> ListRoots | ListRootsResult | None:
+class _AnyRoot(BaseModel):
+    uri: str
+
+
+class _AnyRoots(BaseModel):
+    """roots/list read leniently: a root this server cannot use is left out later, with a line on stderr, instead
+    of failing the whole answer (the SDK's own type refuses any root that is not a file: URI)."""
+
+    roots: list[_AnyRoot]
+
+
+async def _client_roots(ctx: Context) -> ListRoots | _AnyRoots | ListRootsResult | None:
     """The client's workspace roots, unless the user configured upload roots (theirs win).
 
     In the 2025 era this is a request in the middle of the call, and a client that declared roots may never
@@ -116,8 +127,8 @@ async def _client_roots(ctx: Context) -> ListRoots | ListRootsResult | None:
         return ListRoots()
     try:
         with anyio.fail_after(ROOTS_WAIT_SECONDS):
-            listed: ListRootsResult = await ctx.session.send_request(
-                ListRootsRequest(), ListRootsResult, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
+            listed: _AnyRoots = await ctx.session.send_request(
+                ListRootsRequest(), _AnyRoots, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
             )
             return listed
     except TimeoutError:
@@ -431,7 +442,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     async def upload_media(
         path: Annotated[str, Field(min_length=1, max_length=4096, description="Path of the local file.")],
         ctx: Context,
-        client_roots: Annotated[ListRootsResult | None, Resolve(_client_roots)] = None,
+        client_roots: Annotated[ListRootsResult | _AnyRoots | None, Resolve(_client_roots)] = None,
     ) -> Annotated[CallToolResult, UploadResult]:
         state = _state(ctx)
         roots = list(state.settings.upload_roots) or root_paths(
