@@ -22,6 +22,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,54 @@ from .harness import assert_not_a_crash, emulator_env, expect_done, expect_error
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("atlascloud-mcp"))
 INITIALIZE = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+
+
+class RawWire:
+    """The console script spoken to in raw JSON-RPC lines, as a peer that is not the SDK may write them."""
+
+    def __init__(self, server: subprocess.Popen[str]) -> None:
+        self.server = server
+
+    def write(self, line: str) -> None:
+        assert self.server.stdin is not None
+        self.server.stdin.write(line + "\n")
+        self.server.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.write(json.dumps(message))
+
+    def read(self) -> dict[str, Any]:
+        assert self.server.stdout is not None
+        message: dict[str, Any] = json.loads(self.server.stdout.readline())
+        return message
+
+    def initialize(self, capabilities: dict[str, Any] | None = None) -> None:
+        params = {**INITIALIZE, "capabilities": capabilities or {}}
+        self.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+        self.read()
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+@contextmanager
+def raw_wire(env: dict[str, str], stderr: Path | None = None) -> Iterator[RawWire]:
+    """Stdin stays open until the block ends (EOF would cancel calls in flight); a server that never answers is
+    killed after 60 s, which ends the test instead of the run."""
+    with (
+        (stderr or Path(os.devnull)).open("wb") as errors,
+        subprocess.Popen(
+            [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
+        ) as server,
+    ):
+        watchdog = threading.Timer(60, server.kill)
+        watchdog.start()
+        try:
+            yield RawWire(server)
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+
 
 FLUX = "black-forest-labs/flux-schnell"
 DEV = "black-forest-labs/flux-dev"
@@ -745,38 +794,21 @@ def test_a_refusal_stays_short_however_many_keys_are_wrong(session: Session) -> 
 def test_nan_and_infinity_written_raw_on_the_wire_are_refused(emulator: Emulator, tmp_path: Path) -> None:
     """The SDK's clients turn NaN into null, but a JSON-RPC peer can write the NaN and Infinity tokens, which the
     server's JSON parser accepts: they must not reach Atlas."""
-    env = emulator_env(emulator, tmp_path)
-    lines = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-    ]
     calls = {
         2: '{"prompt": "x", "dry_run": true, "params": {"strength": NaN}}',
         3: '{"prompt": "x", "dry_run": true, "params": {"seed": Infinity, "num_images": -Infinity}}',
     }
-    wire = "".join(json.dumps(line) + "\n" for line in lines) + "".join(
-        f'{{"jsonrpc": "2.0", "id": {i}, "method": "tools/call", "params": {{"name": "generate_image", '
-        f'"arguments": {arguments}}}}}\n'
-        for i, arguments in calls.items()
-    )
     answers: dict[int, Any] = {}
-    with subprocess.Popen(
-        [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    ) as server:
-        assert server.stdin is not None
-        assert server.stdout is not None
-        watchdog = threading.Timer(60, server.kill)  # a server that never answers ends the test, not the run
-        watchdog.start()
-        try:
-            server.stdin.write(wire)
-            server.stdin.flush()
-            while len(answers) < 3:  # keep stdin open until every call is answered: EOF would cancel them
-                message = json.loads(server.stdout.readline())
-                answers[message["id"]] = message
-            server.stdin.close()
-            server.wait(timeout=30)
-        finally:
-            watchdog.cancel()
+    with raw_wire(emulator_env(emulator, tmp_path)) as wire:
+        wire.initialize()
+        for i, arguments in calls.items():
+            wire.write(
+                f'{{"jsonrpc": "2.0", "id": {i}, "method": "tools/call", '
+                f'"params": {{"name": "generate_image", "arguments": {arguments}}}}}'
+            )
+        while len(answers) < len(calls):
+            message = wire.read()
+            answers[message["id"]] = message
     for i, name in ((2, "strength"), (3, "seed")):
         result = answers[i]["result"]
         assert result["isError"] is True, result
@@ -1017,32 +1049,14 @@ EDGE_LINES = [
 
 
 def test_every_malformed_line_gets_an_answer_and_the_server_goes_on(emulator: Emulator, tmp_path: Path) -> None:
-    env = emulator_env(emulator, tmp_path)
-    answers: list[dict[str, Any]] = []
-    with subprocess.Popen(
-        [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    ) as server:
-        assert server.stdin is not None
-        assert server.stdout is not None
-        watchdog = threading.Timer(60, server.kill)  # an unanswered line ends the test, not the run
-        watchdog.start()
-        try:
-
-            def ask(line: str) -> dict[str, Any]:
-                assert server.stdin is not None and server.stdout is not None
-                server.stdin.write(line + "\n")
-                server.stdin.flush()
-                answer: dict[str, Any] = json.loads(server.stdout.readline())
-                return answer
-
-            ask(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE}))
-            server.stdin.write('{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
-            answers = [ask(line) for _, line, _, _ in EDGE_LINES]
-            still = ask('{"jsonrpc": "2.0", "id": 99, "method": "tools/list"}')
-            server.stdin.close()
-            server.wait(timeout=30)
-        finally:
-            watchdog.cancel()
+    with raw_wire(emulator_env(emulator, tmp_path)) as wire:
+        wire.initialize()
+        answers = []
+        for _, line, _, _ in EDGE_LINES:
+            wire.write(line)
+            answers.append(wire.read())
+        wire.send({"jsonrpc": "2.0", "id": 99, "method": "tools/list"})
+        still = wire.read()
     for (what, _, code, request_id), answer in zip(EDGE_LINES, answers, strict=True):
         assert answer["error"]["code"] == code, (what, answer)
         assert answer["id"] == request_id, (what, answer)
@@ -1058,49 +1072,15 @@ def test_roots_of_other_schemes_are_left_out_and_the_file_roots_kept(emulator: E
     Image.new("RGB", (8, 8), "blue").save(picture)
     env = {key: value for key, value in emulator_env(emulator, tmp_path).items() if key != "ATLASCLOUD_UPLOAD_ROOTS"}
     stderr = tmp_path / "stderr.log"
-    with (
-        stderr.open("wb") as errors,
-        subprocess.Popen(
-            [CONSOLE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
-        ) as server,
-    ):
-        assert server.stdin is not None
-        assert server.stdout is not None
-        watchdog = threading.Timer(60, server.kill)
-        watchdog.start()
-        try:
-
-            def send(message: dict[str, Any]) -> None:
-                assert server.stdin is not None
-                server.stdin.write(json.dumps(message) + "\n")
-                server.stdin.flush()
-
-            def read() -> dict[str, Any]:
-                assert server.stdout is not None
-                message: dict[str, Any] = json.loads(server.stdout.readline())
-                return message
-
-            send(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "initialize",
-                    "params": {**INITIALIZE, "capabilities": {"roots": {}}},
-                }
-            )
-            read()
-            send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-            call = {"name": "upload_media", "arguments": {"path": str(picture)}}
-            send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
-            question = read()
-            assert question["method"] == "roots/list", question
-            roots = [{"uri": "https://example.com/everything"}, {"uri": workspace.as_uri(), "name": "workspace"}]
-            send({"jsonrpc": "2.0", "id": question["id"], "result": {"roots": roots}})
-            answer = read()
-            server.stdin.close()
-            server.wait(timeout=30)
-        finally:
-            watchdog.cancel()
+    with raw_wire(env, stderr) as wire:
+        wire.initialize({"roots": {}})
+        call = {"name": "upload_media", "arguments": {"path": str(picture)}}
+        wire.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+        question = wire.read()
+        assert question["method"] == "roots/list", question
+        roots = [{"uri": "https://example.com/everything"}, {"uri": workspace.as_uri(), "name": "workspace"}]
+        wire.send({"jsonrpc": "2.0", "id": question["id"], "result": {"roots": roots}})
+        answer = wire.read()
     assert answer["id"] == 2 and not answer["result"].get("isError"), answer
     assert answer["result"]["structuredContent"]["filename"] == "in.png"
     assert "ignoring the client's root 'https://example.com/everything'" in stderr.read_text()
