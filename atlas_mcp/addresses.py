@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["is_public_address"]
+__all__ = ["is_loopback_host", "is_public_address"]
 
 _INTERNAL_V6 = tuple(
     ipaddress.IPv6Network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "fec0::/10", "::/96")
 )
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL's host is this machine: ``localhost`` or a loopback address (where only an emulator runs)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def is_public_address(address: str) -> bool:

@@ -7,7 +7,6 @@ and ``str`` are masked, so printing the settings cannot leak it.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from atlas_mcp.addresses import is_loopback_host
 from atlas_mcp.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.atlascloud.ai"
@@ -149,19 +149,10 @@ def _parse_origin(raw: str) -> str:
         raise ValueError(f"expected an origin like https://api.atlascloud.ai, got {raw!r}")
     if parts.path or parts.query or parts.fragment:
         raise ValueError(f"give only the origin (scheme://host[:port]) without a path, got {raw!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         # The key travels in a header: plain http is only acceptable when it never leaves the machine.
         raise ValueError(f"plain http is only allowed for a loopback emulator; use https for {parts.hostname}")
     return f"{parts.scheme}://{parts.netloc}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _parse_dir(raw: str) -> Path:

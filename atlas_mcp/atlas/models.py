@@ -171,15 +171,15 @@ class Prediction(_Wire):
         raw_error = data.get("error")
         data["error"] = error_text(raw_error) if raw_error else None
         if data.get("error_code") is None and isinstance(raw_error, dict):
-            code = raw_error.get("code")  # an error object may carry the numeric code itself
-            data["error_code"] = code if isinstance(code, (int, str)) and str(code) not in ("", "0") else None
+            data["error_code"] = raw_error.get("code")  # an error object may carry the numeric code itself
         metrics = data.get("metrics")
         if isinstance(metrics, dict) and "predict_time" not in data:
             data["predict_time"] = metrics.get("predict_time")
         for key in ("price", "predict_time"):
             data[key] = _number(data.get(key))
         code = data.get("error_code")
-        data["error_code"] = None if code is None or str(code).strip() in ("", "0") else str(code).strip()
+        usable = isinstance(code, (int, str)) and not isinstance(code, bool) and str(code).strip() not in ("", "0")
+        data["error_code"] = str(code).strip() if usable else None
         nsfw = data.get("has_nsfw_contents")
         data["has_nsfw_contents"] = tuple(bool(x) for x in nsfw) if isinstance(nsfw, list) else ()
         if isinstance(data.get("status"), str):

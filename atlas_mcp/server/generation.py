@@ -8,7 +8,6 @@ known before paying: Atlas's own quote for the exact request, or the catalogue p
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 
+from atlas_mcp.addresses import is_loopback_host
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, ModelEntry, Prediction
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import (
@@ -111,7 +111,8 @@ async def prepare(
         reasons = "; ".join(f"{name}: {SERVER_OWNED[name]}" for name in owned)
         raise InputError(f"Not sent, nothing was spent: leave out {', '.join(owned)} ({reasons}).")
     schema = details.schema if details is not None else None
-    problems = safety_problems(params, schema, loopback_http=_is_loopback(state.settings.base_url))
+    emulator = is_loopback_host(urlsplit(state.settings.base_url).hostname or "")
+    problems = safety_problems(params, schema, loopback_http=emulator)
     if schema is not None:
         problems += find_problems(params, schema)
         params = normalised(params, schema)
@@ -122,15 +123,6 @@ async def prepare(
         takes = f" {model} takes: {describe_parameters(schema)}. Put other parameters in params." if schema else ""
         raise InputError(f"Not sent, nothing was spent: {shown}.{takes}")
     return Prepared(kind, model, params, not_used, details.entry if details else None)
-
-
-def _is_loopback(origin: str) -> bool:
-    """Whether Atlas is an emulator on this machine (then it may fetch http inputs from it too)."""
-    host = urlsplit(origin).hostname or ""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def submit_and_finish(

@@ -42,6 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+_INLINE_NOTE = "sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files"
 MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk and memory by whatever Atlas says
 
 
@@ -205,8 +206,7 @@ def _plain_info(output: Output) -> OutputInfo:
     if output.url is not None:
         return OutputInfo(url=output.url)
     if output.data is not None:
-        note = "sent inline by Atlas; set ATLASCLOUD_OUTPUT_DIR to keep such files"
-        return OutputInfo(inline=True, size_bytes=len(output.data), note=note)
+        return OutputInfo(inline=True, size_bytes=len(output.data), note=_INLINE_NOTE)
     return OutputInfo(text=output.describe())
 
 
@@ -273,7 +273,7 @@ async def _fetch_output(
                 if preview is None:
                     notes.append("no inline preview: the image could not be shrunk into the result's size budget")
     if output.inline and saved is None and settings.output_dir is None:
-        notes.append("sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files")
+        notes.append(_INLINE_NOTE)
     return (
         OutputInfo(
             url=url,

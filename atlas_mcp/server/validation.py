@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-from atlas_mcp.addresses import is_public_address
+from atlas_mcp.addresses import is_loopback_host, is_public_address
 from atlas_mcp.server.catalog import InputSchema
 
 __all__ = ["describe_parameters", "find_problems", "is_nullable", "normalised", "safety_problems", "type_text"]
@@ -283,14 +283,13 @@ def _url_problem(url: str, loopback_http: bool) -> str | None:
         return "is not a valid URL"
     if parts.scheme == "data":
         return None  # inline content, fetched from nowhere
-    address = _ip(host)
-    if parts.scheme == "http" and loopback_http and (host == "localhost" or (address and address.is_loopback)):
+    if parts.scheme == "http" and loopback_http and is_loopback_host(host):
         return None
     if parts.scheme != "https" or not host:
         return "must be an https URL (use upload_media for a local file)"
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
         return "points at a local or internal host"
-    if address is not None and not is_public_address(host):
+    if _ip(host) is not None and not is_public_address(host):
         return "points at a private or local address"
     return None
 
