@@ -17,6 +17,8 @@ through :func:`atlas_mcp.redaction.redact` before it lands in a message.
     │   └── UpstreamUnavailableError 5xx, network failure or request timeout, after the capped retries
     ├── BadResponseError             Atlas answered, but not in any form it documents
     ├── SchemaUnavailableError       a model's parameter schema could not be read; nothing was sent
+    ├── SpendRefusedError            spend safety stopped a paid call (budget, confirmation); nothing was sent
+    ├── StateUnavailableError        the spend-safety store cannot be used, so paid calls are refused
     ├── PredictionFailedError        the prediction ended failed/canceled/timed out upstream (``prediction``)
     ├── PredictionTimeoutError       our own wait bound ran out; the prediction goes on (``prediction``)
     └── PaidResultError              something failed after Atlas accepted a prediction; the message names its id
@@ -45,6 +47,8 @@ __all__ = [
     "PredictionTimeoutError",
     "RateLimitedError",
     "SchemaUnavailableError",
+    "SpendRefusedError",
+    "StateUnavailableError",
     "UpstreamUnavailableError",
 ]
 
@@ -107,6 +111,14 @@ class BadResponseError(AtlasMCPError):
 
 class SchemaUnavailableError(AtlasMCPError):
     """A model's parameters could not be read, so a call could not be checked before paying for it."""
+
+
+class SpendRefusedError(AtlasMCPError):
+    """Spend safety stopped a paid call before anything was sent: the budget, a confirmation, an unclear repeat."""
+
+
+class StateUnavailableError(AtlasMCPError):
+    """The spend-safety store (SQLite file or Redis) cannot be used. Paid calls fail closed; free tools go on."""
 
 
 class PredictionFailedError(AtlasMCPError):
