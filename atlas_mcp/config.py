@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from atlas_mcp.addresses import is_loopback_host
 from atlas_mcp.errors import ConfigError
+from atlas_mcp.state import parse_state_url
 
 DEFAULT_BASE_URL = "https://api.atlascloud.ai"
 DEFAULT_MODEL = "black-forest-labs/flux-schnell"
@@ -68,6 +69,35 @@ class Settings(BaseModel):
     default_model: str = Field(
         default=DEFAULT_MODEL, description="ATLASCLOUD_DEFAULT_MODEL: model used when none is given."
     )
+    state_url: SecretStr | None = Field(
+        default=None,
+        description="ATLASCLOUD_STATE_URL: where budgets, repeats and confirmations live: sqlite:////path.db "
+        "(default: state.db in the user's data folder) or redis://host:port/0. Secret: it may hold a password.",
+    )
+    budget_usd: float | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_BUDGET_USD: most that generations may cost per rolling 24 h, per API key "
+        "(unset: no budget).",
+    )
+    confirm_above_usd: float | None = Field(
+        default=0.25,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_CONFIRM_ABOVE_USD: ask the user before a generation quoted above this ('0' asks every "
+        "time, 'off' never asks).",
+    )
+    repeat_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_REPEAT_WINDOW_S: an identical generation within this many seconds returns the "
+        "earlier one instead of paying again (0: off).",
+    )
     log_level: LogLevel = Field(
         default="INFO", description="ATLASCLOUD_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR (stderr)."
     )
@@ -101,6 +131,10 @@ class Settings(BaseModel):
         read("ATLASCLOUD_PREVIEW_MAX_SIDE", "preview_max_side", int)
         read("ATLASCLOUD_PREVIEW_BUDGET_KB", "preview_budget_kb", int)
         read("ATLASCLOUD_DEFAULT_MODEL", "default_model", str)
+        read("ATLASCLOUD_STATE_URL", "state_url", lambda raw: SecretStr(parse_state_url(raw)))
+        read("ATLASCLOUD_BUDGET_USD", "budget_usd", _parse_float)
+        read("ATLASCLOUD_CONFIRM_ABOVE_USD", "confirm_above_usd", _parse_threshold)
+        read("ATLASCLOUD_REPEAT_WINDOW_S", "repeat_window_s", _parse_float)
         read("ATLASCLOUD_LOG_LEVEL", "log_level", str.upper)
         try:
             return cls(**values)
@@ -118,6 +152,9 @@ _VARIABLES = {
     "preview_max_side": "ATLASCLOUD_PREVIEW_MAX_SIDE",
     "preview_budget_kb": "ATLASCLOUD_PREVIEW_BUDGET_KB",
     "log_level": "ATLASCLOUD_LOG_LEVEL",
+    "budget_usd": "ATLASCLOUD_BUDGET_USD",
+    "confirm_above_usd": "ATLASCLOUD_CONFIRM_ABOVE_USD",
+    "repeat_window_s": "ATLASCLOUD_REPEAT_WINDOW_S",
 }
 
 
@@ -138,6 +175,15 @@ def _parse_float(raw: str) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _parse_threshold(raw: str) -> float | None:
+    if raw.lower() in ("off", "never", "none"):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"expected a price in dollars such as 0.25, or 'off', got {raw!r}") from None
 
 
 def _parse_origin(raw: str) -> str:

@@ -2,7 +2,8 @@
 
 It reads the settings the way the server does, from the same environment the client passes (or from the
 client's own config file with ``--client-config``), then checks each link of the chain a generation needs, in
-order: settings, Atlas answering, the key, the default model's schema, Atlas's quote, the folders, and with
+order: settings, Atlas answering, the key, the spend-safety store, the default model's schema, Atlas's quote,
+the folders, and with
 ``--generate`` one real generation through the server itself. One line per step: ✔, ✘ (with the fix under
 it) or – (skipped, and why). Exit status 0 only when every step it ran passed. ``--emulator`` runs it all
 against the embedded Atlas emulator, for free. The key is never printed: at most its last 4 characters.
@@ -24,7 +25,15 @@ import anyio
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
-from atlas_mcp.errors import AtlasMCPError, AuthenticationError, ConfigError, InputError, SchemaUnavailableError
+from atlas_mcp.errors import (
+    AtlasMCPError,
+    AuthenticationError,
+    ConfigError,
+    InputError,
+    SchemaUnavailableError,
+    StateUnavailableError,
+)
+from atlas_mcp.state import StateStore, open_store
 
 if TYPE_CHECKING:
     from atlas_mcp.server.tools import ImageRequest
@@ -114,6 +123,7 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
     from atlas_mcp.server.catalog import ModelCatalog
     from atlas_mcp.server.generation import AppState, prepare
     from atlas_mcp.server.previews import DecodeBudget
+    from atlas_mcp.server.spending import SpendGuard
 
     async with AtlasClient(
         api_key=settings.api_key, base_url=settings.base_url, timeout=settings.http_timeout
@@ -142,7 +152,13 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
         else:
             key_works = await _check_key(atlas, settings, report)
 
-        state = AppState(settings=settings, atlas=atlas, catalog=catalog, previews=DecodeBudget())
+        store = open_store(settings.state_url.get_secret_value() if settings.state_url is not None else None)
+        try:
+            await _check_state(settings, store, report)
+        finally:
+            await store.aclose()
+        guard = SpendGuard(settings, store)
+        state = AppState(settings=settings, atlas=atlas, catalog=catalog, previews=DecodeBudget(), spend=guard)
         prepared = None
         model = settings.default_model
         try:
@@ -182,6 +198,29 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
             report.skip("Generation: skipped, it needs an accepted key and a default model that passes.")
         else:
             await _check_generation(settings, report, {"prompt": DOCTOR_PROMPT})
+
+
+async def _check_state(settings: Settings, store: StateStore, report: Report) -> None:
+    """The spend-safety store: paid calls are refused while it cannot be used."""
+    from atlas_mcp.server.spending import SpendGuard
+
+    try:
+        await store.check()
+        guard = SpendGuard(settings, store)
+        spent = await guard.report(await guard.payer(_key_value(settings)))
+    except StateUnavailableError as exc:
+        report.fail(str(exc), "fix it before generating: paid calls fail closed while it is unusable.")
+        return
+    threshold = settings.confirm_above_usd
+    asks = "never asks" if threshold is None else f"asks above ${threshold:.4g}" if threshold else "asks every time"
+    report.ok(
+        f"Spend safety: {store.name} works. {spent.text()} Confirmation {asks}; identical calls within "
+        f"{settings.repeat_window_s:g} s are not paid twice."
+    )
+
+
+def _key_value(settings: Settings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key is not None else None
 
 
 async def _check_key(atlas: AtlasClient, settings: Settings, report: Report) -> bool:

@@ -46,10 +46,12 @@ def strict_atlas() -> Iterator[Emulator]:
 def test_doctor_on_the_emulator_passes_every_step(tmp_path: Path) -> None:
     done = doctor("--emulator", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert marks(done.stdout) == ["✔"] * 7 + ["–"]  # settings, Atlas, key, model, quote, 2 folders; no generation
-    for phrase in ("the catalogue lists", "is accepted", "default request passes validation", "Atlas quotes"):
+    # settings, Atlas, key, spend-safety state, model, quote, 2 folders; no generation
+    assert marks(done.stdout) == ["✔"] * 8 + ["–"]
+    phrases = ("the catalogue lists", "is accepted", "Spend safety: SQLite at", "passes validation", "Atlas quotes")
+    for phrase in phrases:
         assert phrase in done.stdout
-    assert "add --generate" in done.stdout and "All 7 checks passed, 1 skipped." in done.stdout
+    assert "add --generate" in done.stdout and "All 8 checks passed, 1 skipped." in done.stdout
     assert done.stderr == ""
 
 
@@ -57,7 +59,7 @@ def test_doctor_generate_makes_one_image_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "images"
     done = doctor("--emulator", "--generate", env={"ATLASCLOUD_OUTPUT_DIR": str(out)})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert marks(done.stdout) == ["✔"] * 8
+    assert marks(done.stdout) == ["✔"] * 9
     lines = done.stdout.splitlines()
     price_line = next(i for i, line in enumerate(lines) if "this costs $0.003" in line)
     result_line = next(i for i, line in enumerate(lines) if "Generated one image end to end" in line)
@@ -75,7 +77,7 @@ def test_a_refused_key_is_named_by_its_last_four_characters_only(strict_atlas: E
     assert "✘ API key …6e30 was refused by Atlas (HTTP 401)." in done.stdout
     assert "fix: copy the key again from the Atlas Cloud console" in done.stdout
     assert wrong[:-4] not in done.stdout + done.stderr
-    assert "Quote: skipped" in done.stdout and "1 of 6 checks failed" in done.stdout
+    assert "Quote: skipped" in done.stdout and "1 of 7 checks failed" in done.stdout
 
 
 def test_the_right_key_passes_and_shows_the_balance(strict_atlas: Emulator, tmp_path: Path) -> None:

@@ -556,6 +556,7 @@ async def matrix(emulator_session: Emulator, tmp_path_factory: pytest.TempPathFa
         ATLASCLOUD_HTTP_TIMEOUT=str(HTTP_TIMEOUT),
         ATLASCLOUD_WAIT_SECONDS="10",
         ATLASCLOUD_UPLOAD_ROOTS=str(uploads),
+        ATLASCLOUD_REPEAT_WINDOW_S="0",  # every row is a fresh submit of the same request (the guard has its own tests)
     )
     server = ServerProcess(env, workdir / "stderr.log")
     logs: list[mcp_types.LoggingMessageNotificationParams] = []

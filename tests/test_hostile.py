@@ -224,7 +224,9 @@ waits = st.one_of(st.booleans(), json_values)
 max_waits = st.one_of(st.sampled_from([0, 0.01, 0.3, -1, 1e308]), json_values)
 # Arguments no tool declares, some named after what a tool keeps out of its schema.
 extras = st.dictionaries(
-    st.sampled_from(["ctx", "client_roots", "__proto__", "settings", "state", "extra"]), json_values, max_size=2
+    st.sampled_from(["ctx", "client_roots", "gate", "decision", "__proto__", "settings", "state", "extra"]),
+    json_values,
+    max_size=2,
 )
 
 
@@ -307,6 +309,7 @@ def session(emulator_session: Emulator, tmp_path_factory: pytest.TempPathFactory
         wait_seconds=0.5,
         http_timeout=5,
         max_upload_mb=1,
+        repeat_window_s=0,  # every test here sends its own hostile answer to the same small request
     )
     try:
         with (
@@ -355,6 +358,8 @@ def test_generate_image_takes_anything(session: Session) -> None:
             "max_wait_seconds": mostly(st.just(0.01), max_waits),
             "dry_run": st.booleans(),
             "skip_validation": st.booleans(),
+            "confirm": st.one_of(strings, json_values),
+            "repeat": mostly(st.booleans(), json_values),
         },
     )
 

@@ -59,7 +59,11 @@ async def stdio_sessions(
             uploads = workdir / "uploads"
             uploads.mkdir()
             env = emulator_env(
-                emulator_session, workdir, ATLASCLOUD_UPLOAD_ROOTS=str(uploads), ATLASCLOUD_WAIT_SECONDS="10"
+                emulator_session,
+                workdir,
+                ATLASCLOUD_UPLOAD_ROOTS=str(uploads),
+                ATLASCLOUD_WAIT_SECONDS="10",
+                ATLASCLOUD_REPEAT_WINDOW_S="0",  # each profile must answer its own submit, not an earlier one
             )
             server = ServerProcess(env, workdir / "stderr.log")
             client = await stack.enter_async_context(Client(server.transport(), mode=mode))

@@ -310,9 +310,14 @@ async def test_upstream_trouble_is_a_clear_tool_error_and_the_server_stays_up(
     emulator.state.add_fault(Fault(path="/api/v1/model/generateImage", kind="status", status=503))
     async with Client(create_server(settings_for(emulator, tmp_path))) as client:
         broken = await client.call_tool("generate_image", {"prompt": "x"})
-        working = await client.call_tool("generate_image", {"prompt": "x"})
+        # A 5xx on the billable POST leaves its fate unclear: the same call again is not sent blindly...
+        again = await client.call_tool("generate_image", {"prompt": "x"})
+        # ...until the caller says they really want another one.
+        working = await client.call_tool("generate_image", {"prompt": "x", "repeat": True})
     assert broken.is_error and "HTTP 503" in text_of(broken)
+    assert again.is_error and "may have reached Atlas" in text_of(again) and "repeat=true" in text_of(again)
     assert not working.is_error
+    assert len([r for r in emulator.state.requests if r.path == "/api/v1/model/generateImage"]) == 2
 
 
 async def test_no_key_is_a_clear_error(emulator: Emulator, tmp_path: Path) -> None:

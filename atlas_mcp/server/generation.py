@@ -1,9 +1,13 @@
-"""One path for every generating tool: resolve the model, check the parameters, quote, then dry-run or submit,
-wait (bounded, with progress) and build the result.
+"""One path for every generating tool: resolve the model, check the parameters, quote, hold the budget and the
+repeat guard, ask the user when the price calls for it, then dry-run or submit once, wait (bounded, with
+progress) and build the result.
 
 The order matters for money: nothing is submitted until the model is known and its parameters passed
 its schema; a schema that cannot be read stops the call unless the caller explicitly opts out. The price is
-known before paying: Atlas's own quote for the exact request, or the catalogue price as an estimate.
+known before paying: Atlas's own quote for the exact request, or the catalogue price as an estimate. The
+tools run this in two steps, because asking the user is the MCP framework's business: :func:`open_gate` and
+:func:`confirmation` run as the tool's resolvers (in the 2026 era they run again when the client comes back
+with the user's answer, so they only read), and :func:`run` is the tool's body, the only place that pays.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, DeclinedElicitation
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit
 from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, Field
 
 from atlas_mcp.addresses import is_loopback_host
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, ModelEntry, Prediction
@@ -31,21 +38,39 @@ from atlas_mcp.errors import (
     PredictionFailedError,
     PredictionTimeoutError,
     SchemaUnavailableError,
+    SpendRefusedError,
 )
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
+from atlas_mcp.server.spending import (
+    CONFIRM_SECONDS,
+    ConfirmationNeeded,
+    Repeat,
+    SpendGuard,
+    SpendReport,
+    TokenRefused,
+    dollars,
+)
 from atlas_mcp.server.validation import describe_parameters, find_problems, normalised, safety_problems
 
 __all__ = [
     "AppState",
     "BuildParams",
+    "Consent",
+    "Decision",
+    "Gate",
+    "GenerationCall",
     "Prepared",
+    "Verdict",
+    "confirmation",
     "finish",
     "naming_the_prediction",
+    "open_gate",
     "prepare",
     "price_quote",
-    "submit_and_finish",
+    "run",
+    "wait_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +91,7 @@ class AppState:
     atlas: AtlasClient
     catalog: ModelCatalog
     previews: DecodeBudget  # the memory preview decodes in flight share (each holds a full-size bitmap)
+    spend: SpendGuard  # budget, repeats and confirmation tokens, over the state store
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,17 @@ class Prepared:
     params: dict[str, Any]
     not_used: list[str]
     entry: ModelEntry | None
+    schema: InputSchema | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON body as it would be sent."""
+        return {"model": self.model, **self.params}
+
+    def count(self) -> str:
+        """What the request makes, in words: "1 image", "4 images", "1 video"."""
+        number = self.params.get("num_images", 1) if self.kind == "image" else 1
+        return f"{number} {self.kind}{'s' if number != 1 else ''}"
 
     def catalogue_price(self) -> float | None:
         """The list price for this request (per image for image-priced models), or None when unknown."""
@@ -122,31 +159,207 @@ async def prepare(
             shown += f"; and {len(problems) - _MAX_PROBLEMS} more problems"
         takes = f" {model} takes: {describe_parameters(schema)}. Put other parameters in params." if schema else ""
         raise InputError(f"Not sent, nothing was spent: {shown}.{takes}")
-    return Prepared(kind, model, params, not_used, details.entry if details else None)
+    return Prepared(kind, model, params, not_used, details.entry if details else None, schema)
 
 
-async def submit_and_finish(
-    ctx: Context, state: AppState, prepared: Prepared, *, limit: float, dry_run: bool
-) -> CallToolResult:
-    """Show the dry run, or submit once and wait up to ``limit`` seconds for the result."""
-    started = time.monotonic()
+@dataclass(frozen=True)
+class GenerationCall:
+    """One call of a generate tool, gathered from its arguments: what to make, and how it may be paid for."""
+
+    tool: str
+    kind: MediaKind
+    model: str
+    build: BuildParams
+    dry_run: bool = False
+    skip_validation: bool = False
+    confirm: str | None = None
+    repeat: bool = False
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Everything settled before paying: the checked request, its price, who pays, and whether an identical
+    request was already sent. A dry run touches no state: ``payer`` is None."""
+
+    call: GenerationCall
+    prepared: Prepared
+    quote: PriceQuote | None
+    payer: str | None = None
+    repeat_key: str | None = None
+    earlier: Repeat | None = None
+
+    @property
+    def price(self) -> float | None:
+        return self.quote.price_usd if self.quote is not None else None
+
+    @property
+    def reuses(self) -> bool:
+        """An identical generation was sent already: this call will be answered with it, at no cost."""
+        return self.earlier is not None and self.earlier.state == "sent"
+
+
+class Consent(BaseModel):
+    """The user's answer when asked to confirm a price."""
+
+    pay: bool = Field(default=True, title="Pay and run it", description="Leave on to pay for this generation.")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the confirmation step decided without asking anyone: go ahead, or ask for a confirmation token."""
+
+    go: bool
+    token: str | None = None  # a valid token the caller brought: spent when the call is sent
+    reason: str | None = None  # why the caller must (again) ask the user
+
+
+Decision = AcceptedElicitation[Any] | DeclinedElicitation | CancelledElicitation
+"""The outcome of :func:`confirmation`, as the framework hands it to the tool: the user's :class:`Consent`, a
+:class:`Verdict`, or the user's decline or cancel."""
+
+
+async def open_gate(state: AppState, call: GenerationCall, api_key: str | None) -> Gate:
+    """Check the request, quote it, and look at the budget and the repeat index (reads only). Raises before
+    anything is paid: bad input, a schema that cannot be read, a budget that would be passed, a store that
+    cannot be used."""
+    prepared = await prepare(
+        state, kind=call.kind, model=call.model, build=call.build, skip_validation=call.skip_validation
+    )
     quote = await price_quote(state, prepared)
-    if dry_run:
-        return _dry_run_result(state.atlas, prepared, quote)
-    price = f"; {quote.text()}" if quote else ""
-    await ctx.report_progress(0, limit or None, f"Submitting to {prepared.model}{price}")
-    prediction = await state.atlas.submit(prepared.model, prepared.params, kind=prepared.kind)
+    if call.dry_run:
+        return Gate(call, prepared, quote)
+    guard = state.spend
+    payer = await guard.payer(api_key)
+    key = None if call.repeat else guard.repeat_key(payer, prepared.model, prepared.params, prepared.schema)
+    earlier = await guard.earlier(key) if key is not None else None
+    gate = Gate(call, prepared, quote, payer, key, earlier)
+    if not gate.reuses and (problem := await guard.budget_problem(payer, gate.price)):
+        raise SpendRefusedError(problem)
+    return gate
+
+
+async def confirmation(ctx: Context, state: AppState, gate: Gate) -> Elicit[Consent] | Verdict:
+    """Whether the user must agree to this price, and how: by MCP elicitation when the client can ask, else by
+    a confirmation token the assistant brings back after showing the user the price."""
+    guard = state.spend
+    if gate.call.dry_run or gate.reuses or not guard.needs_confirmation(gate.price):
+        return Verdict(go=True)
+    assert gate.payer is not None
+    if gate.call.confirm is not None:
+        try:
+            await guard.check_token(gate.call.confirm, gate.payer, gate.prepared.body, gate.price)
+        except TokenRefused as exc:
+            return Verdict(go=False, reason=str(exc))
+        return Verdict(go=True, token=gate.call.confirm)
+    if can_elicit(ctx):
+        return Elicit(_question(state, gate), Consent)
+    return Verdict(go=False)
+
+
+def can_elicit(ctx: Context) -> bool:
+    """Whether the client can be asked a form question (a bare ``elicitation: {}`` means form, per the spec)."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def _question(state: AppState, gate: Gate) -> str:
+    price = gate.quote.text() if gate.quote is not None else "an unknown price (Atlas lists none)"
+    threshold = state.settings.confirm_above_usd
+    why = (
+        "You asked to confirm every generation"
+        if threshold == 0
+        else f"It is above your confirmation threshold of {dollars(threshold or 0)}"
+    )
+    return (
+        f"Run {gate.prepared.model} for {gate.prepared.count()} at {price}? "
+        f"{why} (ATLASCLOUD_CONFIRM_ABOVE_USD). Nothing is sent unless you accept."
+    )
+
+
+async def run(ctx: Context, state: AppState, gate: Gate, decision: Decision, *, limit: float) -> CallToolResult:
+    """After the gate and the confirmation: show the dry run, report a decline, ask for a token, or buy once
+    and wait up to ``limit`` seconds for the result."""
+    if gate.call.dry_run:
+        return _dry_run_result(state.atlas, gate.prepared, gate.quote)
+    if not isinstance(decision, AcceptedElicitation):
+        return _not_sent(gate, decision.action)
+    answer = decision.data
+    if isinstance(answer, Consent) and not answer.pay:
+        return _not_sent(gate, "decline")
+    if isinstance(answer, Verdict) and not answer.go:
+        return await _confirmation_needed(state, gate, answer.reason)
+    token = answer.token if isinstance(answer, Verdict) else None
+    confirmed = isinstance(answer, Consent) or token is not None or not state.spend.needs_confirmation(gate.price)
+    try:
+        return await _buy_and_finish(ctx, state, gate, limit=limit, token=token, confirmed=confirmed)
+    except ConfirmationNeeded as exc:
+        return await _confirmation_needed(state, gate, str(exc))
+
+
+async def _buy_and_finish(
+    ctx: Context, state: AppState, gate: Gate, *, limit: float, token: str | None, confirmed: bool
+) -> CallToolResult:
+    """Submit once (or take the identical earlier prediction) and wait up to ``limit`` seconds for the result."""
+    assert gate.payer is not None
+    started = time.monotonic()
+    prepared = gate.prepared
+    guard = state.spend
+    price = f"; {gate.quote.text()}" if gate.quote else ""
+
+    async def submit() -> Prediction:
+        await ctx.report_progress(0, limit or None, f"Submitting to {prepared.model}{price}")
+        return await state.atlas.submit(prepared.model, prepared.params, kind=prepared.kind)
+
+    async def waiting(seconds: float) -> None:
+        message = f"An identical generation is being sent by another call; waiting for it ({seconds:.1f} s)"
+        await ctx.report_progress(seconds, limit or None, message)
+
+    purchase, prediction = await guard.buy(
+        gate.payer,
+        repeat_key=gate.repeat_key,
+        price_usd=gate.price,
+        token=token,
+        confirmed=confirmed,
+        submit=submit,
+        waiting=waiting,
+    )
+    if prediction is None:
+        earlier = purchase.repeat_of
+        assert earlier is not None
+        assert earlier.prediction_id is not None
+        logger.info("identical request: answering with prediction %s instead of paying again", earlier.prediction_id)
+        with naming_the_prediction(earlier.prediction_id):
+            found = await state.atlas.get_prediction(earlier.prediction_id)
+            return await finish(
+                ctx,
+                state,
+                found,
+                limit=limit,
+                started=started,
+                not_used=prepared.not_used,
+                previews=prepared.kind == "image",
+                quote=gate.quote,
+                reused_after=time.time() - earlier.at,
+                spend=await guard.report(gate.payer),
+            )
     logger.info("submitted prediction %s (%s)", prediction.id, prepared.model)
     with naming_the_prediction(prediction.id):
+        try:
+            prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await guard.settle(purchase, prediction)
         return await finish(
             ctx,
             state,
             prediction,
-            limit=limit,
+            limit=0,
             started=started,
             not_used=prepared.not_used,
             previews=prepared.kind == "image",
-            quote=quote,
+            quote=gate.quote,
+            spend=await guard.report(gate.payer),
         )
 
 
@@ -192,6 +405,24 @@ async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
     return PriceQuote(price_usd=listed, source="catalogue", estimate=True) if listed is not None else None
 
 
+async def wait_for(
+    ctx: Context, state: AppState, prediction: Prediction, *, limit: float, started: float
+) -> Prediction:
+    """Wait (bounded, with progress) until the prediction is done or ``limit`` seconds have passed since ``started``."""
+
+    async def on_poll(current: Prediction, polls: int) -> None:
+        elapsed = time.monotonic() - started
+        status = "submitted, not visible at Atlas yet" if current.status == NOT_VISIBLE_YET else current.status
+        await ctx.report_progress(elapsed, limit or None, f"{status} after {elapsed:.1f} s (poll {polls})")
+
+    if prediction.done or limit <= 0:
+        return prediction
+    try:
+        return await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
+    except PredictionTimeoutError as exc:
+        return exc.prediction
+
+
 async def finish(
     ctx: Context,
     state: AppState,
@@ -202,22 +433,15 @@ async def finish(
     not_used: list[str] | None = None,
     previews: bool | None = None,
     quote: PriceQuote | None = None,
+    reused_after: float | None = None,
+    spend: SpendReport | None = None,
 ) -> CallToolResult:
     """Wait (bounded, with progress) for a prediction, then build the result or raise its failure.
 
     ``previews`` None means "decide by the model's type": inline previews are for images only.
+    ``reused_after`` says the prediction answers an identical call made that many seconds before this one.
     """
-
-    async def on_poll(current: Prediction, polls: int) -> None:
-        elapsed = time.monotonic() - started
-        status = "submitted, not visible at Atlas yet" if current.status == NOT_VISIBLE_YET else current.status
-        await ctx.report_progress(elapsed, limit or None, f"{status} after {elapsed:.1f} s (poll {polls})")
-
-    if not prediction.done and limit > 0:
-        try:
-            prediction = await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
-        except PredictionTimeoutError as exc:
-            prediction = exc.prediction
+    prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
     if prediction.phase == "failed":
         reason = prediction.error or "Atlas gave no reason"
         code = f" (Atlas error code {prediction.error_code})" if prediction.error_code else ""
@@ -240,6 +464,68 @@ async def finish(
         previews=previews is not False,
         budget=state.previews,
         quote=quote,
+        reused_after=reused_after,
+        spend=spend,
+    )
+
+
+def _not_sent(gate: Gate, action: str) -> CallToolResult:
+    """The user said no (or closed the question): nothing was sent, and the result says so plainly."""
+    said = "declined" if action == "decline" else "cancelled the question"
+    price = gate.quote.text() if gate.quote is not None else "an unknown price"
+    text = (
+        f"Not sent: the user {said} when asked to pay {price} for {gate.prepared.count()} with "
+        f"{gate.prepared.model}. Nothing was spent. Ask the user what they would like instead; do not call again "
+        "unless they ask for it."
+    )
+    result = GenerationResult(
+        prediction_id=None,
+        model=gate.prepared.model,
+        status="declined" if action == "decline" else "cancelled",
+        phase="not_sent",
+        waited_seconds=0,
+        quote=gate.quote,
+        next_step="Ask the user what they would like instead.",
+    )
+    return CallToolResult(content=[TextContent(text=text)], structured_content=result.model_dump(mode="json"))
+
+
+async def _confirmation_needed(state: AppState, gate: Gate, reason: str | None) -> CallToolResult:
+    """For a client that cannot ask the user: an error that holds the price and a one-use token for it."""
+    assert gate.payer is not None
+    token = await state.spend.issue_token(gate.payer, gate.prepared.body, gate.price)
+    price = gate.quote.text() if gate.quote is not None else "an unknown price (Atlas lists none for it)"
+    threshold = state.settings.confirm_above_usd
+    rule = (
+        "every generation needs the user's go-ahead"
+        if threshold == 0
+        else f"generations above {dollars(threshold or 0)} need the user's go-ahead"
+    )
+    lines = [
+        f"Not sent, nothing was spent: {gate.prepared.count()} with {gate.prepared.model} costs {price}, and {rule} "
+        "(ATLASCLOUD_CONFIRM_ABOVE_USD).",
+    ]
+    if reason:
+        lines.append(f"The confirm value given cannot be used: {reason}.")
+    lines += [
+        "Show the user this price and ask whether to go ahead. Only if they agree, call "
+        f'{gate.call.tool} again with exactly the same arguments plus confirm="{token}".',
+        f"The token is valid for {CONFIRM_SECONDS // 60} minutes, for this request at this price, once.",
+    ]
+    result = GenerationResult(
+        prediction_id=None,
+        model=gate.prepared.model,
+        status="confirmation_required",
+        phase="not_sent",
+        waited_seconds=0,
+        quote=gate.quote,
+        confirm=token,
+        next_step=f"Ask the user; if they agree, call {gate.call.tool} again with the same arguments and confirm.",
+    )
+    return CallToolResult(
+        content=[TextContent(text="\n".join(lines))],
+        structured_content=result.model_dump(mode="json"),
+        is_error=True,
     )
 
 

@@ -28,6 +28,7 @@ from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.files import output_path
 from atlas_mcp.server.media import identify_bytes
 from atlas_mcp.server.previews import DecodeBudget, Preview, make_preview, probe_image
+from atlas_mcp.server.spending import SpendReport
 
 __all__ = [
     "GenerationResult",
@@ -95,7 +96,9 @@ class GenerationResult(BaseModel):
     )
     model: str | None = Field(default=None, description="The model that ran.")
     status: str = Field(description="Atlas's own word for the state (created, processing, completed, failed...).")
-    phase: Literal["dry_run", "running", "succeeded", "failed"] = Field(description="The state, normalised.")
+    phase: Literal["dry_run", "not_sent", "running", "succeeded", "failed"] = Field(
+        description="The state, normalised. not_sent: spend safety stopped it (see status and next_step)."
+    )
     outputs: list[OutputInfo] = Field(default_factory=list, description="The outputs, when it succeeded.")
     price_usd: float | None = Field(default=None, description="What Atlas charged, when it says.")
     quote: PriceQuote | None = Field(
@@ -108,6 +111,15 @@ class GenerationResult(BaseModel):
     not_used: list[str] = Field(default_factory=list, description="Inputs that were not sent, and why.")
     next_step: str | None = Field(default=None, description="What to do next, when there is something to do.")
     request: SubmitRequest | None = Field(default=None, description="For a dry run: the request that would be sent.")
+    reused: bool = Field(
+        default=False,
+        description="True when an identical generation was sent shortly before: this is its prediction, not "
+        "paid again.",
+    )
+    confirm: str | None = Field(
+        default=None, description="For status confirmation_required: pass it back as confirm once the user agreed."
+    )
+    spend: SpendReport | None = Field(default=None, description="Spending in the last 24 h, and the budget left.")
 
 
 class UploadResult(BaseModel):
@@ -129,6 +141,8 @@ async def generation_result(
     previews: bool = True,
     budget: DecodeBudget | None = None,
     quote: PriceQuote | None = None,
+    reused_after: float | None = None,
+    spend: SpendReport | None = None,
 ) -> CallToolResult:
     """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
 
@@ -178,8 +192,17 @@ async def generation_result(
         waited_seconds=round(waited_seconds, 2),
         not_used=list(not_used),
         next_step=_next_step(prediction),
+        reused=reused_after is not None,
+        spend=spend,
     )
-    content: list[TextContent | ImageContent] = [TextContent(text=_summary(result))]
+    text = _summary(result)
+    if reused_after is not None:
+        text = (
+            f"Not sent again: the same request was sent {reused_after:.0f} s ago as prediction {prediction.id}, so "
+            "this is that prediction and nothing was paid twice. To pay for a new one anyway, call again with "
+            f"repeat=true.\n{text}"
+        )
+    content: list[TextContent | ImageContent] = [TextContent(text=text)]
     for preview in images:
         if preview is not None:
             content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
@@ -367,6 +390,8 @@ def _summary(result: GenerationResult) -> str:
         lines.append("Not used: " + "; ".join(result.not_used))
     if result.next_step:
         lines.append(result.next_step)
+    if result.spend is not None:
+        lines.append(result.spend.text())
     return "\n".join(lines)
 
 

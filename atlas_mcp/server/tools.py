@@ -6,25 +6,38 @@ registration, and their defaults and descriptions come from the settings in scop
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
-from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
+from mcp.server.mcpserver import Context, Elicit, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from atlas_mcp.atlas import MediaKind, ModelEntry
+from atlas_mcp.atlas import ModelEntry
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, InputError
 from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.files import open_upload, root_paths
-from atlas_mcp.server.generation import AppState, BuildParams, finish, naming_the_prediction, prepare, submit_and_finish
+from atlas_mcp.server.generation import (
+    AppState,
+    BuildParams,
+    Consent,
+    Decision,
+    Gate,
+    GenerationCall,
+    Verdict,
+    confirmation,
+    finish,
+    naming_the_prediction,
+    open_gate,
+    run,
+)
 from atlas_mcp.server.listing import (
     HistoryResult,
     ModelInfoResult,
@@ -54,6 +67,11 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
   run those kinds (they usually outlive one call: finish them with check_prediction).
 - upload_media turns a local file (inside the allowed folders) into a URL for a model input, such as
   generate_image's `image` (image-to-image, with `strength`). list_predictions shows recent jobs.
+- Money: a generation priced above the user's threshold asks the user first. If your client cannot ask,
+  the result is an error with the price and a confirm token: show the user the price, and only if they
+  agree call again with the same arguments plus confirm. An identical call within a few minutes returns
+  the earlier prediction without paying again (repeat=true only when the user wants another one). A
+  daily budget may refuse a call: tell the user what the refusal says.
 Ask the user before running many paid generations."""
 
 _GENERATING = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
@@ -74,6 +92,20 @@ SkipValidation = Annotated[
     Field(
         description="Send even if the model's parameter schema cannot be read (unchecked). Leave false: "
         "by default such calls are refused so that nothing unchecked is paid for."
+    ),
+]
+Confirm = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="Only after the user agreed to the price: the confirm token from the result that asked for it.",
+    ),
+]
+RepeatAgain = Annotated[
+    bool,
+    Field(
+        description="Pay for a new one even if an identical generation was just made (by default an identical call "
+        "within a few minutes is answered with that generation, not paid twice)."
     ),
 ]
 InputUrl = Annotated[
@@ -137,6 +169,34 @@ async def _client_roots(ctx: Context) -> ListRoots | _AnyRoots | ListRootsResult
             "no folder may be read. Set ATLASCLOUD_UPLOAD_ROOTS in the server's environment to the folders uploads "
             "may come from."
         ) from None
+
+
+def _api_key(ctx: Context) -> str | None:
+    """The key this call's Atlas requests use: it names the payer of budgets and repeats (hashed)."""
+    key = _state(ctx).settings.api_key
+    return key.get_secret_value() if key is not None else None
+
+
+def _gated(
+    describe: Callable[..., Any],
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The two resolvers in front of a generate tool's body, built over ``describe`` (the tool's arguments ->
+    :class:`GenerationCall`): the gate (check, quote, budget, repeats) and the user's confirmation.
+
+    They are resolvers, not code in the body, because asking the user works differently in the two protocol
+    eras and the MCP framework hides that: in the 2026 era the call returns with the question and runs again
+    with the answer. So they only read state; the body is the only part that pays.
+    """
+
+    async def gate(ctx: Context, call: Annotated[GenerationCall, Resolve(describe)]) -> Gate:
+        with _as_tool_errors():
+            return await open_gate(_state(ctx), call, _api_key(ctx))
+
+    async def consent(ctx: Context, gate: Annotated[Gate, Resolve(gate)]) -> Elicit[Consent] | Verdict:
+        with _as_tool_errors():
+            return await confirmation(ctx, _state(ctx), gate)
+
+    return gate, consent
 
 
 def _media_params(friendly: list[tuple[tuple[str, ...], Any]], params: dict[str, Any] | None) -> BuildParams:
@@ -246,22 +306,75 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
 
     async def generate(
-        ctx: Context,
-        kind: MediaKind,
+        ctx: Context, gate: Gate, decision: Decision, *, wait: bool, max_wait_seconds: float | None
+    ) -> CallToolResult:
+        """What every generating tool's body does, once its resolvers have gated and confirmed the call."""
+        with _as_tool_errors():
+            return await run(ctx, _state(ctx), gate, decision, limit=wait_limit(wait, max_wait_seconds))
+
+    async def image_call(
+        prompt: str,
         model: str,
-        build: BuildParams,
-        *,
-        wait: bool,
-        max_wait_seconds: float | None,
+        width: int | None,
+        height: int | None,
+        size: str | None,
+        num_images: int,
+        seed: int | None,
+        image: str | None,
+        strength: float | None,
+        steps: int | None,
+        guidance_scale: float | None,
+        params: dict[str, Any] | None,
         dry_run: bool,
         skip_validation: bool,
-    ) -> CallToolResult:
-        """What every generating tool does once its friendly inputs are gathered into ``build``."""
-        state = _state(ctx)
-        with _as_tool_errors():
-            prepared = await prepare(state, kind=kind, model=model, build=build, skip_validation=skip_validation)
-            limit = wait_limit(wait, max_wait_seconds)
-            return await submit_and_finish(ctx, state, prepared, limit=limit, dry_run=dry_run)
+        confirm: str | None,
+        repeat: bool,
+    ) -> GenerationCall:
+        request = ImageRequest(
+            prompt=prompt,
+            width=width,
+            height=height,
+            size=size,
+            num_images=num_images,
+            seed=seed,
+            image=image,
+            strength=strength,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            params=dict(params or {}),
+        )
+        return GenerationCall(
+            "generate_image", "image", model, request.to_params, dry_run, skip_validation, confirm, repeat
+        )
+
+    async def video_call(
+        model: str,
+        prompt: str | None,
+        image: str | None,
+        params: dict[str, Any] | None,
+        dry_run: bool,
+        skip_validation: bool,
+        confirm: str | None,
+        repeat: bool,
+    ) -> GenerationCall:
+        build = _media_params([(("prompt",), prompt), (("image", "image_url"), image)], params)
+        return GenerationCall("generate_video", "video", model, build, dry_run, skip_validation, confirm, repeat)
+
+    async def audio_call(
+        model: str,
+        text: str | None,
+        params: dict[str, Any] | None,
+        dry_run: bool,
+        skip_validation: bool,
+        confirm: str | None,
+        repeat: bool,
+    ) -> GenerationCall:
+        build = _media_params([(("text", "prompt"), text)], params)
+        return GenerationCall("generate_audio", "audio", model, build, dry_run, skip_validation, confirm, repeat)
+
+    image_gate, image_consent = _gated(image_call)
+    video_gate, video_consent = _gated(video_call)
+    audio_gate, audio_consent = _gated(audio_call)
 
     @server.tool(
         title="Generate image",
@@ -306,30 +419,13 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         max_wait_seconds: MaxWait = None,
         dry_run: DryRun = False,
         skip_validation: SkipValidation = False,
+        confirm: Confirm = None,
+        repeat: RepeatAgain = False,
+        *,
+        gate: Annotated[Gate, Resolve(image_gate)],
+        decision: Annotated[Decision, Resolve(image_consent)],
     ) -> Annotated[CallToolResult, GenerationResult]:
-        request = ImageRequest(
-            prompt=prompt,
-            width=width,
-            height=height,
-            size=size,
-            num_images=num_images,
-            seed=seed,
-            image=image,
-            strength=strength,
-            steps=steps,
-            guidance_scale=guidance_scale,
-            params=dict(params or {}),
-        )
-        return await generate(
-            ctx,
-            "image",
-            model,
-            request.to_params,
-            wait=wait,
-            max_wait_seconds=max_wait_seconds,
-            dry_run=dry_run,
-            skip_validation=skip_validation,
-        )
+        return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds)
 
     @server.tool(
         title="Generate video",
@@ -354,18 +450,13 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         max_wait_seconds: MaxWait = None,
         dry_run: DryRun = False,
         skip_validation: SkipValidation = False,
+        confirm: Confirm = None,
+        repeat: RepeatAgain = False,
+        *,
+        gate: Annotated[Gate, Resolve(video_gate)],
+        decision: Annotated[Decision, Resolve(video_consent)],
     ) -> Annotated[CallToolResult, GenerationResult]:
-        build = _media_params([(("prompt",), prompt), (("image", "image_url"), image)], params)
-        return await generate(
-            ctx,
-            "video",
-            model,
-            build,
-            wait=wait,
-            max_wait_seconds=max_wait_seconds,
-            dry_run=dry_run,
-            skip_validation=skip_validation,
-        )
+        return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds)
 
     @server.tool(
         title="Generate audio",
@@ -389,18 +480,13 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         max_wait_seconds: MaxWait = None,
         dry_run: DryRun = False,
         skip_validation: SkipValidation = False,
+        confirm: Confirm = None,
+        repeat: RepeatAgain = False,
+        *,
+        gate: Annotated[Gate, Resolve(audio_gate)],
+        decision: Annotated[Decision, Resolve(audio_consent)],
     ) -> Annotated[CallToolResult, GenerationResult]:
-        build = _media_params([(("text", "prompt"), text)], params)
-        return await generate(
-            ctx,
-            "audio",
-            model,
-            build,
-            wait=wait,
-            max_wait_seconds=max_wait_seconds,
-            dry_run=dry_run,
-            skip_validation=skip_validation,
-        )
+        return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds)
 
     @server.tool(
         title="Check prediction",

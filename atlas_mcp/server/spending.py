@@ -1,0 +1,395 @@
+"""Spend safety: a budget that holds, a price the user has seen, and no second purchase of the same thing.
+
+:class:`SpendGuard` is the one place that touches the state store for money. It knows:
+
+- **who pays**: a payer is an HMAC of the API key under the store's secret, so the key itself is never stored;
+- **the budget** (``ATLASCLOUD_BUDGET_USD`` per rolling 24 h): each paid call reserves its quote in the ledger
+  before it is sent, atomically, and the reservation is corrected once Atlas says what it charged (0 for a
+  prediction that failed, since Atlas does not bill those);
+- **repeats** (``ATLASCLOUD_REPEAT_WINDOW_S``): an identical request (same payer, model and parameters once the
+  schema's defaults are filled in, a random seed counting as no seed) claims one key in the repeat index; every
+  other call with that key gets the first call's prediction instead of a second POST;
+- **confirmation tokens**, for clients that cannot ask the user mid-call: an HMAC over the exact request and its
+  price, valid 10 minutes, spent once.
+
+A store that cannot be used raises :class:`StateUnavailableError`: paid calls fail closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, Field
+
+from atlas_mcp.atlas import Prediction
+from atlas_mcp.config import Settings
+from atlas_mcp.errors import AtlasMCPError, BadResponseError, SpendRefusedError, UpstreamUnavailableError
+from atlas_mcp.server.catalog import InputSchema
+from atlas_mcp.state import MICRO, Spending, StateStore
+
+__all__ = ["CONFIRM_SECONDS", "ConfirmationNeeded", "Purchase", "Repeat", "SpendGuard", "SpendReport", "TokenRefused"]
+
+logger = logging.getLogger(__name__)
+
+DAY = 24 * 3600.0  # the budget's rolling window
+CONFIRM_SECONDS = 600  # how long a confirmation token is good for
+_CLAIM_GRACE = 30.0  # a "sending" claim outlives the submit's own bound by this much, then frees itself
+_WAIT_STEP = 0.05  # how often a call waiting on an identical one looks again
+
+
+class SpendReport(BaseModel):
+    """The payer's spending in the last 24 hours, as this server's ledger has it."""
+
+    spent_usd: float = Field(
+        description="What generations through this server cost in the last 24 h (their quotes, until Atlas "
+        "reports the price it charged)."
+    )
+    budget_usd: float | None = Field(
+        default=None, description="The 24 h budget (ATLASCLOUD_BUDGET_USD), if one is set."
+    )
+    left_usd: float | None = Field(default=None, description="What is left of the budget now.")
+
+    def text(self) -> str:
+        spent = f"Spent in the last 24 h: {dollars(self.spent_usd)}"
+        if self.budget_usd is None or self.left_usd is None:
+            return f"{spent} (no budget set)."
+        return f"{spent} of a {dollars(self.budget_usd)} budget; {dollars(self.left_usd)} left."
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """What the repeat index holds for one request: it is being sent, it was sent, or sending it went unclear."""
+
+    state: Literal["sending", "sent", "unclear"]
+    holder: str  # the call that claimed it
+    at: float  # when it was claimed or sent (wall clock)
+    prediction_id: str | None = None
+
+    def encode(self) -> str:
+        return json.dumps([self.state, self.holder, self.at, self.prediction_id], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str) -> Repeat | None:
+        try:
+            state, holder, at, prediction_id = json.loads(raw)
+        except (ValueError, TypeError):
+            return None
+        if state not in ("sending", "sent", "unclear") or not isinstance(at, int | float):
+            return None
+        return cls(state, str(holder), float(at), str(prediction_id) if prediction_id is not None else None)
+
+
+@dataclass
+class Purchase:
+    """A paid call's hold on the state: its ledger entry and its repeat claim (either may be absent)."""
+
+    payer: str
+    holder: str = ""  # this call, in the repeat index
+    entry: str | None = None
+    claim_key: str | None = None
+    claim_value: str | None = None
+    repeat_of: Repeat | None = None  # set instead of the others when an identical call already paid
+
+
+class ConfirmationNeeded(SpendRefusedError):
+    """The user has not agreed to this price (yet); the caller asks again, with a fresh token."""
+
+
+class TokenRefused(ConfirmationNeeded):
+    """A confirmation token that cannot be used."""
+
+
+def dollars(amount: float) -> str:
+    return f"${amount:.4g}" if amount < 1000 else f"${amount:,.2f}"
+
+
+def to_micro(amount: float) -> int:
+    return round(amount * MICRO)
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+class SpendGuard:
+    """Budget, repeats and confirmation tokens for one server, over one :class:`StateStore`."""
+
+    def __init__(self, settings: Settings, store: StateStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._secret: bytes | None = None
+        self.claim_seconds = settings.http_timeout + _CLAIM_GRACE
+
+    async def _key(self) -> bytes:
+        if self._secret is None:
+            self._secret = await self.store.secret()
+        return self._secret
+
+    def _mac(self, secret: bytes, purpose: str, *parts: Any) -> bytes:
+        return hmac.new(secret, _canonical([purpose, *parts]), hashlib.sha256).digest()
+
+    async def payer(self, api_key: str | None) -> str:
+        """The payer's id: a salted hash of the API key (the key itself is never stored)."""
+        return self._mac(await self._key(), "payer", api_key or "").hex()[:32]
+
+    # --- confirmation ------------------------------------------------------------------------------------
+
+    def needs_confirmation(self, price_usd: float | None) -> bool:
+        threshold = self.settings.confirm_above_usd
+        if threshold is None:
+            return False
+        return price_usd is None or threshold == 0 or price_usd > threshold
+
+    async def issue_token(
+        self, payer: str, request: dict[str, Any], price_usd: float | None, *, now: float | None = None
+    ) -> str:
+        """A token that confirms exactly this request at exactly this price, for :data:`CONFIRM_SECONDS` from
+        ``now`` (default: the wall clock)."""
+        expires = int(time.time() if now is None else now) + CONFIRM_SECONDS
+        nonce = secrets.token_urlsafe(9)
+        mac = self._token_mac(await self._key(), payer, request, price_usd, expires, nonce)
+        return f"{expires}.{nonce}.{mac}"
+
+    def _token_mac(
+        self, secret: bytes, payer: str, request: dict[str, Any], price: float | None, expires: int, nonce: str
+    ) -> str:
+        price_micro = to_micro(price) if price is not None else None
+        digest = self._mac(secret, "confirm", payer, request, price_micro, expires, nonce)[:18]
+        return base64.urlsafe_b64encode(digest).decode()
+
+    async def check_token(self, token: str, payer: str, request: dict[str, Any], price_usd: float | None) -> None:
+        """Raise :class:`TokenRefused` unless ``token`` confirms this request at this price and has not expired.
+        (Whether it was used already is settled atomically when it is spent, in :meth:`buy`.)"""
+        expires_text, _, rest = token.partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (expires_text.isdigit() and nonce and mac):
+            raise TokenRefused("the confirm value is not a token this server issued")
+        expected = self._token_mac(await self._key(), payer, request, price_usd, int(expires_text), nonce)
+        if not hmac.compare_digest(mac, expected):
+            raise TokenRefused(
+                "the confirm token was issued for a different request or price (the arguments, or Atlas's quote, "
+                "changed since)"
+            )
+        if int(expires_text) < time.time():
+            raise TokenRefused(f"the confirm token expired (tokens last {CONFIRM_SECONDS // 60} minutes)")
+
+    # --- the budget --------------------------------------------------------------------------------------
+
+    async def report(self, payer: str) -> SpendReport:
+        spending = await self.store.spending(payer, now=time.time(), window=DAY)
+        return self._report(spending)
+
+    def _report(self, spending: Spending) -> SpendReport:
+        spent = spending.spent_micro / MICRO
+        budget = self.settings.budget_usd
+        left = max(0.0, budget - spent) if budget is not None else None
+        return SpendReport(
+            spent_usd=round(spent, 6), budget_usd=budget, left_usd=round(left, 6) if left is not None else None
+        )
+
+    async def budget_problem(self, payer: str, price_usd: float | None) -> str | None:
+        """Why this price does not fit the budget now (a read: :meth:`buy` reserves atomically), or None."""
+        if self.settings.budget_usd is None:
+            return None
+        if price_usd is None:
+            return self._unpriced()
+        spending = await self.store.spending(payer, now=time.time(), window=DAY)
+        return self._refusal(spending, to_micro(price_usd))
+
+    def _unpriced(self) -> str:
+        return (
+            "Not sent, nothing was spent: Atlas gives no price for this request, so it cannot be held to your "
+            "budget (ATLASCLOUD_BUDGET_USD). Choose a model with a listed price, or unset the budget to run it."
+        )
+
+    def _refusal(self, spending: Spending, needed: int) -> str | None:
+        budget = self.settings.budget_usd
+        assert budget is not None
+        limit = to_micro(budget)
+        if spending.spent_micro + needed <= limit:
+            return None
+        report = self._report(spending)
+        head = (
+            f"Not sent, nothing was spent: this generation is quoted at {dollars(needed / MICRO)}, and "
+            f"{dollars(report.left_usd or 0)} is left of your {dollars(budget)} budget for any 24 hours "
+            f"(ATLASCLOUD_BUDGET_USD; {dollars(report.spent_usd)} spent)."
+        )
+        frees = spending.frees_at(needed, limit, DAY)
+        if frees is None:
+            return f"{head} It costs more than the whole budget: raise ATLASCLOUD_BUDGET_USD to run it."
+        when = time.strftime("%H:%M UTC", time.gmtime(frees))
+        return (
+            f"{head} Enough frees up at {when} (in {_duration(frees - time.time())}), when earlier spending leaves "
+            "the 24 h window. Tell the user; do not retry before then."
+        )
+
+    # --- repeats -----------------------------------------------------------------------------------------
+
+    def repeat_key(self, payer: str, model: str, params: dict[str, Any], schema: InputSchema | None) -> str:
+        """The same for two requests that would make the same thing: defaults filled in, a random seed dropped."""
+        filled = dict(params)
+        if schema is not None:
+            for name, rules in schema.properties.items():
+                if "default" in rules and name not in filled:
+                    filled[name] = rules["default"]
+        if filled.get("seed") in (None, -1):
+            filled.pop("seed", None)
+        return hashlib.sha256(_canonical(["repeat", payer, model, filled])).hexdigest()
+
+    async def earlier(self, key: str) -> Repeat | None:
+        """An identical request already sent (or being sent) inside the window, if any: a read."""
+        if self.settings.repeat_window_s <= 0:
+            return None
+        held = await self.store.peek(key, now=time.time())
+        return Repeat.decode(held) if held is not None else None
+
+    # --- buying ------------------------------------------------------------------------------------------
+
+    async def buy(
+        self,
+        payer: str,
+        *,
+        repeat_key: str | None,
+        price_usd: float | None,
+        token: str | None,
+        confirmed: bool,
+        submit: Callable[[], Awaitable[Prediction]],
+        waiting: Callable[[float], Awaitable[None]],
+    ) -> tuple[Purchase, Prediction | None]:
+        """Claim the request, spend the token, reserve the price, then submit once.
+
+        Returns the purchase and the new prediction, or a purchase with ``repeat_of`` and None when an identical
+        call already sent it. ``repeat_key`` None skips the repeat guard (``repeat=true``). Raises
+        :class:`SpendRefusedError` (nothing was sent) or whatever the submit raised, after releasing what it
+        should: a refused or plainly rejected submit frees its claim and its budget; a submit whose fate is
+        unclear keeps both, and marks the claim so that an identical call is not sent blindly.
+        """
+        purchase = Purchase(payer, holder=secrets.token_hex(8))
+        if repeat_key is not None and self.settings.repeat_window_s > 0:
+            earlier = await self._claim(purchase, repeat_key, waiting)
+            if earlier is not None:
+                return Purchase(payer, repeat_of=earlier), None
+        try:
+            if not confirmed:
+                raise ConfirmationNeeded("the identical earlier generation this call was going to reuse is gone")
+            if token is not None and not await self.store.spend_token(token, ttl=CONFIRM_SECONDS + 60, now=time.time()):
+                raise TokenRefused("the confirm token was used already (each one confirms one generation)")
+            if self.settings.budget_usd is not None and price_usd is None:
+                raise SpendRefusedError(self._unpriced())
+            entry = secrets.token_hex(8)
+            needed = to_micro(price_usd) if price_usd is not None else 0
+            limit = to_micro(self.settings.budget_usd) if self.settings.budget_usd is not None else None
+            spending = await self.store.reserve(payer, entry, needed, limit_micro=limit, now=time.time(), window=DAY)
+            if not spending.allowed:
+                raise SpendRefusedError(self._refusal(spending, needed) or "Not sent: the budget is used up.")
+            purchase.entry = entry
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release(purchase, quietly=True)
+            raise
+        try:
+            prediction = await submit()
+        except (UpstreamUnavailableError, BadResponseError):
+            # Atlas may have it (and bill it): keep the reservation, and make an identical call stop and look.
+            with anyio.CancelScope(shield=True):
+                await self._mark(purchase, "unclear", None)
+            raise
+        except AtlasMCPError:
+            with anyio.CancelScope(shield=True):  # Atlas refused it: nothing was billed
+                await self.store.settle(payer, entry, 0)
+                await self._release(purchase)
+            raise
+        except BaseException:  # cancelled mid-POST: as unclear as a timeout
+            with anyio.CancelScope(shield=True):
+                await self._mark(purchase, "unclear", None)
+            raise
+        await self._mark(purchase, "sent", prediction.id)
+        return purchase, prediction
+
+    async def _claim(self, purchase: Purchase, key: str, waiting: Callable[[float], Awaitable[None]]) -> Repeat | None:
+        """Claim ``key`` for this call, or return the earlier identical call's prediction. A call that finds the
+        request being sent right now waits for that submit (bounded) instead of sending its own."""
+        started = time.monotonic()
+        while True:
+            mine = Repeat("sending", purchase.holder, time.time()).encode()
+            held = await self.store.claim(key, mine, ttl=self.claim_seconds, now=time.time())
+            if held is None:
+                purchase.claim_key, purchase.claim_value = key, mine
+                return None
+            earlier = Repeat.decode(held)
+            if earlier is None or earlier.state == "sending":
+                waited = time.monotonic() - started
+                if waited > self.claim_seconds:
+                    raise SpendRefusedError(
+                        "Not sent: an identical generation has been in the middle of being sent for "
+                        f"{waited:.0f} s. Call list_predictions to see whether it reached Atlas before trying again."
+                    )
+                await waiting(waited)
+                await anyio.sleep(_WAIT_STEP)
+                continue
+            if earlier.state == "unclear":
+                raise SpendRefusedError(
+                    f"Not sent: an identical generation {_duration(time.time() - earlier.at)} ago may have reached "
+                    "Atlas (its submit failed without a clear answer), and sending it again could pay twice. Call "
+                    "list_predictions to find it; to pay for a new one anyway, call again with repeat=true."
+                )
+            return earlier
+
+    async def _mark(self, purchase: Purchase, state: Literal["sent", "unclear"], prediction_id: str | None) -> None:
+        if purchase.claim_key is None or purchase.claim_value is None:
+            return
+        await self._swap(purchase, Repeat(state, purchase.holder, time.time(), prediction_id).encode())
+
+    async def _swap(self, purchase: Purchase, new: str) -> None:
+        assert purchase.claim_key is not None
+        assert purchase.claim_value is not None
+        window = self.settings.repeat_window_s
+        if await self.store.swap(purchase.claim_key, purchase.claim_value, new, ttl=window, now=time.time()):
+            purchase.claim_value = new
+
+    async def _release(self, purchase: Purchase, *, quietly: bool = False) -> None:
+        """Free the claim, so an identical call may be sent. ``quietly``: while another error is on its way out,
+        a store that fails here only leaves a claim that frees itself when its time is up."""
+        if purchase.claim_key is None or purchase.claim_value is None:
+            return
+        try:
+            await self.store.release(purchase.claim_key, purchase.claim_value)
+        except AtlasMCPError:
+            if not quietly:
+                raise
+            logger.warning("could not free a repeat claim; it frees itself within %.0f s", self.claim_seconds)
+        purchase.claim_key = purchase.claim_value = None
+
+    async def settle(self, purchase: Purchase, prediction: Prediction) -> None:
+        """Once the prediction has an outcome: a failure costs nothing and frees the request for a retry; a
+        success costs what Atlas says it did, and counts as "just finished" for the repeat window from now."""
+        if purchase.entry is None:
+            return
+        if prediction.phase == "failed":
+            await self.store.settle(purchase.payer, purchase.entry, 0)
+            await self._release(purchase)
+        elif prediction.phase == "succeeded":
+            if prediction.price is not None:
+                await self.store.settle(purchase.payer, purchase.entry, to_micro(prediction.price))
+            if purchase.claim_value is not None:
+                await self._swap(purchase, purchase.claim_value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
