@@ -9,7 +9,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import concurrency, overhead, preview, startup, startup_instructions, time_to_image, upload
+from benchmarks import (
+    concurrency,
+    overhead,
+    preview,
+    spending,
+    startup,
+    startup_instructions,
+    time_to_image,
+    upload,
+)
 from benchmarks.proc import machine
 from benchmarks.report import Section, render
 from benchmarks.rpc import Workspace
@@ -26,6 +35,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "concurrency": concurrency.run,
     "upload": upload.run,
     "preview": preview.run,
+    "spending": spending.run,
 }
 
 

@@ -15,7 +15,7 @@ from benchmarks.emulator_process import EmulatorProcess, prediction_gets, storag
 from benchmarks.preview import one_preview_mib
 from benchmarks.proc import cpu_seconds, memory_mib
 from benchmarks.report import Section, Table, median, ms, percentile
-from benchmarks.rpc import FLOOR_SERVER, OUR_SERVER, StdioPeer, Workspace, structured
+from benchmarks.rpc import FLOOR_SERVER, OUR_SERVER, StdioPeer, Workspace, structured, unique
 
 SECONDS = 2.0
 _PROMPT = "a red fox in the snow, photo"
@@ -47,13 +47,14 @@ def burst(ws: Workspace, emulator: EmulatorProcess, calls: int, **settings: str)
     env = ws.server_env(emulator.url, {"ATLASCLOUD_OUTPUT_DIR": str(ws.root / "concurrency"), **settings})
     with StdioPeer(OUR_SERVER, env, ws.log("concurrency")) as peer:
         peer.initialize()
-        warmup = peer.call_tool("generate_image", {"prompt": _PROMPT})
+        warmup = peer.call_tool("generate_image", {"prompt": unique(_PROMPT)})
         peer.collect([warmup])  # reads the catalogue and loads Pillow: not what is measured here
         idle_rss = memory_mib(peer.pid, "VmRSS")
         emulator.clear_requests()
         cpu_before, emulator_cpu_before = cpu_seconds(peer.pid), cpu_seconds(emulator.pid)
         sent = time.monotonic()
-        ids = [peer.call_tool("generate_image", {"prompt": _PROMPT}, progress=True) for _ in range(calls)]
+        # Each call a different request: identical ones would be answered by the first (the repeat guard).
+        ids = [peer.call_tool("generate_image", {"prompt": unique(_PROMPT)}, progress=True) for _ in range(calls)]
         answers = peer.collect(ids)
         wall = time.monotonic() - sent
         requests = emulator.requests()

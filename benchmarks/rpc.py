@@ -25,6 +25,14 @@ BENCH_KEY = "benchmark-key-for-the-local-emulator"
 Message = dict[str, Any]
 
 
+_REQUESTS = itertools.count(1)
+
+
+def unique(prompt: str) -> str:
+    """A prompt no other call of this run sends: a new request, not a repeat the server answers for free."""
+    return f"{prompt} (request {next(_REQUESTS)})"
+
+
 class RPCError(RuntimeError):
     """The server answered with a JSON-RPC error or a tool error, or went away."""
 
@@ -60,6 +68,7 @@ class Workspace:
             "ATLASCLOUD_API_KEY": BENCH_KEY,
             "ATLASCLOUD_BASE_URL": base_url,
             "ATLASCLOUD_LOG_LEVEL": "WARNING",
+            "ATLASCLOUD_STATE_URL": f"sqlite:///{self.root / 'state.db'}",  # never the user's own ledger
         }
         return env | dict(settings or {})
 

@@ -19,7 +19,7 @@ from atlas_mcp.emulator import Emulator, EmulatorConfig, PredictionPlan
 from atlas_mcp.emulator.images import render_png
 from benchmarks import polling
 from benchmarks.report import Section, Table, Target, median, ms
-from benchmarks.rpc import BENCH_KEY, OUR_SERVER, StdioPeer, Workspace, structured
+from benchmarks.rpc import BENCH_KEY, OUR_SERVER, StdioPeer, Workspace, structured, unique
 
 DURATIONS = (1.0, 2.0, 5.0, 10.0)
 _PROMPT = "a lighthouse on a cliff at sunset, watercolor"
@@ -48,7 +48,7 @@ def generate(peer: StdioPeer, emulator: Emulator, durations: tuple[float, ...]) 
     for seconds in durations:
         emulator.state.plan_next(PredictionPlan(seconds=seconds))
     sent = time.monotonic()
-    calls = [peer.call_tool("generate_image", {"prompt": _PROMPT}, progress=True) for _ in durations]
+    calls = [peer.call_tool("generate_image", {"prompt": unique(_PROMPT)}, progress=True) for _ in durations]
     answers = peer.collect(calls)
     requests = emulator.state.requests
     runs = []

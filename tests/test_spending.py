@@ -269,6 +269,18 @@ async def test_a_repeat_of_a_running_prediction_waits_for_it(emulator: Emulator,
     assert posts(emulator) == 1
 
 
+async def test_a_repeat_of_a_prediction_that_failed_may_be_sent_afresh(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.state.plan_next(PredictionPlan(seconds=0.3, fail="the GPU worker crashed"))
+    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
+        running = await client.call_tool("generate_image", {"prompt": "a fox", "wait": False})
+        assert running.structured_content is not None and running.structured_content["phase"] == "running"
+        repeat = await client.call_tool("generate_image", {"prompt": "a fox"})
+        expect_error("generate_image", repeat, "the GPU worker crashed", "not billed", "Call again to send it afresh")
+        assert posts(emulator) == 1
+        expect_done(await client.call_tool("generate_image", {"prompt": "a fox"}))
+    assert posts(emulator) == 2
+
+
 async def test_the_repeat_window_ends(emulator: Emulator, tmp_path: Path) -> None:
     async with Client(create_server(settings_for(emulator, tmp_path, repeat_window_s=0.5))) as client:
         expect_done(await client.call_tool("generate_image", {"prompt": "a fox"}))

@@ -67,6 +67,8 @@ async def test_settling_corrects_an_entry(store: StateStore) -> None:
     await store.settle("p", "a", 0)  # a failed prediction costs nothing
     await store.settle("p", "missing", 7)  # an entry that is gone stays gone
     assert (await store.spending("p", now=T0 + 1, window=DAY)).spent_micro == 0
+    listed = await store.spending("p", now=T0 + 1, window=DAY, entries=True)
+    assert listed.entries == ((T0, 0),) and (await store.spending("p", now=T0 + 1, window=DAY)).entries == ()
 
 
 async def test_a_clock_that_goes_backwards_frees_no_budget(store: StateStore) -> None:

@@ -330,12 +330,22 @@ async def _buy_and_finish(
         assert earlier.prediction_id is not None
         logger.info("identical request: answering with prediction %s instead of paying again", earlier.prediction_id)
         with naming_the_prediction(earlier.prediction_id):
-            found = await state.atlas.get_prediction(earlier.prediction_id)
+            found = await wait_for(
+                ctx, state, await state.atlas.get_prediction(earlier.prediction_id), limit=limit, started=started
+            )
+            if found.phase == "failed":  # not billed, so the same request may be tried again: say so
+                await guard.forget_failed(purchase)
+                raise PredictionFailedError(
+                    f"An identical request was sent {time.time() - earlier.at:.0f} s ago as prediction {found.id}, "
+                    f"and it {found.status}: {found.error or 'Atlas gave no reason'}. It was not billed, and this call "
+                    "sent nothing. Call again to send it afresh, or change the prompt or parameters first.",
+                    prediction=found,
+                )
             return await finish(
                 ctx,
                 state,
                 found,
-                limit=limit,
+                limit=0,
                 started=started,
                 not_used=prepared.not_used,
                 previews=prepared.kind == "image",

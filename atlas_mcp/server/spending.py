@@ -99,6 +99,7 @@ class Purchase:
     claim_key: str | None = None
     claim_value: str | None = None
     repeat_of: Repeat | None = None  # set instead of the others when an identical call already paid
+    repeat_held: str | None = None  # the index's value for it, exactly as stored
 
 
 class ConfirmationNeeded(SpendRefusedError):
@@ -203,8 +204,11 @@ class SpendGuard:
             return None
         if price_usd is None:
             return self._unpriced()
+        needed = to_micro(price_usd)
         spending = await self.store.spending(payer, now=time.time(), window=DAY)
-        return self._refusal(spending, to_micro(price_usd))
+        if spending.spent_micro + needed <= to_micro(self.settings.budget_usd):
+            return None
+        return self._refusal(await self.store.spending(payer, now=time.time(), window=DAY, entries=True), needed)
 
     def _unpriced(self) -> str:
         return (
@@ -278,7 +282,8 @@ class SpendGuard:
         if repeat_key is not None and self.settings.repeat_window_s > 0:
             earlier = await self._claim(purchase, repeat_key, waiting)
             if earlier is not None:
-                return Purchase(payer, repeat_of=earlier), None
+                held, repeat = earlier
+                return Purchase(payer, claim_key=repeat_key, repeat_of=repeat, repeat_held=held), None
         try:
             if not confirmed:
                 raise ConfirmationNeeded("the identical earlier generation this call was going to reuse is gone")
@@ -316,9 +321,11 @@ class SpendGuard:
         await self._mark(purchase, "sent", prediction.id)
         return purchase, prediction
 
-    async def _claim(self, purchase: Purchase, key: str, waiting: Callable[[float], Awaitable[None]]) -> Repeat | None:
-        """Claim ``key`` for this call, or return the earlier identical call's prediction. A call that finds the
-        request being sent right now waits for that submit (bounded) instead of sending its own."""
+    async def _claim(
+        self, purchase: Purchase, key: str, waiting: Callable[[float], Awaitable[None]]
+    ) -> tuple[str, Repeat] | None:
+        """Claim ``key`` for this call, or return the earlier identical call (as stored, and read). A call that
+        finds the request being sent right now waits for that submit (bounded) instead of sending its own."""
         started = time.monotonic()
         while True:
             mine = Repeat("sending", purchase.holder, time.time()).encode()
@@ -343,7 +350,7 @@ class SpendGuard:
                     "Atlas (its submit failed without a clear answer), and sending it again could pay twice. Call "
                     "list_predictions to find it; to pay for a new one anyway, call again with repeat=true."
                 )
-            return earlier
+            return held, earlier
 
     async def _mark(self, purchase: Purchase, state: Literal["sent", "unclear"], prediction_id: str | None) -> None:
         if purchase.claim_key is None or purchase.claim_value is None:
@@ -369,6 +376,11 @@ class SpendGuard:
                 raise
             logger.warning("could not free a repeat claim; it frees itself within %.0f s", self.claim_seconds)
         purchase.claim_key = purchase.claim_value = None
+
+    async def forget_failed(self, purchase: Purchase) -> None:
+        """The earlier identical prediction failed (unbilled): the next identical call may be sent afresh."""
+        if purchase.claim_key is not None and purchase.repeat_held is not None:
+            await self.store.release(purchase.claim_key, purchase.repeat_held)
 
     async def settle(self, purchase: Purchase, prediction: Prediction) -> None:
         """Once the prediction has an outcome: a failure costs nothing and frees the request for a retry; a

@@ -70,8 +70,8 @@ class StateStore(abc.ABC):
         """Correct a recorded entry once the real price is known (0 for a prediction Atlas did not bill)."""
 
     @abc.abstractmethod
-    async def spending(self, payer: str, *, now: float, window: float) -> Spending:
-        """What ``payer`` spent inside the window, with its entries."""
+    async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
+        """What ``payer`` spent inside the window (and, with ``entries``, its entries: only a refusal needs them)."""
 
     @abc.abstractmethod
     async def claim(self, key: str, value: str, *, ttl: float, now: float) -> str | None:
@@ -143,9 +143,10 @@ class MemoryStore(StateStore):
         if entry in entries:
             entries[entry] = (entries[entry][0], micro)
 
-    async def spending(self, payer: str, *, now: float, window: float) -> Spending:
-        entries, now = self._window(payer, now, window)
-        return self._spending(entries, now, allowed=True)
+    async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
+        held, now = self._window(payer, now, window)
+        found = self._spending(held, now, allowed=True)
+        return found if entries else Spending(True, found.spent_micro, now)
 
     def _live(self, key: str, now: float) -> str | None:
         held = self._values.get(key)

@@ -23,12 +23,12 @@ PREFIX = "atlascloud-mcp"
 CONNECT_SECONDS = 2.0  # a Redis that is down must not hold a tool call: fail closed quickly
 
 # KEYS: the payer's times (zset entry -> time) and amounts (hash entry -> micro).
-# ARGV: entry, micro, limit (-1: none), now, window, record (1: reserve, 0: read).
-# Returns {recorded (0/1), spent, now as a string, entries (flat time, micro, ...) on refusal or read}.
+# ARGV: entry, micro, limit (-1: none), now, window, record (1: reserve, 0: read), list (1: a read lists entries).
+# Returns {recorded (0/1), spent, now as a string, entries (flat time, micro, ...) on refusal or a listing read}.
 _LEDGER = """
 local times, amounts = KEYS[1], KEYS[2]
 local entry, micro, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local now, window, record = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
+local now, window, record, list = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7] == '1'
 local newest = redis.call('ZREVRANGE', times, 0, 0, 'WITHSCORES')
 if newest[2] and tonumber(newest[2]) > now then now = tonumber(newest[2]) end
 local old = redis.call('ZRANGEBYSCORE', times, '-inf', now - window)
@@ -48,6 +48,7 @@ if record and (limit < 0 or spent + micro <= limit) then
   return {1, spent + micro, tostring(now), {}}
 end
 local listed = {}
+if not (record or list) then return {1, spent, tostring(now), listed} end
 for _, name in ipairs(redis.call('ZRANGE', times, 0, -1)) do
   table.insert(listed, redis.call('ZSCORE', times, name))
   table.insert(listed, redis.call('HGET', amounts, name) or '0')
@@ -130,12 +131,29 @@ class RedisStore(StateStore):
         return bytes(value)
 
     async def _ledger_step(
-        self, payer: str, entry: str, micro: int, limit_micro: int | None, now: float, window: float, record: bool
+        self,
+        payer: str,
+        entry: str,
+        micro: int,
+        limit_micro: int | None,
+        now: float,
+        window: float,
+        *,
+        record: bool,
+        listing: bool = False,
     ) -> Spending:
         recorded, spent, at, flat = await self._call(
             self._ledger(
                 keys=self._ledger_keys(payer),
-                args=[entry, micro, -1 if limit_micro is None else limit_micro, repr(now), repr(window), int(record)],
+                args=[
+                    entry,
+                    micro,
+                    -1 if limit_micro is None else limit_micro,
+                    repr(now),
+                    repr(window),
+                    int(record),
+                    int(listing),
+                ],
             )
         )
         entries = tuple((float(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
@@ -149,8 +167,8 @@ class RedisStore(StateStore):
     async def settle(self, payer: str, entry: str, micro: int) -> None:
         await self._call(self._settle(keys=self._ledger_keys(payer)[1:], args=[entry, micro]))
 
-    async def spending(self, payer: str, *, now: float, window: float) -> Spending:
-        return await self._ledger_step(payer, "", 0, None, now, window, record=False)
+    async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
+        return await self._ledger_step(payer, "", 0, None, now, window, record=False, listing=entries)
 
     @staticmethod
     def _claim_key(key: str) -> str:

@@ -185,10 +185,10 @@ class SqliteStore(StateStore):
             )
         )
 
-    async def spending(self, payer: str, *, now: float, window: float) -> Spending:
+    async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
         def read(connection: sqlite3.Connection) -> Spending:
             at, spent = self._window(connection, payer, now, window)
-            return Spending(True, spent, at, self._entries(connection, payer))
+            return Spending(True, spent, at, self._entries(connection, payer) if entries else ())
 
         return await self._run(read)
 
