@@ -24,7 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"atlascloud-mcp {__version__}")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="serve MCP over stdio (the default)")
+    serve = commands.add_parser("serve", help="serve MCP over stdio (the default) or Streamable HTTP")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP: port (default 8000)")
     emulator = commands.add_parser("emulator", help="run the local Atlas API emulator (no key, no cost)")
     demo = commands.add_parser(
         "demo", help="generate an image through the server as a real MCP client would (emulator without a key)"
@@ -68,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from atlas_mcp.demo import run_demo
 
         return run_demo(args.prompt, out=args.out, size=args.size)
+    if args.command == "serve" and args.transport == "http":
+        return _serve_http(args.host, args.port)
     return _serve()
 
 
@@ -108,6 +113,22 @@ def _serve() -> int:
     from atlas_mcp.server.stdio import serve_stdio
 
     anyio.run(serve_stdio, create_server(settings))
+    return 0
+
+
+def _serve_http(host: str, port: int) -> int:
+    from atlas_mcp.config import Settings
+    from atlas_mcp.errors import ConfigError
+
+    try:
+        settings = Settings.from_env()
+        _log_to_stderr(settings.log_level)
+        from atlas_mcp.server.http import HttpOptions, serve_http
+
+        serve_http(settings, HttpOptions(host=host, port=port))
+    except ConfigError as exc:
+        print(f"atlascloud-mcp: configuration error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

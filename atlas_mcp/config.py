@@ -98,9 +98,39 @@ class Settings(BaseModel):
         description="ATLASCLOUD_REPEAT_WINDOW_S: an identical generation within this many seconds returns the "
         "earlier one instead of paying again (0: off).",
     )
+    http_allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="ATLASCLOUD_HTTP_ALLOWED_HOSTS: Host header values the HTTP server answers (comma-separated, "
+        "'name:*' for any port); unset: loopback names only.",
+    )
+    http_tokens: tuple[SecretStr, ...] = Field(
+        default=(),
+        description="ATLASCLOUD_HTTP_TOKENS: bearer tokens clients must present (comma-separated); set, the "
+        "server's ATLASCLOUD_API_KEY pays for all of them. Unset: each request brings its own Atlas key.",
+    )
+    http_public_url: str | None = Field(
+        default=None,
+        description="ATLASCLOUD_HTTP_PUBLIC_URL: the /mcp URL clients use (behind a proxy), for the 401's metadata.",
+    )
+    http_state_keys: tuple[SecretStr, ...] = Field(
+        default=(),
+        description="ATLASCLOUD_HTTP_STATE_KEYS: secrets (32+ characters, comma-separated, newest first) that seal "
+        "the state a 2026-era call carries between rounds; every replica needs the same. Unset: one per process.",
+    )
+    http_max_body_mb: float = Field(
+        default=4.0,
+        gt=0,
+        le=1024,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_HTTP_MAX_BODY_MB: largest request body the HTTP server reads.",
+    )
     log_level: LogLevel = Field(
         default="INFO", description="ATLASCLOUD_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR (stderr)."
     )
+
+    @property
+    def http_max_body_bytes(self) -> int:
+        return int(self.http_max_body_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -135,6 +165,11 @@ class Settings(BaseModel):
         read("ATLASCLOUD_BUDGET_USD", "budget_usd", _parse_float)
         read("ATLASCLOUD_CONFIRM_ABOVE_USD", "confirm_above_usd", _parse_threshold)
         read("ATLASCLOUD_REPEAT_WINDOW_S", "repeat_window_s", _parse_float)
+        read("ATLASCLOUD_HTTP_ALLOWED_HOSTS", "http_allowed_hosts", _parse_hosts)
+        read("ATLASCLOUD_HTTP_TOKENS", "http_tokens", _parse_tokens)
+        read("ATLASCLOUD_HTTP_PUBLIC_URL", "http_public_url", _parse_public_url)
+        read("ATLASCLOUD_HTTP_STATE_KEYS", "http_state_keys", _parse_state_keys)
+        read("ATLASCLOUD_HTTP_MAX_BODY_MB", "http_max_body_mb", _parse_float)
         read("ATLASCLOUD_LOG_LEVEL", "log_level", str.upper)
         try:
             return cls(**values)
@@ -155,6 +190,7 @@ _VARIABLES = {
     "budget_usd": "ATLASCLOUD_BUDGET_USD",
     "confirm_above_usd": "ATLASCLOUD_CONFIRM_ABOVE_USD",
     "repeat_window_s": "ATLASCLOUD_REPEAT_WINDOW_S",
+    "http_max_body_mb": "ATLASCLOUD_HTTP_MAX_BODY_MB",
 }
 
 
@@ -184,6 +220,36 @@ def _parse_threshold(raw: str) -> float | None:
         return float(raw)
     except ValueError:
         raise ValueError(f"expected a price in dollars such as 0.25, or 'off', got {raw!r}") from None
+
+
+def _parse_hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+    for host in hosts:
+        if "/" in host or "@" in host or any(ch.isspace() for ch in host):
+            raise ValueError(f"expected host names like mcp.example.com or mcp.example.com:443, got {host!r}")
+    return hosts
+
+
+def _parse_tokens(raw: str) -> tuple[SecretStr, ...]:
+    # Never echo a token: they are secrets, even wrong ones.
+    tokens = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if any(len(token) < 16 or not token.isprintable() or any(ch.isspace() for ch in token) for token in tokens):
+        raise ValueError("each token needs 16 or more printable characters and no spaces (e.g. openssl rand -hex 32)")
+    return tuple(SecretStr(token) for token in tokens)
+
+
+def _parse_state_keys(raw: str) -> tuple[SecretStr, ...]:
+    keys = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if any(len(key) < 32 for key in keys):
+        raise ValueError("each key needs 32 or more characters of secret randomness (e.g. openssl rand -hex 32)")
+    return tuple(SecretStr(key) for key in keys)
+
+
+def _parse_public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ValueError(f"expected the URL clients use, like https://mcp.example.com/mcp, got {raw!r}")
+    return raw.rstrip("/")
 
 
 def _parse_origin(raw: str) -> str:

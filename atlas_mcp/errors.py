@@ -102,7 +102,12 @@ class RateLimitedError(AtlasAPIError):
 
 
 class UpstreamUnavailableError(AtlasAPIError):
-    """Atlas could not be reached or kept failing (5xx, network error, request timeout)."""
+    """Atlas could not be reached or kept failing (5xx, network error, request timeout). ``maybe_sent``: a
+    billable request may have reached Atlas anyway (a timeout, a reset, a gateway's 5xx): do not resend it blindly."""
+
+    def __init__(self, message: str, *, status: int | None = None, maybe_sent: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.maybe_sent = maybe_sent
 
 
 class BadResponseError(AtlasMCPError):

@@ -208,6 +208,8 @@ class AtlasClient:
         self._timeout = timeout
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._auth = _BearerAuth(self._key, self._origin)
+        self._root = self  # the client that owns the connections (a with_key view shares its root's)
         self.warmup_grace = warmup_grace
         # id -> (when it was submitted, its model): a read that cannot find it yet is not proof it does not exist
         self._submitted: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
@@ -219,17 +221,27 @@ class AtlasClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._root is self and self._client is not None:
             await self._client.aclose()
+
+    def with_key(self, api_key: SecretStr | str | None) -> AtlasClient:
+        """This client acting with another key: the same connections, retry and poll policies and submit memory,
+        another ``Authorization``. For a server whose callers each bring their own key: the view lives as long as
+        one request, and only its own requests ever carry its key (closing it closes nothing)."""
+        view = copy.copy(self)
+        key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        view._key = key if key is not None and key.get_secret_value() else None
+        view._auth = _BearerAuth(view._key, self._origin)
+        return view
 
     @property
     def _http(self) -> httpx.AsyncClient:
         """The one HTTP client, built on first use: loading the CA bundle costs ~25 ms that a server
         should not spend before answering ``initialize``."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
+        root = self._root
+        if root._client is None:
+            root._client = httpx.AsyncClient(
                 base_url=self._origin,
-                auth=_BearerAuth(self._key, self._origin),
                 timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
                 headers={"User-Agent": f"atlascloud-mcp/{__version__}", "Accept": "application/json"},
                 transport=self._transport,
@@ -238,7 +250,7 @@ class AtlasClient:
                 # proxy connect at all only with them. The key stays bound to Atlas's origin (_BearerAuth).
                 trust_env=True,
             )
-        return self._client
+        return root._client
 
     # -- predictions ----------------------------------------------------------------------------------
 
@@ -615,7 +627,7 @@ class AtlasClient:
     ) -> _Answer:
         request = self._http.build_request(method, url, json=json_body, params=params, content=content, headers=headers)
         # Public documents (catalogue, schemas) are fetched without the key: it only goes where it is needed.
-        response = await self._http.send(request, stream=True, auth=httpx.USE_CLIENT_DEFAULT if authenticated else None)
+        response = await self._http.send(request, stream=True, auth=self._auth if authenticated else None)
         try:
             raw = bytearray()
             async for chunk in response.aiter_bytes():
@@ -674,7 +686,9 @@ class AtlasClient:
         if status >= 500:
             # A gateway's 502/504 may come after Atlas took the job: the billable POST cannot be assumed unsent.
             then = f" {_MAYBE_SENT}" if not idempotent else " Try again in a minute."
-            raise UpstreamUnavailableError(f"Atlas is having trouble (HTTP {status}).{detail}{then}", status=status)
+            raise UpstreamUnavailableError(
+                f"Atlas is having trouble (HTTP {status}).{detail}{then}", status=status, maybe_sent=not idempotent
+            )
         raise AtlasAPIError(f"Atlas answered HTTP {status}.{detail}", status=status)
 
     def _network_error(self, exc: Exception, idempotent: bool) -> UpstreamUnavailableError:
@@ -684,7 +698,7 @@ class AtlasClient:
         # Without a connection nothing was sent, so even the billable POST may simply be tried again.
         never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         if not idempotent and not never_sent:
-            return UpstreamUnavailableError(f"{message} {_MAYBE_SENT}")
+            return UpstreamUnavailableError(f"{message} {_MAYBE_SENT}", maybe_sent=True)
         if not idempotent:
             message += " Nothing was sent."
         return UpstreamUnavailableError(f"{message} Check the network or ATLASCLOUD_BASE_URL and try again.")

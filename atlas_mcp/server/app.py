@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from mcp.server.request_state import RequestStateSecurity
 
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
@@ -26,9 +29,15 @@ def create_server(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     store: StateStore | None = None,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+    on_state: Callable[[AppState], None] | None = None,
+    request_state_security: RequestStateSecurity | None = None,
 ) -> MCPServer[AppState]:
     """Build the server. Nothing connects until a session starts (and the state store not until the first paid
-    call); ``transport`` and ``store`` are for embedding and tests."""
+    call); ``transport`` and ``store`` are for embedding and tests. ``token_verifier`` and ``auth`` make it a
+    remote server whose callers present a bearer (see :mod:`atlas_mcp.server.http`); ``on_state`` is handed the
+    state once it exists (the HTTP server's readiness probe reads it)."""
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -41,13 +50,18 @@ def create_server(
                 timeout=settings.http_timeout,
                 transport=transport,
             ) as atlas:
-                yield AppState(
+                state = AppState(
                     settings=settings,
                     atlas=atlas,
                     catalog=ModelCatalog(atlas),
                     previews=DecodeBudget(),
                     spend=SpendGuard(settings, spend_store),
+                    payer_key=settings.api_key.get_secret_value() if settings.api_key is not None else None,
+                    remote=token_verifier is not None,
                 )
+                if on_state is not None:
+                    on_state(state)
+                yield state
         finally:
             if store is None:  # a store handed in belongs to the caller
                 await spend_store.aclose()
@@ -60,6 +74,9 @@ def create_server(
         website_url="https://www.atlascloud.ai",
         lifespan=lifespan,
         log_level=settings.log_level,
+        token_verifier=token_verifier,
+        auth=auth,
+        request_state_security=request_state_security,
     )
     register_tools(server, settings)
     return server

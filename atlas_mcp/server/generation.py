@@ -12,6 +12,7 @@ with the user's answer, so they only read), and :func:`run` is the tool's body, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, De
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit
 from mcp_types import CallToolResult, TextContent
+from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from atlas_mcp.addresses import is_loopback_host
@@ -92,6 +94,15 @@ class AppState:
     catalog: ModelCatalog
     previews: DecodeBudget  # the memory preview decodes in flight share (each holds a full-size bitmap)
     spend: SpendGuard  # budget, repeats and confirmation tokens, over the state store
+    payer_key: str | None = None  # what names the payer (only ever hashed): the API key, or a client's HTTP token
+    remote: bool = False  # served over HTTP: the caller's files are not on this machine
+
+    def for_caller(self, bearer: str) -> AppState:
+        """This state as one HTTP request sees it. With shared-key tokens the server's key pays and the token
+        names the payer; otherwise the bearer is the caller's own Atlas key, used for this request's calls only."""
+        if self.settings.http_tokens:
+            return dataclasses.replace(self, payer_key=bearer)
+        return dataclasses.replace(self, atlas=self.atlas.with_key(bearer), payer_key=bearer)
 
 
 @dataclass(frozen=True)
@@ -257,10 +268,15 @@ async def confirmation(ctx: Context, state: AppState, gate: Gate) -> Elicit[Cons
 
 
 def can_elicit(ctx: Context) -> bool:
-    """Whether the client can be asked a form question (a bare ``elicitation: {}`` means form, per the spec)."""
+    """Whether the client can be asked a form question (a bare ``elicitation: {}`` means form, per the spec),
+    and this connection can carry it: in the 2026 era the question rides the call's result; before it, it is a
+    request in the middle of the call, which stateless HTTP cannot send."""
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
-    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return False
+    version = ctx.protocol_version
+    return ctx.session.can_send_request or (version is not None and is_version_at_least(version, "2026-07-28"))
 
 
 def _question(state: AppState, gate: Gate) -> str:

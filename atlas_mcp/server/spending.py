@@ -304,22 +304,29 @@ class SpendGuard:
             raise
         try:
             prediction = await submit()
-        except (UpstreamUnavailableError, BadResponseError):
-            # Atlas may have it (and bill it): keep the reservation, and make an identical call stop and look.
+        except BaseException as exc:
+            # Atlas may have it (and bill it) after a timeout, a reset, a gateway's 5xx, an unreadable 2xx or a
+            # cancel mid-POST: keep the reservation and make an identical call stop and look. Anything else is a
+            # refusal (nothing billed): give the budget and the request back.
+            unsent = isinstance(exc, AtlasMCPError) and not (
+                isinstance(exc, BadResponseError) or (isinstance(exc, UpstreamUnavailableError) and exc.maybe_sent)
+            )
             with anyio.CancelScope(shield=True):
-                await self._mark(purchase, "unclear", None)
-            raise
-        except AtlasMCPError:
-            with anyio.CancelScope(shield=True):  # Atlas refused it: nothing was billed
-                await self.store.settle(payer, entry, 0)
-                await self._release(purchase)
-            raise
-        except BaseException:  # cancelled mid-POST: as unclear as a timeout
-            with anyio.CancelScope(shield=True):
-                await self._mark(purchase, "unclear", None)
+                await self._after_failed_submit(purchase, entry, unsent=unsent)
             raise
         await self._mark(purchase, "sent", prediction.id)
         return purchase, prediction
+
+    async def _after_failed_submit(self, purchase: Purchase, entry: str, *, unsent: bool) -> None:
+        """Tidy up after a submit failed; a store that fails here is logged, never put in front of Atlas's error."""
+        try:
+            if unsent:
+                await self.store.settle(purchase.payer, entry, 0)
+                await self._release(purchase)
+            else:
+                await self._mark(purchase, "unclear", None)
+        except AtlasMCPError:
+            logger.warning("could not record the failed submit in the spend-safety state", exc_info=True)
 
     async def _claim(
         self, purchase: Purchase, key: str, waiting: Callable[[float], Awaitable[None]]

@@ -38,6 +38,7 @@ from atlas_mcp.server.generation import (
     open_gate,
     run,
 )
+from atlas_mcp.server.http import caller_token
 from atlas_mcp.server.listing import (
     HistoryResult,
     ModelInfoResult,
@@ -124,9 +125,11 @@ def _as_tool_errors() -> Iterator[None]:
 
 
 def _state(ctx: Context) -> AppState:
+    """The server's state as this call sees it: over HTTP, acting with the caller's key (or token)."""
     state = ctx.request_context.lifespan_context
     assert isinstance(state, AppState)
-    return state
+    bearer = caller_token()
+    return state.for_caller(bearer) if bearer is not None else state
 
 
 ROOTS_WAIT_SECONDS = 5.0  # a client that declares roots but never lists them must not hold upload_media
@@ -171,12 +174,6 @@ async def _client_roots(ctx: Context) -> ListRoots | _AnyRoots | ListRootsResult
         ) from None
 
 
-def _api_key(ctx: Context) -> str | None:
-    """The key this call's Atlas requests use: it names the payer of budgets and repeats (hashed)."""
-    key = _state(ctx).settings.api_key
-    return key.get_secret_value() if key is not None else None
-
-
 def _gated(
     describe: Callable[..., Any],
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -190,7 +187,8 @@ def _gated(
 
     async def gate(ctx: Context, call: Annotated[GenerationCall, Resolve(describe)]) -> Gate:
         with _as_tool_errors():
-            return await open_gate(_state(ctx), call, _api_key(ctx))
+            state = _state(ctx)
+            return await open_gate(state, call, state.payer_key)
 
     async def consent(ctx: Context, gate: Annotated[Gate, Resolve(gate)]) -> Elicit[Consent] | Verdict:
         with _as_tool_errors():
@@ -531,6 +529,11 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         client_roots: Annotated[ListRootsResult | _AnyRoots | None, Resolve(_client_roots)] = None,
     ) -> Annotated[CallToolResult, UploadResult]:
         state = _state(ctx)
+        if state.remote:
+            raise ToolError(
+                "This server runs remotely (over HTTP), so it cannot read files on your machine and no path was read. "
+                "Put the file somewhere public and pass its https URL as the model input (e.g. generate_image's image)."
+            )
         roots = list(state.settings.upload_roots) or root_paths(
             [str(root.uri) for root in (client_roots.roots if client_roots is not None else [])]
         )

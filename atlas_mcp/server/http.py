@@ -1,0 +1,199 @@
+"""Streamable HTTP, for teams and hosted clients: stateless, so any replica can answer any request.
+
+Whose key pays:
+
+- **Per-request keys** (the default): each request carries its own Atlas key as ``Authorization: Bearer <key>``.
+  The key is read by the SDK's token-verifier seam (so an OAuth authorization server can replace it later),
+  lives in that request's context only, and is used for that request's Atlas calls only: the tools act through
+  :meth:`AtlasClient.with_key`, a view on the shared connections that carries this caller's key and no other.
+  Nothing stores it; budgets and repeats name the payer by its salted hash.
+- **Shared key**: ``ATLASCLOUD_API_KEY`` pays for everyone and ``ATLASCLOUD_HTTP_TOKENS`` lists the bearer tokens
+  clients must present; budgets and the repeat guard are then per client token.
+
+A request without an acceptable bearer gets 401 with ``WWW-Authenticate`` naming the RFC 9728
+protected-resource metadata. Host and Origin are checked against ``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS
+rebinding), request bodies are size-limited, and ``/healthz`` and ``/readyz`` answer probes without a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.request_state import RequestStateSecurity
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from atlas_mcp.addresses import is_loopback_host
+from atlas_mcp.config import Settings
+from atlas_mcp.errors import AtlasMCPError, ConfigError
+
+if TYPE_CHECKING:
+    import httpx
+    from starlette.applications import Starlette
+
+    from atlas_mcp.server.generation import AppState
+    from atlas_mcp.state import StateStore
+
+__all__ = ["HttpOptions", "caller_token", "create_http_app", "serve_http"]
+
+logger = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{MCP_PATH}"
+
+
+class _CallerKeys:
+    """Per-request keys: any bearer shaped like an Atlas key is accepted here; Atlas itself judges it."""
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not 8 <= len(token) <= 512 or not token.isprintable() or any(ch.isspace() for ch in token):
+            return None
+        return AccessToken(token=token, client_id=_principal(token), scopes=[])
+
+
+class _SharedTokens:
+    """Shared-key mode: only the configured client tokens; the server's own key pays."""
+
+    def __init__(self, tokens: tuple[str, ...]) -> None:
+        self._tokens = tuple(token.encode() for token in tokens)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        offered = token.encode()
+        # Every configured token is compared, in constant time: how many match, not which, decides.
+        if sum(hmac.compare_digest(offered, known) for known in self._tokens) == 0:
+            return None
+        return AccessToken(token=token, client_id=_principal(token), scopes=[])
+
+
+def _principal(token: str) -> str:
+    """A stable, non-reversible name for a bearer (the SDK binds round-trip state to it, on every replica)."""
+    return "caller-" + hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def caller_token() -> str | None:
+    """The bearer of the request being served, or None outside an authenticated HTTP request (stdio)."""
+    access = get_access_token()
+    return access.token if access is not None else None
+
+
+def _security(settings: Settings, options: HttpOptions) -> TransportSecuritySettings:
+    hosts = list(settings.http_allowed_hosts)
+    if not hosts:
+        if not is_loopback_host(options.host):
+            raise ConfigError(
+                "ATLASCLOUD_HTTP_ALLOWED_HOSTS: set it to the host names clients use to reach this server (e.g. "
+                "mcp.example.com,mcp.example.com:443) before binding a non-loopback address."
+            )
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("https", "http")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def create_http_app(
+    settings: Settings,
+    options: HttpOptions,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    store: StateStore | None = None,
+) -> Starlette:
+    """The ASGI app: ``/mcp`` (stateless Streamable HTTP, SSE responses so progress reaches the caller),
+    ``/healthz`` and ``/readyz``, and the protected-resource metadata."""
+    from atlas_mcp.server.app import create_server
+
+    shared = bool(settings.http_tokens)
+    if shared and settings.api_key is None:
+        raise ConfigError("ATLASCLOUD_HTTP_TOKENS is set, so the server's own key pays: set ATLASCLOUD_API_KEY too.")
+    verifier = (
+        _SharedTokens(tuple(token.get_secret_value() for token in settings.http_tokens)) if shared else _CallerKeys()
+    )
+    public = settings.http_public_url or options.url
+    auth = AuthSettings(issuer_url=settings.base_url, resource_server_url=public, required_scopes=[])  # type: ignore[arg-type]
+    holder: list[AppState] = []
+    server = create_server(
+        settings if shared else settings.model_copy(update={"api_key": None}),
+        transport=transport,
+        store=store,
+        token_verifier=verifier,
+        auth=auth,
+        on_state=holder.append,
+        # A 2026-era call that asks the user comes back with sealed state, maybe to another replica: all must
+        # hold the same keys. One process alone may keep its own.
+        request_state_security=(
+            RequestStateSecurity(keys=[key.get_secret_value() for key in settings.http_state_keys])
+            if settings.http_state_keys
+            else None
+        ),
+    )
+
+    async def healthz(_request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_request: Request) -> Response:
+        if not holder:
+            return JSONResponse({"ready": False, "why": "starting"}, status_code=503)
+        state = holder[-1]
+        problems = {}
+        try:
+            await state.catalog.models()
+        except AtlasMCPError as exc:
+            problems["atlas"] = str(exc)
+        try:
+            await state.spend.store.check()
+        except AtlasMCPError as exc:
+            problems["state"] = str(exc)
+        if problems:
+            return JSONResponse({"ready": False, "why": problems}, status_code=503)
+        return JSONResponse({"ready": True})
+
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=False,  # SSE answers: progress notifications reach the caller while a generation runs
+        transport_security=_security(settings, options),
+        max_request_body_size=settings.http_max_body_bytes,
+        host=options.host,
+    )
+    # Probes need no token and say nothing secret.
+    app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
+    app.router.routes.append(Route("/readyz", readyz, methods=["GET"]))
+    return app
+
+
+def serve_http(settings: Settings, options: HttpOptions) -> None:
+    """Run the app with uvicorn until SIGTERM or Ctrl-C. Logs (uvicorn's included) go to stderr."""
+    import uvicorn
+
+    app = create_http_app(settings, options)
+    mode = (
+        f"shared key, {len(settings.http_tokens)} client token(s)"
+        if settings.http_tokens
+        else "each request brings its own Atlas key (Authorization: Bearer)"
+    )
+    if settings.api_key is not None and not settings.http_tokens:
+        logger.warning(
+            "ATLASCLOUD_API_KEY is not used: without ATLASCLOUD_HTTP_TOKENS every request pays with its own key"
+        )
+    logger.info("serving MCP over Streamable HTTP at %s (%s); probes at /healthz and /readyz", options.url, mode)
+    config = uvicorn.Config(
+        app, host=options.host, port=options.port, log_config=None, access_log=False, lifespan="on", proxy_headers=True
+    )
+    uvicorn.Server(config).run()

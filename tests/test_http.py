@@ -1,0 +1,242 @@
+"""Streamable HTTP: the console script serving ``/mcp`` as a real process, reached by the SDK's own HTTP client in
+both protocol eras, with each caller's key kept to that caller's requests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from atlas_mcp.emulator import Emulator
+
+from .conftest import free_port
+from .harness import CONSOLE_SCRIPT, expect_done, expect_error, server_env, text_of
+
+pytestmark = pytest.mark.anyio
+
+ERAS = {"2025": "legacy", "2026": "auto"}
+KEYS = [f"sk-caller-{n:02d}-{'x' * 20}" for n in range(8)]
+
+
+@contextmanager
+def http_server(env: dict[str, str], log: Path, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """``atlascloud-mcp serve --transport http`` on a free port until it answers /healthz; yields its origin."""
+    port = free_port()
+    with log.open("ab") as errors:
+        process = subprocess.Popen(
+            [CONSOLE_SCRIPT, "serve", "--transport", "http", "--host", host, "--port", str(port)],
+            env=env,
+            stdout=errors,
+            stderr=errors,
+        )
+    origin = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the HTTP server did not come up in 20 s"
+            time.sleep(0.05)
+        yield origin
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def http_env(emulator: Emulator, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = server_env(emulator.url, tmp_path, ATLASCLOUD_STATE_URL=f"sqlite:///{tmp_path / 'state.db'}")
+    env.pop("ATLASCLOUD_API_KEY")  # each request brings its own
+    env.pop("ATLASCLOUD_OUTPUT_DIR")  # a remote server saves nothing unless told to
+    return env | extra
+
+
+@asynccontextmanager
+async def connect(origin: str, bearer: str | None, era: str, **client: Any) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60)) as http,
+        Client(streamable_http_client(f"{origin}/mcp", http_client=http), mode=ERAS[era], **client) as session,
+    ):
+        yield session
+
+
+@pytest.fixture
+def served(emulator: Emulator, tmp_path: Path) -> Iterator[str]:
+    with http_server(http_env(emulator, tmp_path), tmp_path / "http.log") as origin:
+        yield origin
+
+
+def test_probes_answer_without_a_token(served: str) -> None:
+    assert httpx.get(f"{served}/healthz").text == "ok\n"
+    ready = httpx.get(f"{served}/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+
+
+def test_a_request_without_a_key_gets_401_with_the_resource_metadata(served: str) -> None:
+    answer = httpx.post(f"{served}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert answer.status_code == 401
+    challenge = answer.headers["www-authenticate"]
+    assert challenge.startswith("Bearer") and "resource_metadata=" in challenge
+    metadata_url = challenge.split('resource_metadata="')[1].split('"')[0]
+    metadata = httpx.get(metadata_url).json()
+    assert metadata["resource"].endswith("/mcp")
+
+
+def test_host_and_origin_are_checked_and_bodies_are_bounded(served: str) -> None:
+    key = {"Authorization": f"Bearer {KEYS[0]}"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    rebound = httpx.post(f"{served}/mcp", json=body, headers={**key, "Host": "evil.example"})
+    assert rebound.status_code in (403, 421)
+    foreign = httpx.post(f"{served}/mcp", json=body, headers={**key, "Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    huge = httpx.post(
+        f"{served}/mcp",
+        content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":"' + b"a" * (5 << 20) + b'"}}',
+        headers={**key, "Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+    )
+    assert huge.status_code == 413
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_generation_over_http_uses_the_callers_key_and_reports_progress(
+    served: str, emulator: Emulator, era: str
+) -> None:
+    progress: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    emulator.state.config.prediction_seconds = 1.0
+    async with connect(served, KEYS[1], era) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert "generate_image" in names
+        result = await client.call_tool("generate_image", {"prompt": "a fox"}, progress_callback=on_progress)
+    done = expect_done(result)
+    assert done["outputs"][0]["url"] and done["outputs"][0]["saved_path"] is None  # a remote server saves nothing
+    assert any("Submitting" in message for message in progress) and len(progress) >= 3
+    paid = [r for r in emulator.state.requests if r.path.startswith("/api/v1/model/")]
+    assert paid and all(r.headers.get("authorization") == f"Bearer {KEYS[1]}" for r in paid)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_upload_media_over_http_reads_no_local_path(served: str, era: str) -> None:
+    async with connect(served, KEYS[0], era) as client:
+        result = await client.call_tool("upload_media", {"path": "/etc/hostname"})
+    expect_error("upload_media", result, "runs remotely", "no path was read")
+
+
+async def test_concurrent_callers_with_different_keys_never_mix(
+    served: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.state.config.prediction_seconds = 0.5
+    owners: dict[str, str] = {}
+
+    async def caller(key: str, number: int) -> None:
+        async with connect(served, key, "2026") as client:
+            result = await client.call_tool("generate_image", {"prompt": f"call {number}"})
+            owners[expect_done(result)["prediction_id"]] = key
+
+    async with anyio.create_task_group() as group:
+        for number in range(40):
+            group.start_soon(caller, KEYS[number % len(KEYS)], number)
+    assert len(owners) == 40
+    for request in emulator.state.requests:
+        owner = next((key for pid, key in owners.items() if pid in request.path), None)
+        if owner is not None and request.path.startswith("/api/"):  # each read carried its maker's key
+            assert request.headers.get("authorization") == f"Bearer {owner}", request.path
+        elif owner is not None:  # output files are public: no key at all
+            assert "authorization" not in request.headers
+    submits = [r.headers.get("authorization") for r in emulator.state.requests if r.path.endswith("/generateImage")]
+    assert sorted(submits) == sorted(f"Bearer {key}" for key in owners.values())
+    log = (tmp_path / "http.log").read_text()  # at DEBUG: every request and poll was logged
+    assert "HTTP Request: POST" in log
+    assert not [key for key in KEYS if key in log or key[-12:] in log]
+
+
+async def test_shared_key_mode_takes_only_its_tokens_and_budgets_each(emulator: Emulator, tmp_path: Path) -> None:
+    tokens = ["team-token-one-0123456789abcdef", "team-token-two-0123456789abcdef"]
+    env = http_env(
+        emulator,
+        tmp_path,
+        ATLASCLOUD_API_KEY="sk-the-teams-own-key-000000",
+        ATLASCLOUD_HTTP_TOKENS=",".join(tokens),
+        ATLASCLOUD_BUDGET_USD="0.003",
+    )
+    with http_server(env, tmp_path / "http.log") as origin:
+        refused = httpx.post(
+            f"{origin}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": "Bearer sk-some-atlas-key-0000000000"},
+        )
+        assert refused.status_code == 401
+        async with connect(origin, tokens[0], "2026") as client:
+            expect_done(await client.call_tool("generate_image", {"prompt": "one"}))
+            over = await client.call_tool("generate_image", {"prompt": "two"})
+            expect_error("generate_image", over, "budget")
+        async with connect(origin, tokens[1], "2025") as client:  # another token, another budget
+            expect_done(await client.call_tool("generate_image", {"prompt": "two"}))
+    submits = [r for r in emulator.state.requests if r.path.endswith("/generateImage")]
+    assert len(submits) == 2
+    assert all(r.headers.get("authorization") == "Bearer sk-the-teams-own-key-000000" for r in submits)
+    log = (tmp_path / "http.log").read_text()
+    for secret in (*tokens, "sk-the-teams-own-key-000000"):
+        assert secret not in log
+
+
+def test_a_public_address_needs_allowed_hosts(emulator: Emulator, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [CONSOLE_SCRIPT, "serve", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=http_env(emulator, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "ATLASCLOUD_HTTP_ALLOWED_HOSTS" in done.stderr
+    assert done.stdout == ""
+
+
+def test_the_server_says_where_it_listens_on_stderr(served: str, tmp_path: Path) -> None:
+    log = (tmp_path / "http.log").read_text()
+    assert f"serving MCP over Streamable HTTP at {served}/mcp" in log
+    assert "each request brings its own Atlas key" in log
+    assert os.environ.get("ATLASCLOUD_API_KEY", "") == "" or os.environ["ATLASCLOUD_API_KEY"] not in log
+
+
+async def test_confirmation_over_stateless_http(emulator: Emulator, tmp_path: Path) -> None:
+    """The 2026 era asks through the call's result, so stateless HTTP can ask the user; a 2025-era client over
+    stateless HTTP cannot be asked mid-call, so it gets the confirm token instead."""
+    from mcp_types import ElicitResult
+
+    questions: list[str] = []
+
+    async def accept(context: Any, params: Any) -> ElicitResult:
+        questions.append(params.message)
+        return ElicitResult(action="accept", content={"pay": True})
+
+    env = http_env(emulator, tmp_path, ATLASCLOUD_CONFIRM_ABOVE_USD="0")
+    with http_server(env, tmp_path / "http.log") as origin:
+        async with connect(origin, KEYS[2], "2026", elicitation_callback=accept) as client:
+            expect_done(await client.call_tool("generate_image", {"prompt": "asked"}))
+        assert len(questions) == 1 and "black-forest-labs/flux-schnell" in questions[0]
+        async with connect(origin, KEYS[2], "2025", elicitation_callback=accept) as client:
+            first = await client.call_tool("generate_image", {"prompt": "token"})
+            text = expect_error("generate_image", first, "Show the user")
+            token = text.split('confirm="')[1].split('"')[0]
+            expect_done(await client.call_tool("generate_image", {"prompt": "token", "confirm": token}))
+    assert len(questions) == 1
+    assert "confirm=" not in text_of(first).split("Show the user")[0]
