@@ -16,6 +16,7 @@ from benchmarks import (
     spending,
     startup,
     startup_instructions,
+    streamable,
     time_to_image,
     upload,
 )
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "upload": upload.run,
     "preview": preview.run,
     "spending": spending.run,
+    "http": streamable.run,
 }
 
 

@@ -12,4 +12,12 @@ def ping() -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    import sys
+
+    if sys.argv[1:2] == ["http"]:  # the floor for section 9: the same, stateless over Streamable HTTP
+        import uvicorn
+
+        app = server.streamable_http_app(stateless_http=True)
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    else:
+        server.run("stdio")

@@ -1,0 +1,316 @@
+"""9. Streamable HTTP: the cost of a call over HTTP against stdio, and how 1, 2 and 3 replicas behind HAProxy carry
+many callers. Every figure is a ratio to a floor measured in the same run, on the same machine.
+
+Calls are raw JSON-RPC (no SDK client on our side, as in section 2): ``check_prediction`` on a prediction that
+runs for an hour, so each call is one GET to the emulator (a separate process) and a small answer. Over HTTP
+each call is one POST, stateless, with the caller's key as its bearer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import anyio
+import httpx
+
+from benchmarks.emulator_process import EmulatorProcess
+from benchmarks.proc import cpu_seconds, memory_mib
+from benchmarks.report import Section, Table, Target, median, ms, percentile
+from benchmarks.rpc import BENCH_KEY, FLOOR_SERVER, OUR_SERVER, StdioPeer, Workspace
+from benchmarks.spending import redis_server
+
+HEADERS = {
+    "Authorization": f"Bearer {BENCH_KEY}",
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
+TARGET_RATIO = 1.5  # our own code's share of a call may grow by half over HTTP (the bearer, the per-caller view)
+_HAPROXY = """\
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend mcp
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+{servers}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def replicas(ws: Workspace, emulator: EmulatorProcess, state_url: str, count: int) -> Iterator[tuple[str, list[int]]]:
+    """``count`` HTTP replicas behind HAProxy; yields the proxy's /mcp URL and the replicas' pids."""
+    env = ws.server_env(emulator.url, {"ATLASCLOUD_STATE_URL": state_url, "ATLASCLOUD_REPEAT_WINDOW_S": "0"})
+    env.pop("ATLASCLOUD_API_KEY")
+    ports = [_free_port() for _ in range(count)]
+    with ExitStack() as stack:
+        processes = []
+        for number, port in enumerate(ports):
+            log = stack.enter_context(ws.log(f"http-replica-{count}-{number}").open("ab"))
+            process = subprocess.Popen(
+                [OUR_SERVER[0], *OUR_SERVER[1:], "serve", "--transport", "http", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+            processes.append(process)
+            stack.callback(_stop, process)
+        for port in ports:
+            _wait_ready(f"http://127.0.0.1:{port}/readyz")
+        front = stack.enter_context(haproxy_over(ws, ports, f"replicas-{count}"))
+        yield f"http://127.0.0.1:{front}/mcp", [p.pid for p in processes]
+
+
+@contextmanager
+def haproxy_over(ws: Workspace, ports: list[int], name: str) -> Iterator[int]:
+    """HAProxy round-robin over ``ports``; yields the port it listens on."""
+    binary = shutil.which("haproxy")
+    assert binary, "haproxy is not installed"
+    front = _free_port()
+    config = ws.root / f"haproxy-{name}.cfg"
+    servers = "\n".join(f"    server r{n} 127.0.0.1:{port}" for n, port in enumerate(ports))
+    config.write_text(_HAPROXY.format(port=front, servers=servers))
+    proxy = subprocess.Popen([binary, "-f", str(config), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(front)
+        yield front
+    finally:
+        _stop(proxy)
+
+
+@contextmanager
+def floor_over_http(ws: Workspace) -> Iterator[str]:
+    """The bare MCPServer with its one ``ping`` tool, stateless over HTTP, behind HAProxy: the SDK's own cost."""
+    port = _free_port()
+    with ws.log("http-floor").open("ab") as log:
+        process = subprocess.Popen([*FLOOR_SERVER, "http", str(port)], env=ws.python_env(), stdout=log, stderr=log)
+    try:
+        _wait_listening(port)
+        with haproxy_over(ws, [port], "floor") as front:
+            yield f"http://127.0.0.1:{front}/mcp"
+    finally:
+        _stop(process)
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=15)
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _call(prediction_id: str, number: int) -> bytes:
+    return _tool_call("check_prediction", {"prediction_id": prediction_id}, number)
+
+
+def _tool_call(name: str, arguments: dict[str, str], number: int) -> bytes:
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    ).encode()
+
+
+def _result(body: bytes) -> dict[str, Any]:
+    for line in body.splitlines():
+        if line.startswith(b"data: "):
+            result: dict[str, Any] = json.loads(line[6:])["result"]
+            return result
+    raise RuntimeError(body[:200])
+
+
+def _phase(body: bytes) -> str:
+    return str(_result(body)["structuredContent"]["phase"])
+
+
+def _timed_posts(url: str, body: Callable[[int], bytes], calls: int) -> list[float]:
+    times = []
+    with httpx.Client(headers=HEADERS, timeout=30) as http:
+        for number in range(calls + 30):
+            started = time.monotonic()
+            answer = http.post(url, content=body(number))
+            assert not _result(answer.content).get("isError"), answer.content[:300]
+            if number >= 30:
+                times.append(time.monotonic() - started)
+    return times
+
+
+def _timed_stdio(peer: StdioPeer, name: str, arguments: dict[str, str], calls: int) -> list[float]:
+    peer.initialize()
+    times = []
+    for number in range(calls + 30):
+        started = time.monotonic()
+        request_id = peer.call_tool(name, arguments)
+        _answer, arrived = peer.collect([request_id])[request_id]
+        if number >= 30:
+            times.append(arrived - started)
+    return times
+
+
+async def _callers(url: str, prediction_id: str, callers: int, seconds: float) -> list[float]:
+    """``callers`` loops calling as fast as answers come back, for ``seconds``; every call's latency."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=callers, max_keepalive_connections=callers)
+    async with httpx.AsyncClient(headers=HEADERS, timeout=60, limits=limits) as http:
+        deadline = time.monotonic() + seconds
+
+        async def loop(caller: int) -> None:
+            number = caller * 1_000_000
+            while time.monotonic() < deadline:
+                number += 1
+                started = time.monotonic()
+                answer = await http.post(url, content=_call(prediction_id, number))
+                assert _phase(answer.content) == "running"
+                latencies.append(time.monotonic() - started)
+
+        async with anyio.create_task_group() as group:
+            for caller in range(callers):
+                group.start_soon(loop, caller)
+    return latencies
+
+
+def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 100) -> Section:
+    with EmulatorProcess(ws, prediction_seconds=3600) as emulator, redis_server(ws.root) as redis_url:
+        assert redis_url, "redis-server is not installed"
+        submitted = emulator.control.post(
+            "/api/v1/model/generateImage",
+            json={"model": "black-forest-labs/flux-schnell", "prompt": "still running"},
+            headers={"Authorization": f"Bearer {BENCH_KEY}"},
+        )
+        prediction_id = submitted.json()["data"]["id"]
+
+        # Per call, one caller at a time: stdio against HTTP through HAProxy, ours and the bare SDK server's.
+        with StdioPeer(OUR_SERVER, ws.server_env(emulator.url), ws.log("http-stdio")) as peer:
+            stdio_times = _timed_stdio(peer, "check_prediction", {"prediction_id": prediction_id}, calls)
+        with StdioPeer(FLOOR_SERVER, ws.python_env(), ws.log("http-stdio-floor")) as floor:
+            floor_stdio = _timed_stdio(floor, "ping", {}, calls)
+        with replicas(ws, emulator, redis_url, 1) as (url, _pids):
+            http_times = _timed_posts(url, lambda number: _call(prediction_id, number), calls)
+        with floor_over_http(ws) as url:
+            floor_http = _timed_posts(url, lambda number: _tool_call("ping", {}, number), calls)
+
+        # Many callers: throughput and latency at 1, 2 and 3 replicas.
+        scale_rows = []
+        throughput: dict[int, float] = {}
+        rss: list[float] = []
+        for count in (1, 2, 3):
+            with replicas(ws, emulator, redis_url, count) as (url, pids):
+                anyio.run(_callers, url, prediction_id, 10, 1.0)  # warm-up: imports, connections, catalogue
+                before = [cpu_seconds(pid) for pid in pids], cpu_seconds(emulator.pid), time.process_time()
+                latencies = anyio.run(_callers, url, prediction_id, crowd, seconds)
+                servers = sum(cpu_seconds(pid) for pid in pids) - sum(before[0])
+                upstream = cpu_seconds(emulator.pid) - before[1]
+                callers = time.process_time() - before[2]
+                throughput[count] = len(latencies) / seconds
+                if count == 3:
+                    rss = [memory_mib(pid, "VmHWM") for pid in pids]
+            scale_rows.append(
+                (
+                    f"{count} replica{'s' if count > 1 else ''}",
+                    f"{throughput[count]:.0f}",
+                    f"{throughput[count] / throughput[1]:.2f}×",
+                    ms(percentile(latencies, 50), 1),
+                    ms(percentile(latencies, 95), 1),
+                    f"{servers / seconds:.2f} / {upstream / seconds:.2f} / {callers / seconds:.2f}",
+                )
+            )
+    ratio = median(http_times) / median(stdio_times)
+    floor_ratio = median(floor_http) / median(floor_stdio)
+    ours_http = median(http_times) - median(floor_http)
+    ours_stdio = median(stdio_times) - median(floor_stdio)
+    return Section(
+        title="9. Streamable HTTP: per call, and scaled out behind HAProxy",
+        tables=[
+            Table(
+                ("path", "stdio p50", "HTTP p50 (through HAProxy)", "HTTP / stdio"),
+                [
+                    (
+                        "floor: `ping` on the bare MCPServer (the SDK's own round trip)",
+                        ms(median(floor_stdio), 2),
+                        ms(median(floor_http), 2),
+                        f"{floor_ratio:.2f}×",
+                    ),
+                    (
+                        "`check_prediction` on our server (one GET to the emulator)",
+                        ms(median(stdio_times), 2),
+                        ms(median(http_times), 2),
+                        f"{ratio:.2f}×",
+                    ),
+                    ("**ours minus the floor**", ms(ours_stdio, 2), ms(ours_http, 2), f"{ours_http / ours_stdio:.2f}×"),
+                ],
+                caption=f"{calls} calls each, one at a time, raw JSON-RPC, the emulator in its own process.",
+            ),
+            Table(
+                (
+                    "replicas",
+                    "calls/s",
+                    "against 1 replica",
+                    "latency p50",
+                    "latency p95",
+                    "cores busy: replicas / emulator / callers",
+                ),
+                scale_rows,
+                caption=(
+                    f"{crowd} concurrent callers for {seconds:g} s each (raw JSON-RPC over keep-alive connections), "
+                    "HAProxy round robin, one redis-server. The replicas, HAProxy, the emulator and the callers "
+                    "share the cores listed at the top; the last column says who used them. Where the callers and "
+                    "the emulator already take most of the machine, more replicas cannot add calls/s: that "
+                    "figure needs a machine with cores to spare, or callers elsewhere."
+                ),
+            ),
+            Table(
+                ("replica", "peak RSS"),
+                [(f"r{number}", f"{value:.0f} MiB") for number, value in enumerate(rss)],
+                caption="Peak resident memory of each of the 3 replicas after the run.",
+            ),
+        ],
+        notes=[
+            "Over HTTP a call also pays TCP through the proxy, the HTTP parse, the bearer check and an SSE frame; "
+            "stdio pays a pipe. Both are small next to Atlas's own round trip over the internet.",
+        ],
+        targets=[
+            Target(
+                "our code's share of a call, over HTTP against over stdio (each minus the SDK floor), p50",
+                f"{ours_http / ours_stdio:.2f}× ({ms(ours_http, 2)} against {ms(ours_stdio, 2)})",
+                f"≤ {TARGET_RATIO:g}×",
+                ours_http / ours_stdio <= TARGET_RATIO,
+            )
+        ],
+    )
