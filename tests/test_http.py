@@ -3,6 +3,8 @@ both protocol eras, with each caller's key kept to that caller's requests."""
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import subprocess
 import time
@@ -17,6 +19,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from PIL import Image
 
 from atlas_mcp.emulator import Emulator
 
@@ -134,10 +137,33 @@ async def test_a_generation_over_http_uses_the_callers_key_and_reports_progress(
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_upload_media_over_http_reads_no_local_path(served: str, era: str) -> None:
+async def test_upload_media_over_http_takes_the_file_itself_never_a_local_path(
+    served: str, emulator: Emulator, era: str
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (16, 16), "teal").save(picture, "PNG")
+    encoded = base64.b64encode(picture.getvalue()).decode()
     async with connect(served, KEYS[0], era) as client:
-        result = await client.call_tool("upload_media", {"path": "/etc/hostname"})
-    expect_error("upload_media", result, "runs remotely", "no path was read")
+        refused = await client.call_tool("upload_media", {"path": "/etc/hostname"})
+        expect_error("upload_media", refused, "runs remotely", "no path was read", "data")
+        sent = await client.call_tool("upload_media", {"data": f"data:image/png;base64,{encoded}", "filename": "t.jpg"})
+        assert not sent.is_error, text_of(sent)
+        uploaded = sent.structured_content
+        assert uploaded is not None and uploaded["filename"] == "t.png" and uploaded["content_type"] == "image/png"
+        # Re-hosting a file by URL (here the emulator's own, standing in for a public https one).
+        again = await client.call_tool("upload_media", {"url": uploaded["url"]})
+        assert not again.is_error and again.structured_content is not None, text_of(again)
+        assert again.structured_content["size_bytes"] == len(picture.getvalue())
+        for arguments, phrase in (
+            ({"data": "not base64 at all!"}, "not valid base64"),
+            ({"data": base64.b64encode(b"MZ\x90\x00 an exe").decode()}, "not a recognised image"),
+            ({"url": "http://example.com/a.png"}, "must be https"),
+            ({"url": "https://127.0.0.1/a.png"}, "could not be fetched"),
+            ({"data": encoded, "url": "https://example.com/a.png"}, "exactly one of path, data or url"),
+        ):
+            expect_error("upload_media", await client.call_tool("upload_media", arguments), phrase)
+    uploads = [r for r in emulator.state.requests if r.method == "POST" and "upload" in r.path]
+    assert len(uploads) == 2 and all(r.headers.get("authorization") == f"Bearer {KEYS[0]}" for r in uploads)
 
 
 async def test_concurrent_callers_with_different_keys_never_mix(

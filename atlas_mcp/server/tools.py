@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: the tool signatures are evaluate
 registration, and their defaults and descriptions come from the settings in scope.
 """
 
+import io
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +39,6 @@ from atlas_mcp.server.generation import (
     open_gate,
     run,
 )
-from atlas_mcp.server.http import caller_token
 from atlas_mcp.server.listing import (
     HistoryResult,
     ModelInfoResult,
@@ -128,6 +128,10 @@ def _state(ctx: Context) -> AppState:
     """The server's state as this call sees it: over HTTP, acting with the caller's key (or token)."""
     state = ctx.request_context.lifespan_context
     assert isinstance(state, AppState)
+    if not state.remote:
+        return state
+    from atlas_mcp.server.http import caller_token  # loaded only by a server that serves HTTP
+
     bearer = caller_token()
     return state.for_caller(bearer) if bearer is not None else state
 
@@ -514,9 +518,10 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     @server.tool(
         title="Upload media",
         description=(
-            "Upload a local image, video or audio file to Atlas Cloud and get a URL that models take as input "
-            "(e.g. generate_image's `image`). Free. Only files inside the allowed folders "
-            "(ATLASCLOUD_UPLOAD_ROOTS, or the client's workspace roots) can be sent; hidden files, folders and "
+            "Upload an image, video or audio file to Atlas Cloud and get a URL that models take as input "
+            "(e.g. generate_image's `image`). Free. Give one of: path (a local file inside the allowed folders, "
+            "ATLASCLOUD_UPLOAD_ROOTS or the client's workspace roots; not over HTTP), data (the file as base64 or "
+            "a data: URI, with filename), or url (a public https file to re-host). Hidden files, folders and "
             "non-media files are refused."
         ),
         annotations=ToolAnnotations(
@@ -524,15 +529,53 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         ),
     )
     async def upload_media(
-        path: Annotated[str, Field(min_length=1, max_length=4096, description="Path of the local file.")],
         ctx: Context,
+        path: Annotated[str | None, Field(min_length=1, max_length=4096, description="Path of a local file.")] = None,
+        data: Annotated[
+            str | None,
+            Field(min_length=1, description="The file itself: base64, or a data: URI (data:image/png;base64,...)."),
+        ] = None,
+        filename: Annotated[
+            str | None, Field(max_length=255, description="A name for data (the extension follows the content).")
+        ] = None,
+        url: Annotated[
+            str | None,
+            Field(max_length=4096, description="A public https file to re-host at Atlas."),
+        ] = None,
         client_roots: Annotated[ListRootsResult | _AnyRoots | None, Resolve(_client_roots)] = None,
     ) -> Annotated[CallToolResult, UploadResult]:
         state = _state(ctx)
+        given = [name for name, value in (("path", path), ("data", data), ("url", url)) if value is not None]
+        if len(given) != 1:
+            raise ToolError("Give exactly one of path, data or url" + (f" (got {', '.join(given)})." if given else "."))
+        if data is not None or url is not None:
+            from atlas_mcp.server.sources import decode_data, fetch_url, judged, url_name
+
+            with _as_tool_errors():
+                cap = state.settings.max_upload_bytes
+                if data is not None:
+                    received = await judged(decode_data(data, max_bytes=cap), filename, "upload")
+                else:
+                    assert url is not None
+                    fetched = await fetch_url(state.atlas, url, max_bytes=cap, origin=state.settings.base_url)
+                    received = await judged(fetched, filename, url_name(url))
+                if len(received.data) > cap:
+                    raise InputError(f"Not uploaded: the file is over the upload cap of {cap // (1024 * 1024)} MiB.")
+                uploaded = await state.atlas.upload(
+                    io.BytesIO(received.data),
+                    filename=received.filename,
+                    content_type=received.media.mime,
+                    size=len(received.data),
+                )
+                logger.info("uploaded %s (%d bytes, sent %s)", received.filename, len(received.data), given[0])
+                return upload_result(
+                    uploaded, filename=received.filename, content_type=received.media.mime, size=len(received.data)
+                )
+        assert path is not None
         if state.remote:
             raise ToolError(
                 "This server runs remotely (over HTTP), so it cannot read files on your machine and no path was read. "
-                "Put the file somewhere public and pass its https URL as the model input (e.g. generate_image's image)."
+                "Send the file itself as data (base64 or a data: URI, with filename), or a public https url."
             )
         roots = list(state.settings.upload_roots) or root_paths(
             [str(root.uri) for root in (client_roots.roots if client_roots is not None else [])]
