@@ -340,42 +340,35 @@ async def _buy_and_finish(
         submit=submit,
         waiting=waiting,
     )
+    earlier = purchase.repeat_of
     if prediction is None:
-        earlier = purchase.repeat_of
         assert earlier is not None
         assert earlier.prediction_id is not None
-        logger.info("identical request: answering with prediction %s instead of paying again", earlier.prediction_id)
-        with naming_the_prediction(earlier.prediction_id):
-            found = await wait_for(
-                ctx, state, await state.atlas.get_prediction(earlier.prediction_id), limit=limit, started=started
-            )
-            if found.phase == "failed":  # not billed, so the same request may be tried again: say so
+        prediction_id = earlier.prediction_id
+        logger.info("identical request: answering with prediction %s instead of paying again", prediction_id)
+    else:
+        prediction_id = prediction.id
+        logger.info("submitted prediction %s (%s)", prediction_id, prepared.model)
+    with naming_the_prediction(prediction_id):
+        if prediction is None:
+            assert earlier is not None
+            found = await state.atlas.get_prediction(prediction_id)
+            prediction = await wait_for(ctx, state, found, limit=limit, started=started)
+            if prediction.phase == "failed":  # not billed, so the same request may be tried again: say so
                 await guard.forget_failed(purchase)
                 raise PredictionFailedError(
-                    f"An identical request was sent {time.time() - earlier.at:.0f} s ago as prediction {found.id}, "
-                    f"and it {found.status}: {found.error or 'Atlas gave no reason'}. It was not billed, and this call "
-                    "sent nothing. Call again to send it afresh, or change the prompt or parameters first.",
-                    prediction=found,
+                    f"An identical request was sent {time.time() - earlier.at:.0f} s ago as prediction "
+                    f"{prediction.id}, and it {prediction.status}: {prediction.error or 'Atlas gave no reason'}. It "
+                    "was not billed, and this call sent nothing. Call again to send it afresh, or change the prompt "
+                    "or parameters first.",
+                    prediction=prediction,
                 )
-            return await finish(
-                ctx,
-                state,
-                found,
-                limit=0,
-                started=started,
-                not_used=prepared.not_used,
-                previews=prepared.kind == "image",
-                quote=gate.quote,
-                reused_after=time.time() - earlier.at,
-                spend=await guard.report(gate.payer),
-            )
-    logger.info("submitted prediction %s (%s)", prediction.id, prepared.model)
-    with naming_the_prediction(prediction.id):
-        try:
-            prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await guard.settle(purchase, prediction)
+        else:
+            try:
+                prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await guard.settle(purchase, prediction)
         return await finish(
             ctx,
             state,
@@ -385,6 +378,7 @@ async def _buy_and_finish(
             not_used=prepared.not_used,
             previews=prepared.kind == "image",
             quote=gate.quote,
+            reused_after=time.time() - earlier.at if earlier is not None else None,
             spend=await guard.report(gate.payer),
         )
 
