@@ -101,6 +101,13 @@ async def test_generate_image_waits_with_progress_and_returns_everything(emulato
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
     submitted = [r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]
     assert len(submitted) == 1
+    # Every message after the submit names the job, in a few human words.
+    messages = [message or "" for _, message in progress]
+    assert messages[0].startswith("Submitting to black-forest-labs/flux-schnell")
+    named = f"Prediction {structured['prediction_id']}: "
+    assert all(message.startswith(named) for message in messages[1:]), messages
+    assert messages[1] == f"{named}submitted (created)" and messages[-1] == f"{named}fetching 1 output"
+    assert any(message[len(named) :].startswith(("running ", "queued")) for message in messages), messages
 
 
 @pytest.mark.parametrize("num_images", [1, 4])

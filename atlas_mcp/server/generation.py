@@ -346,10 +346,15 @@ async def _buy_and_finish(
         assert earlier.prediction_id is not None
         prediction_id = earlier.prediction_id
         logger.info("identical request: answering with prediction %s instead of paying again", prediction_id)
+        said = f"an identical request sent {time.time() - earlier.at:.0f} s ago; answering with it, not paying again"
     else:
         prediction_id = prediction.id
         logger.info("submitted prediction %s (%s)", prediction_id, prepared.model)
+        said = f"submitted ({prediction.status})"
     with naming_the_prediction(prediction_id):
+        # From here every message names the job: a call that is cancelled or times out still leaves the id with the
+        # assistant, who can fetch the result (check_prediction) instead of paying for it again.
+        await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction_id}: {said}")
         if prediction is None:
             assert earlier is not None
             found = await state.atlas.get_prediction(prediction_id)
@@ -432,8 +437,7 @@ async def wait_for(
 
     async def on_poll(current: Prediction, polls: int) -> None:
         elapsed = time.monotonic() - started
-        status = "submitted, not visible at Atlas yet" if current.status == NOT_VISIBLE_YET else current.status
-        await ctx.report_progress(elapsed, limit or None, f"{status} after {elapsed:.1f} s (poll {polls})")
+        await ctx.report_progress(elapsed, limit or None, f"Prediction {current.id}: {_phrase(current, elapsed)}")
 
     if prediction.done or limit <= 0:
         return prediction
@@ -441,6 +445,18 @@ async def wait_for(
         return await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
     except PredictionTimeoutError as exc:
         return exc.prediction
+
+
+_WAITING_WORDS = frozenset({"created", "queued", "starting", "pending", "submitted"})
+
+
+def _phrase(prediction: Prediction, elapsed: float) -> str:
+    """The state in a few human words: "queued", "running 12 s", "not visible at Atlas yet"."""
+    if prediction.status == NOT_VISIBLE_YET:
+        return "submitted, not visible at Atlas yet"
+    if prediction.status.lower() in _WAITING_WORDS:
+        return f"queued ({prediction.status}), {elapsed:.0f} s"
+    return f"running {elapsed:.0f} s" if prediction.phase == "running" else prediction.status
 
 
 async def finish(
@@ -474,7 +490,9 @@ async def finish(
         if previews is None:  # only a finished prediction has outputs whose kind matters
             entry = await state.catalog.entry(prediction.model) if prediction.model else None
             previews = entry is None or (entry.type or "Image").lower() == "image"
-        await ctx.report_progress(time.monotonic() - started, limit or None, "Fetching the outputs")
+        count = len(prediction.outputs)
+        fetching = f"fetching {count} output{'s' if count != 1 else ''}"
+        await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction.id}: {fetching}")
     return await generation_result(
         prediction,
         atlas=state.atlas,
