@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult, ImageContent, ListRootsResult, Root, TextContent
+from mcp_types import CallToolResult, ImageContent, ListRootsResult, ResourceLink, Root, TextContent
 from PIL import Image
 
 from atlas_mcp.atlas import AtlasClient, HistoryItem
@@ -97,6 +97,11 @@ async def test_generate_image_waits_with_progress_and_returns_everything(emulato
     assert saved.read_bytes().startswith(PNG)
     [preview] = images_of(result)
     assert Image.open(io.BytesIO(base64.b64decode(preview.data))).size == (768, 512)
+    # The full-size file is also a resource link: its URL, its type as judged from its bytes, its size.
+    [link] = [block for block in result.content if isinstance(block, ResourceLink)]
+    assert str(link.uri) == output["url"] and link.mime_type == "image/png" == output["media_type"]
+    assert link.size == output["size_bytes"] == saved.stat().st_size
+    assert link.name == f"{structured['prediction_id']}-1"
     assert len(progress) >= 3
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
     submitted = [r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
-from mcp_types import CallToolResult, ImageContent, TextContent
-from pydantic import BaseModel, Field
+from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
+from pydantic import BaseModel, Field, ValidationError
 
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, UploadedFile
 from atlas_mcp.config import Settings
@@ -62,6 +62,7 @@ class OutputInfo(BaseModel):
     width: int | None = Field(default=None, description="Full-size width in pixels, when known.")
     height: int | None = Field(default=None, description="Full-size height in pixels, when known.")
     size_bytes: int | None = Field(default=None, description="Full-size file size in bytes, when fetched.")
+    media_type: str | None = Field(default=None, description="The file's MIME type, judged from its bytes.")
     note: str | None = Field(default=None, description="Why there is no preview or saved file, when there is not.")
 
 
@@ -202,11 +203,33 @@ async def generation_result(
             "this is that prediction and nothing was paid twice. To pay for a new one anyway, call again with "
             f"repeat=true.\n{text}"
         )
-    content: list[TextContent | ImageContent] = [TextContent(text=text)]
+    content: list[TextContent | ImageContent | ResourceLink] = [TextContent(text=text)]
     for preview in images:
         if preview is not None:
             content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
+    content += _links(prediction.id, outputs)
     return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
+
+
+def _links(prediction_id: str, outputs: Sequence[OutputInfo]) -> list[ResourceLink]:
+    """The full-size outputs as resource links (a few hundred bytes each): the URL at Atlas, else the saved file."""
+    links = []
+    for number, output in enumerate(outputs, start=1):
+        uri = output.url or (Path(output.saved_path).as_uri() if output.saved_path else None)
+        if uri is None:
+            continue
+        try:
+            link = ResourceLink(
+                uri=uri,
+                name=f"{prediction_id}-{number}",
+                title=f"Output {number} of prediction {prediction_id}",
+                mime_type=output.media_type,
+                size=output.size_bytes,
+            )
+        except ValidationError:  # Atlas's URL, not ours: one that is not a URI stays in the text, unlinked
+            continue
+        links.append(link)
+    return links
 
 
 def upload_result(uploaded: UploadedFile, *, filename: str, content_type: str, size: int) -> CallToolResult:
@@ -306,6 +329,7 @@ async def _fetch_output(
             width=probe.width if probe and probe.width else None,
             height=probe.height if probe and probe.height else None,
             size_bytes=len(data),
+            media_type=media.mime if media is not None else None,
             note="; ".join(notes) or None,
         ),
         preview,
