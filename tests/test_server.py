@@ -336,3 +336,23 @@ async def test_no_key_is_a_clear_error(emulator: Emulator, tmp_path: Path) -> No
     async with Client(create_server(settings_for(emulator, tmp_path, api_key=None))) as client:
         result = await client.call_tool("generate_image", {"prompt": "x"})
     assert result.is_error and "ATLASCLOUD_API_KEY" in text_of(result)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_the_server_and_every_tool_carry_a_themed_svg_icon(emulator: Emulator, tmp_path: Path, mode: str) -> None:
+    async with Client(create_server(settings_for(emulator, tmp_path)), mode=mode) as client:
+        server_icons = client.server_info.icons or []
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    drawn: dict[str, str] = {}
+    for owner, icons in [("server", server_icons), *((name, tool.icons or []) for name, tool in tools.items())]:
+        assert sorted(icon.theme or "" for icon in icons) == ["dark", "light"], owner
+        for icon in icons:
+            assert icon.mime_type == "image/svg+xml" and icon.sizes == ["any"]
+            assert icon.src.startswith("data:image/svg+xml;base64,")
+            svg = base64.b64decode(icon.src.split(",", 1)[1]).decode()
+            assert svg.startswith("<svg") and "<script" not in svg and len(svg) < 1024
+            drawn[f"{owner}-{icon.theme}"] = svg
+    # One drawing per modality: image, video and audio differ from each other and from the server's.
+    modalities = {drawn[f"{name}-light"] for name in ("generate_image", "generate_video", "generate_audio", "server")}
+    assert len(modalities) == 4
+    assert drawn["generate_image-light"] != drawn["generate_image-dark"]

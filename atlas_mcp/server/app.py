@@ -16,6 +16,7 @@ from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.catalog import ModelCatalog
 from atlas_mcp.server.generation import AppState
+from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.spending import SpendGuard
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
@@ -72,6 +73,7 @@ def create_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         website_url="https://www.atlascloud.ai",
+        icons=SERVER_ICONS,
         lifespan=lifespan,
         log_level=settings.log_level,
         token_verifier=token_verifier,

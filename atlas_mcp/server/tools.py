@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from atlas_mcp.atlas import ModelEntry
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, InputError
+from atlas_mcp.server import icons
 from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.files import open_upload, root_paths
 from atlas_mcp.server.generation import (
@@ -380,6 +381,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Generate image",
+        icons=icons.IMAGE,
         description=(
             f"Generate images from a text prompt with an Atlas Cloud model (default {settings.default_model}, "
             "about $0.003 per image). COSTS MONEY on every call, so do not repeat a call that succeeded or "
@@ -431,6 +433,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Generate video",
+        icons=icons.VIDEO,
         description=(
             "Generate a video with an Atlas Cloud video model (find one with list_models type=Video; "
             "get_model_info shows its parameters and price). COSTS MONEY on every call. Videos usually take "
@@ -462,6 +465,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Generate audio",
+        icons=icons.AUDIO,
         description=(
             "Generate speech or music with an Atlas Cloud audio model (find one with list_models type=Audio; "
             "get_model_info shows its parameters, e.g. voices, and price). COSTS MONEY on every call. Waits up "
@@ -492,6 +496,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Check prediction",
+        icons=icons.SERVER,
         description=(
             "Read a prediction's state by id (free: nothing is generated or paid), optionally waiting for it "
             f"to finish (up to {bound:g} s). Use it with the prediction_id from a generate_* call that returned "
@@ -517,6 +522,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Upload media",
+        icons=icons.SERVER,
         description=(
             "Upload an image, video or audio file to Atlas Cloud and get a URL that models take as input "
             "(e.g. generate_image's `image`). Free. Give one of: path (a local file inside the allowed folders, "
@@ -597,6 +603,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="List models",
+        icons=icons.SERVER,
         description=(
             "List Atlas Cloud models with their type and price (free). Filter by type (Image, Video, Audio, "
             "Text) and a keyword matched against id, name, tags and description. Then call get_model_info."
@@ -629,6 +636,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Get model info",
+        icons=icons.SERVER,
         description=(
             "Show one model's parameters (type, range, allowed values, default, required), its price and unit, "
             "and which tool runs it. Free. Use it before generating with a model you have not used yet."
@@ -642,6 +650,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="List predictions",
+        icons=icons.SERVER,
         description=(
             "The account's recent generations, newest first (free): id, model, status, time, and the first "
             "outputs or the error. Filter by state, model or model_prefix; page through with page."
