@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult, ImageContent, TextContent
+from PIL import Image
 
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
@@ -205,7 +208,11 @@ async def test_a_video_outlives_the_wait_and_check_prediction_finishes_it(emulat
     output = done.structured_content["outputs"][0]
     assert output["url"] in text_of(done)
     assert Path(output["saved_path"]).is_file()
-    assert not [b for b in done.content if isinstance(b, ImageContent)]  # video is linked, not inlined
+    # The video is linked and saved, never inlined; the still Atlas gives with it is the preview (and not saved).
+    [still] = [b for b in done.content if isinstance(b, ImageContent)]
+    picture = Image.open(io.BytesIO(base64.b64decode(still.data)))
+    assert still.mime_type == "image/jpeg" and max(picture.size) <= 320
+    assert [p.name for p in Path(output["saved_path"]).parent.iterdir()] == [Path(output["saved_path"]).name]
 
 
 async def test_audio_is_saved_and_linked(emulator: Emulator, tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ def test_the_output_form_others_call_output_and_files() -> None:
     assert prediction.price == pytest.approx(0.15)
     [video] = prediction.outputs
     assert video.url is not None and video.url.endswith("X-Tos-Signature=4f1cexample")
+    assert prediction.thumbnail is not None and prediction.thumbnail.endswith("/thumb.jpg")  # the video's preview
 
 
 def test_signed_output_urls_are_credentials() -> None:

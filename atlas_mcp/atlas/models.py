@@ -153,6 +153,7 @@ class Prediction(_Wire):
     created_at: str | None = None
     completed_at: str | None = None
     has_nsfw_contents: tuple[bool, ...] = ()
+    thumbnail: str | None = None  # a still for a video (some models give one): its preview
 
     @model_validator(mode="before")
     @classmethod
@@ -182,6 +183,10 @@ class Prediction(_Wire):
         data["error_code"] = str(code).strip() if usable else None
         nsfw = data.get("has_nsfw_contents")
         data["has_nsfw_contents"] = tuple(bool(x) for x in nsfw) if isinstance(nsfw, list) else ()
+        thumbnail = data.get("thumbnail")
+        data["thumbnail"] = (
+            thumbnail if isinstance(thumbnail, str) and thumbnail.startswith(("https://", "http://")) else None
+        )
         if isinstance(data.get("status"), str):
             data["status"] = data["status"].strip().lower()
         for key in ("created_at", "completed_at"):

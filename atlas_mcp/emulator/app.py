@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -34,10 +35,10 @@ from atlas_mcp.emulator import wire
 from atlas_mcp.emulator.catalogue import MODELS, ModelType, catalogue_entry, find_model, schema_document
 from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.fixtures import load
-from atlas_mcp.emulator.images import render_png
+from atlas_mcp.emulator.images import render_picture, render_png
 from atlas_mcp.emulator.media import render_audio, render_video
 from atlas_mcp.emulator.middleware import RecordAndFaultMiddleware
-from atlas_mcp.emulator.predictions import Prediction, PredictionPlan
+from atlas_mcp.emulator.predictions import THUMBNAIL, Prediction, PredictionPlan
 from atlas_mcp.emulator.state import EmulatorState, Upload
 from atlas_mcp.emulator.uploads import UploadError, safe_filename, store_upload
 from atlas_mcp.emulator.validation import InvalidRequest, parse_submission
@@ -76,6 +77,23 @@ def _render_output(prediction: Prediction, index: int) -> bytes:
         height=submission.height,
         model=model.id,
     )
+
+
+def _render_thumbnail(prediction: Prediction) -> bytes:
+    """A video's still: its first frame's picture, small, as JPEG."""
+    submission = prediction.submission
+    scale = min(1.0, 320 / max(submission.width, submission.height))
+    picture = render_picture(
+        prompt=submission.params["prompt"],
+        seed=prediction.seed,
+        index=0,
+        width=max(round(submission.width * scale), 16),
+        height=max(round(submission.height * scale), 16),
+        model=submission.model.id,
+    )
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -362,6 +380,9 @@ class _Endpoints:
         name: str = request.path_params["name"]
         match = _OUTPUT_NAME.fullmatch(name)
         prediction = self.state.get_prediction(prediction_id) if _HEX_ID.fullmatch(prediction_id) else None
+        if name == THUMBNAIL and prediction is not None and prediction.submission.model.type == "Video":
+            still = await to_thread.run_sync(_render_thumbnail, prediction)
+            return Response(still, media_type="image/jpeg")
         if (
             prediction is None
             or match is None

@@ -19,6 +19,7 @@ from atlas_mcp.emulator.validation import Submission
 
 FINAL_STATUSES = ("completed", "succeeded", "success")
 OUTPUTS_KEYS = ("outputs", "output")
+THUMBNAIL = "thumb.jpg"  # a video's still, served next to its outputs
 
 # Share of the run spent in the first running word ("created", "queued") before the others, like a queue wait.
 _FIRST_SHARE = 0.1
@@ -155,4 +156,6 @@ class Prediction:
             outputs = [origin + self.output_path(i) for i in range(count)]
         data[self.plan.outputs_key] = outputs
         data["has_nsfw_contents"] = [False] * len(data[self.plan.outputs_key])
+        if self.submission.model.type == "Video":  # as answers/prediction.completed.other-fields.json
+            data["thumbnail"] = f"{origin}/emulator-storage/outputs/{self.id}/{THUMBNAIL}"
         return data

@@ -176,6 +176,8 @@ async def generation_result(
                 group.start_soon(fetch, index, output)
         outputs = [info for info, _ in fetched]
         images = [preview for _, preview in fetched]
+        if not previews and prediction.thumbnail and settings.preview_budget_kb > 0:
+            images.append(await _thumbnail(prediction, atlas, settings, budget or DecodeBudget()))
     else:
         outputs = [_plain_info(output) for output in prediction.outputs]
 
@@ -209,6 +211,28 @@ async def generation_result(
             content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
     content += _links(prediction.id, outputs)
     return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
+
+
+async def _thumbnail(
+    prediction: Prediction, atlas: AtlasClient, settings: Settings, budget: DecodeBudget
+) -> Preview | None:
+    """A video's still, when Atlas gives one, as its inline preview (never saved: the video is the output)."""
+    assert prediction.thumbnail is not None
+    unsaved = settings.model_copy(update={"output_dir": None})
+    try:
+        _info, preview = await _fetch_output(
+            prediction.id,
+            -1,
+            Output(url=prediction.thumbnail),
+            atlas,
+            unsaved,
+            settings.preview_budget_kb * 1024,
+            budget,
+        )
+    except Exception:  # a broken still costs the preview, never the result
+        logger.warning("no preview from the thumbnail of %s", prediction.id, exc_info=True)
+        return None
+    return preview
 
 
 def _links(prediction_id: str, outputs: Sequence[OutputInfo]) -> list[ResourceLink]:
