@@ -103,7 +103,10 @@ def _serve() -> int:
     _log_to_stderr(settings.log_level)
     log = logging.getLogger("atlas_mcp")
     if settings.api_key is None:
-        log.warning("ATLASCLOUD_API_KEY is not set: generate_image and upload_media will fail until it is.")
+        log.warning(
+            "ATLASCLOUD_API_KEY is not set: every tool except list_models, get_model_info and dry runs will "
+            "fail until it is (add it to the env block of your MCP client's config)."
+        )
     log.info("serving MCP over stdio against %s", settings.base_url)
 
     _stop_on_signals()
@@ -159,6 +162,8 @@ def _log_to_stderr(level: str) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(UrlQueryFilter())  # signed output URLs carry their credential in the query
+    if level != "DEBUG":  # httpx logs every request, five polls a second: our own lines say what matters
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

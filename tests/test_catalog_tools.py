@@ -77,6 +77,9 @@ async def test_get_model_info_shows_parameters_price_and_tool(emulator: Emulator
     assert parameters["size"]["default"] == "1024*1024"
     assert (parameters["num_images"]["minimum"], parameters["num_images"]["maximum"]) == (1, 4)
     assert list(parameters)[:4] == ["prompt", "size", "num_images", "seed"]  # x-order-properties respected
+    text = text_of(result)  # ranges as the schema writes them, and no "default None"
+    assert "- num_images (integer; default 1; range 1–4)" in text and "range -1–2147483647" in text
+    assert "default None" not in text and "1.0–4.0" not in text
     unknown = await call(emulator, tmp_path, "get_model_info", {"model": "nobody/nothing"})
     assert unknown.is_error and "list_models" in text_of(unknown)
 

@@ -147,11 +147,17 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
     lines.append(f"Run it with {result.tool}." if result.tool else "This server does not run models of this type.")
     lines.append("Parameters:")
     for p in parameters:
-        facts = [p.type, "required" if p.required else f"default {p.default!r}"]
+        facts = [p.type]
+        if p.required:
+            facts.append("required")
+        elif p.default is not None:
+            facts.append(f"default {p.default!r}")
         if p.enum:
             facts.append("one of " + ", ".join(map(repr, p.enum)))
         if p.minimum is not None or p.maximum is not None:
-            facts.append(f"range {p.minimum}–{p.maximum}")
+            low = "…" if p.minimum is None else _shown(p.minimum)
+            high = "…" if p.maximum is None else _shown(p.maximum)
+            facts.append(f"range {low}–{high}")
         if p.accepts:
             facts.append(f"a URL of {p.accepts}" + (f" up to {p.max_size_mb:g} MB" if p.max_size_mb else ""))
         lines.append(f"- {p.name} ({'; '.join(facts)}): {p.description or ''}".rstrip(": "))
@@ -159,6 +165,11 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
         "The server sets model itself, and does the waiting: enable_sync_mode and enable_base64_output are not taken."
     )
     return _result("\n".join(lines), result)
+
+
+def _shown(number: float) -> str:
+    """1 for 1.0, 2147483647 for 2147483647.0, 0.8 for 0.8: a bound as the schema wrote it."""
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def _number(value: Any) -> float | None:
