@@ -25,6 +25,11 @@ POLL = "/api/v1/model/prediction/"
 PROMPT_EXIT_SECONDS = 3.0
 
 
+def _polled(message: str) -> bool:
+    """A progress message from a poll ("Prediction <id>: queued (created), 3 s" or "…: running 12 s")."""
+    return message.startswith("Prediction ") and (": queued" in message or ": running" in message)
+
+
 class RawServer:
     """The console script over raw pipes: we write JSON-RPC lines and read them back ourselves."""
 
@@ -74,7 +79,7 @@ class RawServer:
         self.send("notifications/initialized")
         call = {"name": "generate_image", "arguments": {"prompt": "slow"}, "_meta": {"progressToken": "p"}}
         self.send("tools/call", call, 2)
-        self.read_until(lambda m: m.get("method") == "notifications/progress" and "poll" in m["params"]["message"])
+        self.read_until(lambda m: m.get("method") == "notifications/progress" and _polled(m["params"]["message"]))
 
     def wait_for_exit(self) -> tuple[int, float]:
         """Drain stdout until the process ends (every line must be JSON-RPC); return its status and how long."""

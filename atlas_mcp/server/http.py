@@ -194,6 +194,15 @@ def serve_http(settings: Settings, options: HttpOptions) -> None:
         )
     logger.info("serving MCP over Streamable HTTP at %s (%s); probes at /healthz and /readyz", options.url, mode)
     config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_config=None, access_log=False, lifespan="on", proxy_headers=True
+        app,
+        host=options.host,
+        port=options.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=True,
+        # Longer than a load balancer keeps an idle connection to us: a proxy that reuses one we had just closed
+        # would drop a request it cannot retry (a POST), and its caller would see the connection cut.
+        timeout_keep_alive=75,
     )
     uvicorn.Server(config).run()
