@@ -204,6 +204,11 @@ class Gate:
         return self.quote.price_usd if self.quote is not None else None
 
     @property
+    def price_text(self) -> str:
+        """The price as the user is told it: Atlas's quote, the catalogue estimate, or that there is none."""
+        return self.quote.text() if self.quote is not None else "an unknown price (Atlas lists none)"
+
+    @property
     def reuses(self) -> bool:
         """An identical generation was sent already: this call will be answered with it, at no cost."""
         return self.earlier is not None and self.earlier.state == "sent"
@@ -280,7 +285,7 @@ def can_elicit(ctx: Context) -> bool:
 
 
 def _question(state: AppState, gate: Gate) -> str:
-    price = gate.quote.text() if gate.quote is not None else "an unknown price (Atlas lists none)"
+    price = gate.price_text
     threshold = state.settings.confirm_above_usd
     why = (
         "You asked to confirm every generation"
@@ -510,7 +515,7 @@ async def finish(
 def _not_sent(gate: Gate, action: str) -> CallToolResult:
     """The user said no (or closed the question): nothing was sent, and the result says so plainly."""
     said = "declined" if action == "decline" else "cancelled the question"
-    price = gate.quote.text() if gate.quote is not None else "an unknown price"
+    price = gate.price_text
     text = (
         f"Not sent: the user {said} when asked to pay {price} for {gate.prepared.count()} with "
         f"{gate.prepared.model}. Nothing was spent. Ask the user what they would like instead; do not call again "
@@ -532,7 +537,7 @@ async def _confirmation_needed(state: AppState, gate: Gate, reason: str | None) 
     """For a client that cannot ask the user: an error that holds the price and a one-use token for it."""
     assert gate.payer is not None
     token = await state.spend.issue_token(gate.payer, gate.prepared.body, gate.price)
-    price = gate.quote.text() if gate.quote is not None else "an unknown price (Atlas lists none for it)"
+    price = gate.price_text
     threshold = state.settings.confirm_above_usd
     rule = (
         "every generation needs the user's go-ahead"
