@@ -67,8 +67,9 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
   exact request and its price without sending it.
 - list_models and get_model_info find models and their parameters; generate_video and generate_audio
   run those kinds (they usually outlive one call: finish them with check_prediction).
-- upload_media turns a local file (inside the allowed folders) into a URL for a model input, such as
-  generate_image's `image` (image-to-image, with `strength`). list_predictions shows recent jobs.
+- upload_media turns a local file (inside the allowed folders), the file itself as base64 (data), or a
+  public https url into a URL for a model input, such as generate_image's `image` (image-to-image, with
+  `strength`). Over HTTP the server cannot read your disk: use data or url. list_predictions shows recent jobs.
 - Money: a generation priced above the user's threshold asks the user first. If your client cannot ask,
   the result is an error with the price and a confirm token: show the user the price, and only if they
   agree call again with the same arguments plus confirm. An identical call within a few minutes returns
