@@ -21,7 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
-from atlas_mcp.emulator import Emulator
+from atlas_mcp.emulator import Emulator, Fault
 
 from .conftest import free_port
 from .harness import CONSOLE_SCRIPT, expect_done, expect_error, server_env, text_of
@@ -88,6 +88,17 @@ def test_probes_answer_without_a_token(served: str) -> None:
     assert httpx.get(f"{served}/healthz").text == "ok\n"
     ready = httpx.get(f"{served}/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True}
+
+
+def test_readiness_says_which_part_is_not_ready_and_never_hangs(served: str, emulator: Emulator) -> None:
+    emulator.state.add_fault(Fault(path="/api/v1/models", kind="delay", seconds=30, times=None))
+    started = time.monotonic()
+    answer = httpx.get(f"{served}/readyz", timeout=20)
+    assert time.monotonic() - started < 10
+    assert answer.status_code == 503
+    assert answer.json() == {"ready": False, "why": {"atlas": "did not answer within 5 s"}}
+    emulator.state.clear_faults()
+    assert httpx.get(f"{served}/readyz", timeout=20).json() == {"ready": True}
 
 
 def test_a_request_without_a_key_gets_401_with_the_resource_metadata(served: str) -> None:

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
@@ -48,6 +49,7 @@ __all__ = ["HttpOptions", "caller_token", "create_http_app", "serve_http"]
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+READY_WAIT_SECONDS = 5.0  # each part of /readyz: under the probes' own timeouts (deploy/k8s: 6 s)
 
 
 @dataclass(frozen=True)
@@ -152,14 +154,14 @@ def create_http_app(
             return JSONResponse({"ready": False, "why": "starting"}, status_code=503)
         state = holder[-1]
         problems = {}
-        try:
-            await state.catalog.models()
-        except AtlasMCPError as exc:
-            problems["atlas"] = str(exc)
-        try:
-            await state.spend.store.check()
-        except AtlasMCPError as exc:
-            problems["state"] = str(exc)
+        for part, check in (("atlas", state.catalog.models), ("state", state.spend.store.check)):
+            try:
+                with anyio.fail_after(READY_WAIT_SECONDS):  # a probe that hangs is no answer at all
+                    await check()
+            except TimeoutError:
+                problems[part] = f"did not answer within {READY_WAIT_SECONDS:g} s"
+            except AtlasMCPError as exc:
+                problems[part] = str(exc)
         if problems:
             return JSONResponse({"ready": False, "why": problems}, status_code=503)
         return JSONResponse({"ready": True})
