@@ -15,6 +15,7 @@ from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.catalog import ModelCatalog
+from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.previews import DecodeBudget
@@ -79,6 +80,7 @@ def create_server(
         token_verifier=token_verifier,
         auth=auth,
         request_state_security=request_state_security,
+        extensions=[gallery_apps(settings)],
     )
     register_tools(server, settings)
     return server

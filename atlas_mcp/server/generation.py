@@ -16,9 +16,9 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -185,6 +185,7 @@ class GenerationCall:
     skip_validation: bool = False
     confirm: str | None = None
     repeat: bool = False
+    arguments: Mapping[str, Any] = field(default_factory=dict)  # the tool's own, for the gallery's buttons
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from atlas_mcp.server.previews import DecodeBudget, Preview, make_preview, probe
 from atlas_mcp.server.spending import SpendReport
 
 __all__ = [
+    "GalleryView",
     "GenerationResult",
     "OutputInfo",
     "PriceQuote",
@@ -89,6 +90,15 @@ class PriceQuote(BaseModel):
         return f"about ${self.price_usd:.4g} (estimated from the catalogue price)"
 
 
+class GalleryView(BaseModel):
+    """What only the gallery needs (sent only to clients that render it): how to ask for the same again."""
+
+    tool: str = Field(description="The tool that made this generation.")
+    arguments: dict[str, Any] = Field(description="Its arguments, for Vary (a new seed) and Use as input.")
+    seed: int | None = Field(default=None, description="The seed sent; None when Atlas picked one at random.")
+    kind: Literal["image", "video", "audio"] = Field(description="What the model makes.")
+
+
 class GenerationResult(BaseModel):
     """A prediction as this server reports it, whatever state it is in (or the request a dry run would send)."""
 
@@ -121,6 +131,11 @@ class GenerationResult(BaseModel):
         default=None, description="For status confirmation_required: pass it back as confirm once the user agreed."
     )
     spend: SpendReport | None = Field(default=None, description="Spending in the last 24 h, and the budget left.")
+    view: GalleryView | None = Field(
+        default=None,
+        exclude=True,  # present only where the gallery renders the result: see atlas_mcp.server.gallery
+        description="For clients that show the gallery: what its buttons need to call the tools again.",
+    )
 
 
 class UploadResult(BaseModel):

@@ -26,6 +26,7 @@ from atlas_mcp.errors import AtlasMCPError, InputError
 from atlas_mcp.server import icons
 from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.files import open_upload, root_paths
+from atlas_mcp.server.gallery import TOOL_META, with_view
 from atlas_mcp.server.generation import (
     AppState,
     BuildParams,
@@ -78,6 +79,10 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
 Ask the user before running many paid generations."""
 
 _GENERATING = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+# Claude Code moves a text-only result over 50,000 characters out of the conversation into a file, unless the
+# tool raises its cap. A page of 200 models, 50 predictions with their signed URLs, or a schema with hundreds of
+# voices can pass that honestly; 100,000 characters is about its 25,000-token limit for any one result.
+LONG_RESULT: dict[str, Any] = {"anthropic/maxResultSizeChars": 100_000}
 _READING = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
 ModelId = Annotated[str, Field(max_length=200, pattern=MODEL_ID, description="Atlas model id (see list_models).")]
@@ -314,7 +319,8 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     ) -> CallToolResult:
         """What every generating tool's body does, once its resolvers have gated and confirmed the call."""
         with _as_tool_errors():
-            return await run(ctx, _state(ctx), gate, decision, limit=wait_limit(wait, max_wait_seconds))
+            result = await run(ctx, _state(ctx), gate, decision, limit=wait_limit(wait, max_wait_seconds))
+        return with_view(ctx, result, gate.call, gate.prepared)
 
     async def image_call(
         prompt: str,
@@ -347,8 +353,11 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             guidance_scale=guidance_scale,
             params=dict(params or {}),
         )
+        arguments: dict[str, Any] = {"prompt": prompt, "model": model, "width": width, "height": height, "size": size}
+        arguments |= {"num_images": num_images, "seed": seed, "image": image, "strength": strength, "steps": steps}
+        arguments |= {"guidance_scale": guidance_scale, "params": params}
         return GenerationCall(
-            "generate_image", "image", model, request.to_params, dry_run, skip_validation, confirm, repeat
+            "generate_image", "image", model, request.to_params, dry_run, skip_validation, confirm, repeat, arguments
         )
 
     async def video_call(
@@ -362,7 +371,10 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         repeat: bool,
     ) -> GenerationCall:
         build = _media_params([(("prompt",), prompt), (("image", "image_url"), image)], params)
-        return GenerationCall("generate_video", "video", model, build, dry_run, skip_validation, confirm, repeat)
+        arguments = {"model": model, "prompt": prompt, "image": image, "params": params}
+        return GenerationCall(
+            "generate_video", "video", model, build, dry_run, skip_validation, confirm, repeat, arguments
+        )
 
     async def audio_call(
         model: str,
@@ -374,7 +386,10 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         repeat: bool,
     ) -> GenerationCall:
         build = _media_params([(("text", "prompt"), text)], params)
-        return GenerationCall("generate_audio", "audio", model, build, dry_run, skip_validation, confirm, repeat)
+        arguments = {"model": model, "text": text, "params": params}
+        return GenerationCall(
+            "generate_audio", "audio", model, build, dry_run, skip_validation, confirm, repeat, arguments
+        )
 
     image_gate, image_consent = _gated(image_call)
     video_gate, video_consent = _gated(video_call)
@@ -382,6 +397,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Generate image",
+        meta=TOOL_META,
         icons=icons.IMAGE,
         description=(
             f"Generate images from a text prompt with an Atlas Cloud model (default {settings.default_model}, "
@@ -434,6 +450,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Generate video",
+        meta=TOOL_META,
         icons=icons.VIDEO,
         description=(
             "Generate a video with an Atlas Cloud video model (find one with list_models type=Video; "
@@ -466,6 +483,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Generate audio",
+        meta=TOOL_META,
         icons=icons.AUDIO,
         description=(
             "Generate speech or music with an Atlas Cloud audio model (find one with list_models type=Audio; "
@@ -497,6 +515,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Check prediction",
+        meta=TOOL_META,
         icons=icons.SERVER,
         description=(
             "Read a prediction's state by id (free: nothing is generated or paid), optionally waiting for it "
@@ -604,6 +623,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="List models",
+        meta=LONG_RESULT,
         icons=icons.SERVER,
         description=(
             "List Atlas Cloud models with their type and price (free). Filter by type (Image, Video, Audio, "
@@ -637,6 +657,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="Get model info",
+        meta=LONG_RESULT,
         icons=icons.SERVER,
         description=(
             "Show one model's parameters (type, range, allowed values, default, required), its price and unit, "
@@ -651,6 +672,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
 
     @server.tool(
         title="List predictions",
+        meta=LONG_RESULT,
         icons=icons.SERVER,
         description=(
             "The account's recent generations, newest first (free): id, model, status, time, and the first "

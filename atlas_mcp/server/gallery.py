@@ -1,0 +1,123 @@
+"""The gallery and player: an MCP Apps view (``ui://atlascloud/gallery``) for clients that render one.
+
+The generate tools and ``check_prediction`` point to it in their ``_meta``. A client that negotiated MCP Apps
+renders their results in it: images in a grid, video and audio with controls, and buttons that call the tools
+back through the host ("Vary", "Use as input", paying after a confirmation, polling a running prediction).
+Every other client gets exactly the result it always got; only an Apps client's results carry the ``view``
+block, the few facts the buttons need.
+
+The page is one self-contained document (no CDN, no fonts, no fetch) with its own Content-Security-Policy:
+its one script and one style sheet are allowed by hash, and media only from Atlas's output hosts (and the
+emulator's loopback origin, when that is the Atlas we talk to).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping
+from functools import cache
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult
+
+from atlas_mcp.addresses import is_loopback_host
+from atlas_mcp.config import Settings
+from atlas_mcp.server.generation import GenerationCall, Prepared
+from atlas_mcp.server.results import GalleryView
+
+__all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins", "with_view"]
+
+GALLERY_URI = "ui://atlascloud/gallery"
+TOOL_META: dict[str, Any] = {"ui": {"resourceUri": GALLERY_URI}}
+"""What a tool that shows its results in the gallery carries in ``_meta`` (the Apps extension's own shape)."""
+
+# Where Atlas's outputs live: signed links on Aliyun OSS and ByteDance TOS buckets (see the reference), and
+# Atlas's own hosts. Wildcards are as narrow as the providers allow: the bucket is part of the host name.
+OUTPUT_ORIGINS = (
+    "https://*.aliyuncs.com",
+    "https://*.bytepluses.com",
+    "https://*.volces.com",
+    "https://*.atlascloud.ai",
+)
+
+
+def media_origins(settings: Settings) -> list[str]:
+    """The origins the gallery may load media from: Atlas's output hosts, and the emulator when it is our Atlas."""
+    origins = list(OUTPUT_ORIGINS)
+    base = urlsplit(settings.base_url)
+    if base.scheme == "http" and base.hostname is not None and is_loopback_host(base.hostname):
+        origins.append(f"{base.scheme}://{base.netloc}")
+    return origins
+
+
+@cache
+def _template() -> str:
+    return files("atlas_mcp.server").joinpath("gallery.html").read_text(encoding="utf-8")
+
+
+def _hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+def gallery_html(origins: list[str]) -> str:
+    """The page, with a policy that allows exactly its own script and style, and media from ``origins``."""
+    page = _template()
+    script = re.search(r"<script>(.*?)</script>", page, re.S)
+    style = re.search(r"<style>(.*?)</style>", page, re.S)
+    assert script is not None, "gallery.html has one inline script"
+    assert style is not None, "gallery.html has one style sheet"
+    media = " ".join(origins)
+    policy = "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src {_hash(script.group(1))}",
+            f"style-src {_hash(style.group(1))}",
+            f"img-src data: {media}",
+            f"media-src {media}",
+            "connect-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        )
+    )
+    return page.replace("__CSP__", policy, 1)
+
+
+def gallery_apps(settings: Settings) -> Apps:
+    """The Apps extension carrying the gallery resource, with the CSP a host should apply to it."""
+    origins = media_origins(settings)
+    apps = Apps()
+    apps.add_html_resource(
+        GALLERY_URI,
+        gallery_html(origins),
+        name="gallery",
+        title="Atlas Cloud gallery and player",
+        description="Shows generated images, video and audio, with Vary and Use as input buttons.",
+        csp=ResourceCsp(resource_domains=origins),
+        prefers_border=True,
+    )
+    return apps
+
+
+def with_view(ctx: Context, result: CallToolResult, call: GenerationCall, prepared: Prepared | None) -> CallToolResult:
+    """``result`` plus the ``view`` block, for a client that renders the gallery; unchanged for any other."""
+    if result.structured_content is None or not client_supports_apps(ctx):
+        return result
+    seed = prepared.params.get("seed") if prepared is not None else None
+    view = GalleryView(
+        tool=call.tool,
+        arguments=_plain(call.arguments),
+        seed=seed if isinstance(seed, int) and seed >= 0 else None,
+        kind=call.kind,
+    )
+    structured = {**result.structured_content, "view": view.model_dump(mode="json")}
+    return result.model_copy(update={"structured_content": structured})
+
+
+def _plain(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in arguments.items() if value is not None}
