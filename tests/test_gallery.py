@@ -300,3 +300,32 @@ async def test_results_before_the_gallery_existed_are_unchanged_for_plain_client
     structured = expect_done(result)
     assert "view" not in structured
     assert json.dumps(structured).count("gallery") == 0
+
+
+async def test_a_price_that_needs_a_yes_is_paid_only_when_the_user_presses_pay(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    settings = settings_for(emulator, tmp_path, confirm_above_usd=0)  # every price asks
+    async with Client(create_server(settings), extensions=[APPS]) as client:
+        arguments = {"prompt": "a paper boat on a pond"}
+        asked = await client.call_tool("generate_image", arguments)
+        assert asked.is_error and asked.structured_content is not None
+        done = await client.call_tool("generate_image", {**arguments, "confirm": asked.structured_content["confirm"]})
+        expect_done(done)
+        async with gallery_page(client, calls) as page:
+            await page.evaluate("([input, result]) => window.deliver(input, result)", [arguments, wire(done)])
+            view = page.frame_locator("#view")
+            await view.locator("section img").first.wait_for()
+            await view.get_by_role("button", name="Vary").click()
+            pay = view.get_by_role("button", name=re.compile(r"^Pay .*\$0\.003.* and send$"))
+            await pay.wait_for()
+            assert len(calls) == 1  # asked, nothing paid yet
+            submits = len([r for r in emulator.state.requests if r.path.endswith("/generateImage")])
+            await pay.click()
+            await view.locator("section.generation").nth(2).wait_for()
+            await view.locator("section.generation").first.locator("img").first.wait_for()
+    (first_name, first), (second_name, second) = calls
+    assert first_name == second_name == "generate_image"
+    assert second.pop("confirm") and second == first  # the same request, now with the user's yes
+    assert len([r for r in emulator.state.requests if r.path.endswith("/generateImage")]) == submits + 1
