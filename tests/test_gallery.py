@@ -47,7 +47,8 @@ window.received = [];
 window.toolCalls = [];
 const frame = document.getElementById("view");
 function reply(message) { frame.contentWindow.postMessage(Object.assign({jsonrpc: "2.0"}, message), "*"); }
-window.deliver = (input, result) => {
+window.deliver = async (input, result) => {
+  await window.delivered(result);
   reply({method: "ui/notifications/tool-input", params: {arguments: input}});
   reply({method: "ui/notifications/tool-result", params: result});
 };
@@ -93,21 +94,32 @@ async def gallery_page(client: Client, calls: list[tuple[str, dict[str, Any]]]) 
         browser = await playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
         try:
             page = await browser.new_page(viewport={"width": 920, "height": 1400})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             # Tests never touch the internet: anything but loopback is refused before it leaves the browser.
             await page.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
             errors: list[str] = []
             page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
 
+            given: set[str] = set()
+
+            def delivered(result: dict[str, Any]) -> dict[str, Any]:
+                outputs = (result.get("structuredContent") or {}).get("outputs") or []
+                given.update(output["url"] for output in outputs if output.get("url"))
+                return result
+
             async def call_server(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
                 calls.append((name, arguments))
-                return wire(await client.call_tool(name, arguments))
+                return delivered(wire(await client.call_tool(name, arguments)))
 
             await page.expose_function("callServer", call_server)
+            await page.expose_function("delivered", delivered)
             await page.set_content(HOST_PAGE)
             await page.eval_on_selector("#view", "(frame, html) => { frame.srcdoc = html; }", html.text)
             await page.wait_for_function("window.initialized === true", timeout=10_000)
             yield page
             assert not [e for e in errors if "Content Security Policy" in e], errors
+            assert set(requested) <= given, set(requested) - given  # it loads nothing but the outputs it was given
         finally:
             await browser.close()
 
