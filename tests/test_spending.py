@@ -50,6 +50,10 @@ def posts(emulator: Emulator) -> int:
     return len([r for r in emulator.state.requests if r.method == "POST" and r.path == SUBMIT])
 
 
+def quotes_asked(emulator: Emulator) -> int:
+    return len([r for r in emulator.state.requests if r.path == "/api/v1/model/calculate"])
+
+
 class Asker:
     """The client side of elicitation: records each question and answers it as told."""
 
@@ -247,11 +251,13 @@ async def test_an_identical_call_returns_the_first_prediction(emulator: Emulator
         assert first["reused"] is False
         # The same request, spelled with the schema's defaults and a random seed, is the same purchase.
         spelled = {"prompt": "a fox", "size": "1024*1024", "seed": -1, "num_images": 1}
+        quotes = quotes_asked(emulator)
         again = await client.call_tool("generate_image", spelled)
         repeat = expect_done(again)
         assert repeat["prediction_id"] == first["prediction_id"] and repeat["reused"] is True
         assert "Not sent again" in text_of(again) and "repeat=true" in text_of(again)
         assert posts(emulator) == 1
+        assert quotes_asked(emulator) == quotes  # nothing to pay, so no price is asked for either
         # A different seed is a different image; repeat=true is another one on purpose.
         expect_done(await client.call_tool("generate_image", {"prompt": "a fox", "seed": 3}))
         forced = expect_done(await client.call_tool("generate_image", {"prompt": "a fox", "repeat": True}))

@@ -242,13 +242,17 @@ async def open_gate(state: AppState, call: GenerationCall, api_key: str | None) 
     prepared = await prepare(
         state, kind=call.kind, model=call.model, build=call.build, skip_validation=call.skip_validation
     )
-    quote = await price_quote(state, prepared)
     if call.dry_run:
-        return Gate(call, prepared, quote)
+        return Gate(call, prepared, await price_quote(state, prepared))
     guard = state.spend
     payer = await guard.payer(api_key)
     key = None if call.repeat else guard.repeat_key(payer, prepared.model, prepared.params, prepared.schema)
     earlier = await guard.earlier(key) if key is not None else None
+    # An identical generation already sent answers this call at no cost: there is nothing to ask Atlas a price for.
+    # (Should it leave the window before the body runs, the body treats the call as unpriced: it asks, and a budget
+    # refuses it.)
+    reusing = earlier is not None and earlier.state == "sent"
+    quote = None if reusing else await price_quote(state, prepared)
     gate = Gate(call, prepared, quote, payer, key, earlier)
     if not gate.reuses and (problem := await guard.budget_problem(payer, gate.price)):
         raise SpendRefusedError(problem)
