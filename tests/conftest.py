@@ -23,6 +23,7 @@ ALL_TOOLS = {
     "list_models",
     "get_model_info",
     "list_predictions",
+    "chat",
 }
 
 

@@ -249,11 +249,6 @@ class AtlasClient:
         return view
 
     @property
-    def has_key(self) -> bool:
-        """Whether calls that need the key can be made (the key itself is never handed out)."""
-        return self._key is not None
-
-    @property
     def _http(self) -> httpx.AsyncClient:
         """The one HTTP client, built on first use: loading the CA bundle costs ~25 ms that a server
         should not spend before answering ``initialize``."""
@@ -370,7 +365,7 @@ class AtlasClient:
         Bounded by ``timeout``: what arrived by then is returned with ``partial`` set and ``finish_reason``
         "timeout"; a stream that breaks off after some text comes back the same way ("connection_lost").
         """
-        self._require_key()
+        self.require_key()
         text: list[str] = []
         final = ChatAnswer(text="", partial=True, finish_reason="timeout")
         with anyio.move_on_after(timeout):
@@ -725,7 +720,7 @@ class AtlasClient:
         that would outlast it is not taken: the caller hears the last answer's error at once instead.
         """
         if authenticated:
-            self._require_key()
+            self.require_key()
         budget = self._deadline if bounded else None
         give_up_at = anyio.current_time() + (budget if budget is not None else math.inf)
         try:
@@ -745,7 +740,8 @@ class AtlasClient:
         except TimeoutError as exc:
             raise self._network_error(exc, idempotent) from exc
 
-    def _require_key(self) -> None:
+    def require_key(self) -> None:
+        """Raise :class:`AuthenticationError`, saying how to set one, unless a key is configured."""
         if self._key is None:
             raise AuthenticationError(
                 "No Atlas API key is configured: set ATLASCLOUD_API_KEY in the server's environment "

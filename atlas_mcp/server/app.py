@@ -15,6 +15,7 @@ from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.catalog import ModelCatalog
+from atlas_mcp.server.chat import register_chat_tools
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.previews import DecodeBudget
@@ -81,4 +82,5 @@ def create_server(
         request_state_security=request_state_security,
     )
     register_tools(server, settings)
+    register_chat_tools(server, settings)
     return server
