@@ -24,6 +24,9 @@ ALL_TOOLS = {
     "get_model_info",
     "list_predictions",
     "chat",
+    "get_balance",
+    "get_usage",
+    "get_costs",
 }
 
 

@@ -169,4 +169,4 @@ def _bucket(day: datetime.date, *, partial: bool) -> dict[str, Any]:
 
 
 def _dollars(amount: float) -> str:
-    return f"{amount:.7f}".rstrip("0").rstrip(".") or "0"
+    return f"{amount:.10f}".rstrip("0").rstrip(".") or "0"
