@@ -182,3 +182,15 @@ async def test_the_client_reads_an_answer_that_comes_whole(emulator: Emulator) -
     assert answer.text == 'You said: "whole"' and answer.finish_reason == "stop" and not answer.partial
     assert answer.usage is not None and answer.usage.completion_tokens == 3
     assert pieces == ['You said: "whole"']
+
+
+async def test_the_catalogue_shows_chat_models_with_their_token_prices(emulator: Emulator, tmp_path: Path) -> None:
+    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
+        listed = await client.call_tool("list_models", {"type": "Text"})
+        info = await client.call_tool("get_model_info", {"model": LLM})
+    assert listed.structured_content is not None and info.structured_content is not None
+    summary = listed.structured_content["models"][0]
+    assert summary["model"] == LLM
+    assert (summary["input_price_usd"], summary["output_price_usd"]) == (IN_PRICE, OUT_PRICE)
+    assert "$0.28 in / $0.42 out per 1M tokens" in text_of(listed)
+    assert info.structured_content["tool"] == "chat" and "Run it with chat." in text_of(info)
