@@ -240,3 +240,26 @@ async def test_the_new_tools_over_stdio(emulator: Emulator, tmp_path: Path, key:
     expect_error("chat", refused, "type=Text")
     everything = "".join(text_of(r) for r in (chatted, balance, costs, usage, refused))
     assert TEST_KEY not in everything
+
+
+async def test_over_http_each_request_uses_its_callers_key(emulator: Emulator, tmp_path: Path) -> None:
+    from .test_http import KEYS, connect, http_env, http_server
+
+    question = {"model": LLM, "messages": [{"role": "user", "content": "whose key?"}]}
+    with http_server(http_env(emulator, tmp_path), tmp_path / "http.log") as origin:
+        for era, key in (("2025", KEYS[2]), ("2026", KEYS[3])):
+            emulator.state.clear_requests()
+            async with connect(origin, key, era) as client:
+                results = [
+                    await client.call_tool("chat", question),
+                    await client.call_tool("get_balance", {}),
+                    await client.call_tool("get_usage", {"group_by": ["api_key"]}),
+                ]
+            for result in results:
+                assert not result.is_error, text_of(result)
+                assert key not in text_of(result)
+            mine = [r for r in emulator.state.requests if r.path.startswith(("/v1/", "/public/v1/"))]
+            assert {r.path for r in mine} == {"/v1/chat/completions", "/public/v1/balance", "/public/v1/model-usage"}
+            assert all(r.headers.get("authorization") == f"Bearer {key}" for r in mine)
+            usage = results[2].structured_content
+            assert usage is not None and usage["totals"]["requests"] == 1  # scope self: this key's chat only
