@@ -108,9 +108,7 @@ def _price_text(summary: ModelSummary | ModelInfoResult) -> str:
 def models_result(entries: Sequence[ModelEntry], *, total: int) -> CallToolResult:
     result = ModelsResult(models=[_summary(entry) for entry in entries], total=total)
     lines = [f"{len(result.models)} of {total} matching models:"] if result.models else ["No model matches."]
-    lines += [
-        f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m)})" for m in result.models
-    ]
+    lines += [f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m)})" for m in result.models]
     if result.models:
         lines.append("Call get_model_info with a model id to see its parameters.")
     return _result("\n".join(lines), result)
