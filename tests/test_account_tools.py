@@ -263,3 +263,24 @@ async def test_over_http_each_request_uses_its_callers_key(emulator: Emulator, t
             assert all(r.headers.get("authorization") == f"Bearer {key}" for r in mine)
             usage = results[2].structured_content
             assert usage is not None and usage["totals"]["requests"] == 1  # scope self: this key's chat only
+
+
+async def test_the_recorded_report_answers_are_read(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.state.add_fault(Fault(path="/public/v1/model-usage", kind="fixture", fixture="answers/model-usage.json"))
+    emulator.state.add_fault(Fault(path="/public/v1/model-costs", kind="fixture", fixture="answers/model-costs.json"))
+    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
+        usage = await client.call_tool("get_usage", {"group_by": ["model_type", "model"]})
+        costs = await client.call_tool("get_costs", {"group_by": ["model_type", "model"]})
+    assert usage.structured_content is not None and costs.structured_content is not None
+    assert usage.structured_content["totals"] == {
+        "requests": 5,
+        "images": 4,
+        "videos": 0,
+        "audios": 0,
+        "input_tokens": 41,
+        "output_tokens": 17,
+    }
+    assert usage.structured_content["has_more"] is True and usage.structured_content["next_page"] == "p2"
+    assert costs.structured_content["totals"]["amount"] == pytest.approx(0.0120186)
+    assert costs.structured_content["currency"] == "USD"
+    assert costs.structured_content["rows"][1]["group"] == {"model_type": "text", "model": LLM}

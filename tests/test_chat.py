@@ -194,3 +194,19 @@ async def test_the_catalogue_shows_chat_models_with_their_token_prices(emulator:
     assert (summary["input_price_usd"], summary["output_price_usd"]) == (IN_PRICE, OUT_PRICE)
     assert "$0.28 in / $0.42 out per 1M tokens" in text_of(listed)
     assert info.structured_content["tool"] == "chat" and "Run it with chat." in text_of(info)
+
+
+async def test_a_model_atlas_does_not_know_is_its_error_and_the_budget_is_given_back(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.state.add_fault(Fault(path=CHAT, kind="fixture", fixture="answers/chat.model-not-found.json"))
+    async with Client(create_server(settings_for(emulator, tmp_path, budget_usd=1.0))) as client:
+        refused = await client.call_tool("chat", ask("hi"))
+        after = await client.call_tool("chat", ask("hi", max_tokens=5))
+    expect_error("chat", refused, "HTTP 404", "does not exist")
+    assert after.structured_content is not None
+    # Only the answered chat counts: the refused one's worst case went back to the budget.
+    assert after.structured_content["spend"]["spent_usd"] == pytest.approx(
+        after.structured_content["price_usd"], abs=1e-6
+    )
+    assert chats(emulator) == 2
