@@ -23,6 +23,10 @@ ALL_TOOLS = {
     "list_models",
     "get_model_info",
     "list_predictions",
+    "chat",
+    "get_balance",
+    "get_usage",
+    "get_costs",
 }
 
 

@@ -115,6 +115,8 @@ EXPECTED_REQUESTS = re.compile(
     r"|GET /api/v1/model/prediction/[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
     r"|GET /api/v1/model/history"
     r"|POST /api/v1/model/uploadMedia"
+    r"|GET /public/v1/(balance|model-usage|model-costs)"
+    r"|POST /v1/chat/completions"
     r"|GET /emulator-storage/outputs/[0-9a-f]{32}/[0-9]+\.[a-z0-9]+"
     r"|GET /emulator-storage/uploads/[0-9a-f]{32}/[A-Za-z0-9._-]+"  # files on the origin served as outputs
 )

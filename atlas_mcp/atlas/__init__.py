@@ -1,16 +1,22 @@
 """Everything that speaks HTTP to Atlas Cloud, and nothing of MCP."""
 
 from atlas_mcp.atlas.client import (
+    CHAT_PATH,
     NOT_VISIBLE_YET,
     AtlasClient,
     HistoryState,
     MediaKind,
+    OnChunk,
     PollPolicy,
     RetryPolicy,
+    UsageReport,
     validate_prediction_id,
 )
 from atlas_mcp.atlas.models import (
     Balance,
+    ChatAnswer,
+    ChatChunk,
+    ChatUsage,
     HistoryItem,
     HistoryPage,
     ModelEntry,
@@ -19,23 +25,33 @@ from atlas_mcp.atlas.models import (
     Prediction,
     Quote,
     UploadedFile,
+    UsageBucket,
+    UsagePage,
 )
 
 __all__ = [
+    "CHAT_PATH",
     "NOT_VISIBLE_YET",
     "AtlasClient",
     "Balance",
+    "ChatAnswer",
+    "ChatChunk",
+    "ChatUsage",
     "HistoryItem",
     "HistoryPage",
     "HistoryState",
     "MediaKind",
     "ModelEntry",
     "Money",
+    "OnChunk",
     "Output",
     "PollPolicy",
     "Prediction",
     "Quote",
     "RetryPolicy",
     "UploadedFile",
+    "UsageBucket",
+    "UsagePage",
+    "UsageReport",
     "validate_prediction_id",
 ]

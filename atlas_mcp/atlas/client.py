@@ -1,5 +1,5 @@
 """The async Atlas Cloud client: quote, submit, read, wait for and list predictions; upload files; read the
-catalogue and the balance.
+catalogue, the balance, usage and costs; chat with an LLM.
 
 It knows HTTP and Atlas, nothing of MCP. One :class:`httpx.AsyncClient` per lifetime; every request has
 an explicit timeout; GETs are retried with capped, jittered backoff (honouring ``Retry-After``); the
@@ -25,7 +25,7 @@ import socket
 import time
 import urllib.request
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO, Literal, TypeVar
@@ -40,11 +40,14 @@ from atlas_mcp._version import __version__
 from atlas_mcp.addresses import is_public_address
 from atlas_mcp.atlas.models import (
     Balance,
+    ChatAnswer,
+    ChatChunk,
     HistoryPage,
     ModelEntry,
     Prediction,
     Quote,
     UploadedFile,
+    UsagePage,
     error_text,
     unwrap,
 )
@@ -64,12 +67,15 @@ from atlas_mcp.errors import (
 from atlas_mcp.redaction import redact
 
 __all__ = [
+    "CHAT_PATH",
     "NOT_VISIBLE_YET",
     "AtlasClient",
     "HistoryState",
     "MediaKind",
+    "OnChunk",
     "PollPolicy",
     "RetryPolicy",
+    "UsageReport",
     "validate_prediction_id",
 ]
 
@@ -77,6 +83,12 @@ logger = logging.getLogger(__name__)
 
 MediaKind = Literal["image", "video", "audio"]
 HistoryState = Literal["running", "succeeded", "failed"]
+UsageReport = Literal["usage", "costs"]
+CHAT_PATH = "/v1/chat/completions"
+_USAGE_PATHS: dict[UsageReport, str] = {"usage": "/public/v1/model-usage", "costs": "/public/v1/model-costs"}
+_CHAT_BILLED = (
+    "The model may have started answering and Atlas may bill it: check get_usage before asking the same again."
+)
 
 NOT_VISIBLE_YET = "submitted"
 """Our status word for a prediction Atlas accepted but does not show yet: right after a submit, a read may
@@ -101,6 +113,8 @@ _E = TypeVar("_E", bound=AtlasMCPError)
 
 OnPoll = Callable[[Prediction, int], Awaitable[None]]
 """Called after every poll of :meth:`AtlasClient.wait` with the prediction and the number of polls so far."""
+OnChunk = Callable[[ChatChunk, str], Awaitable[None]]
+"""Called for every streamed piece of a chat answer, with the piece and the whole text so far."""
 
 
 @dataclass(frozen=True)
@@ -317,6 +331,144 @@ class AtlasClient:
         """The account's balance (``/public/v1/balance``): a cheap way to learn whether the key is accepted."""
         answer = await self._send("GET", "/public/v1/balance", idempotent=True)
         return self._parse(Balance, unwrap(answer.body), "balance")
+
+    async def usage(
+        self,
+        report: UsageReport,
+        *,
+        start_date: str,
+        end_date: str,
+        group_by: Sequence[str] = (),
+        model_types: Sequence[str] = (),
+        model_ids: Sequence[str] = (),
+        limit: int | None = None,
+        page: str | None = None,
+    ) -> UsagePage:
+        """Daily usage or cost buckets (``/public/v1/model-usage``, ``/public/v1/model-costs``) for a date range
+        (``YYYY-MM-DD``, the end exclusive). Lists go as Atlas's ``group_by[]=...`` repeated keys."""
+        query: dict[str, str | int | Sequence[str]] = {"start_date": start_date, "end_date": end_date}
+        for name, values in (("group_by", group_by), ("model_types", model_types), ("model_ids", model_ids)):
+            if values:
+                query[f"{name}[]"] = list(values)
+        if limit is not None:
+            query["limit"] = limit
+        if page:
+            query["page"] = page
+        answer = await self._send("GET", _USAGE_PATHS[report], params=query, idempotent=True)
+        return self._parse(UsagePage, answer.body, f"{report} report")
+
+    async def chat(self, body: Mapping[str, Any], *, timeout: float, on_chunk: OnChunk | None = None) -> ChatAnswer:
+        """One OpenAI-compatible chat completion (``POST /v1/chat/completions``). Billable: sent once, never retried.
+
+        With ``"stream": true`` in ``body`` the answer is read as it is streamed (server-sent events), and
+        ``on_chunk`` hears every piece; an answer that comes whole (a gateway that does not stream) is read too.
+        Bounded by ``timeout``: what arrived by then is returned with ``partial`` set and ``finish_reason``
+        "timeout"; a stream that breaks off after some text comes back the same way ("connection_lost").
+        """
+        self.require_key()
+        text: list[str] = []
+        final = ChatAnswer(text="", partial=True, finish_reason="timeout")
+        with anyio.move_on_after(timeout):
+            final = await self._chat(body, text, on_chunk)
+        if final.partial:
+            final = final.model_copy(update={"text": "".join(text)})
+        return final
+
+    async def _chat(self, body: Mapping[str, Any], text: list[str], on_chunk: OnChunk | None) -> ChatAnswer:
+        request = self._http.build_request(
+            "POST", CHAT_PATH, json=dict(body), headers={"Accept": "text/event-stream, application/json"}
+        )
+        try:
+            response = await self._http.send(request, stream=True, auth=self._auth)
+        except httpx.TransportError as exc:
+            raise self._chat_network_error(exc) from exc
+        try:
+            streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+            if not streamed or response.status_code >= 300:
+                answer = await self._whole(response, request)
+                try:
+                    self._raise_for_error(answer, idempotent=False)
+                except UpstreamUnavailableError as exc:
+                    raise UpstreamUnavailableError(
+                        str(exc).replace(_MAYBE_SENT, _CHAT_BILLED), status=exc.status, maybe_sent=True
+                    ) from exc
+                whole = self._parse(ChatChunk, answer.body, "chat answer")
+                text.append(whole.text)
+                if on_chunk is not None:
+                    await on_chunk(whole, whole.text)
+                return ChatAnswer(
+                    text=whole.text, finish_reason=whole.finish_reason, model=whole.model, usage=whole.usage
+                )
+            return await self._read_stream(response, text, on_chunk)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def _read_stream(self, response: httpx.Response, text: list[str], on_chunk: OnChunk | None) -> ChatAnswer:
+        """Server-sent events: ``data: {chunk}`` lines until ``data: [DONE]``; comments and other fields skipped."""
+        finish: str | None = None
+        model: str | None = None
+        usage = None
+        size = 0
+        try:
+            async for line in response.aiter_lines():
+                size += len(line)
+                if size > self._max_body:
+                    return ChatAnswer(text="", partial=True, finish_reason="too_large", model=model, usage=usage)
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    raw = json.loads(data)
+                except ValueError:
+                    logger.debug("skipping a chat stream line that is not JSON")
+                    continue
+                if isinstance(raw, dict) and raw.get("error") is not None:
+                    said = self._upstream_text(raw) or "no reason given"
+                    raise UpstreamUnavailableError(
+                        f"Atlas broke off the chat answer: {said}. {_CHAT_BILLED}", maybe_sent=True
+                    )
+                chunk = self._parse(ChatChunk, raw, "chat stream piece")
+                finish = chunk.finish_reason or finish
+                model = chunk.model or model
+                usage = chunk.usage or usage
+                if chunk.text:
+                    text.append(chunk.text)
+                if on_chunk is not None and (chunk.text or chunk.finish_reason):
+                    await on_chunk(chunk, "".join(text))
+        except httpx.TransportError as exc:
+            if not text:
+                raise self._chat_network_error(exc) from exc
+            logger.info("the chat stream broke off after %d pieces (%s)", len(text), type(exc).__name__)
+            return ChatAnswer(text="", partial=True, finish_reason="connection_lost", model=model, usage=usage)
+        if finish is None:  # the stream ended without the model saying it was done
+            return ChatAnswer(text="", partial=True, finish_reason="connection_lost", model=model, usage=usage)
+        return ChatAnswer(text="".join(text), finish_reason=finish, model=model, usage=usage)
+
+    async def _whole(self, response: httpx.Response, request: httpx.Request) -> _Answer:
+        """A response that is not a stream, read whole (size-capped) and parsed as :meth:`_exchange` does."""
+        raw = bytearray()
+        async for chunk in response.aiter_bytes():
+            raw += chunk
+            if len(raw) > self._max_body:
+                raise BadResponseError(
+                    f"Atlas's answer to {request.method} {request.url.path} exceeded {self._max_body // 1024} KiB; "
+                    f"refused to read further. {_CHAT_BILLED}"
+                )
+        body: Any
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, ValueError):
+            body = _NotJSON(bytes(raw[:4096]).decode("utf-8", "replace"))
+        return _Answer(status=response.status_code, body=body, headers=response.headers)
+
+    def _chat_network_error(self, exc: Exception) -> UpstreamUnavailableError:
+        error = self._network_error(exc, idempotent=False)
+        if not error.maybe_sent:
+            return error
+        return UpstreamUnavailableError(str(error).replace(_MAYBE_SENT, _CHAT_BILLED), maybe_sent=True)
 
     async def wait(self, prediction: Prediction, *, timeout: float, on_poll: OnPoll | None = None) -> Prediction:
         """Poll until the prediction is done (succeeded or failed) and return it.
@@ -556,7 +708,7 @@ class AtlasClient:
         idempotent: bool,
         authenticated: bool = True,
         json_body: Any = None,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int | Sequence[str]] | None = None,
         content: AsyncIterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         bounded: bool = True,
@@ -567,11 +719,8 @@ class AtlasClient:
         A quick failure is retried up to the policy's attempts; slow ones use the deadline up, and a pause
         that would outlast it is not taken: the caller hears the last answer's error at once instead.
         """
-        if authenticated and self._key is None:
-            raise AuthenticationError(
-                "No Atlas API key is configured: set ATLASCLOUD_API_KEY in the server's environment "
-                "(get a key from the Atlas Cloud dashboard). Nothing was sent."
-            )
+        if authenticated:
+            self.require_key()
         budget = self._deadline if bounded else None
         give_up_at = anyio.current_time() + (budget if budget is not None else math.inf)
         try:
@@ -590,6 +739,14 @@ class AtlasClient:
                 return await self._attempts(exchange, method, idempotent, give_up_at)
         except TimeoutError as exc:
             raise self._network_error(exc, idempotent) from exc
+
+    def require_key(self) -> None:
+        """Raise :class:`AuthenticationError`, saying how to set one, unless a key is configured."""
+        if self._key is None:
+            raise AuthenticationError(
+                "No Atlas API key is configured: set ATLASCLOUD_API_KEY in the server's environment "
+                "(get a key from the Atlas Cloud dashboard). Nothing was sent."
+            )
 
     async def _attempts(
         self, exchange: Callable[[], Awaitable[_Answer]], method: str, idempotent: bool, give_up_at: float
@@ -619,7 +776,7 @@ class AtlasClient:
         method: str,
         url: str,
         json_body: Any,
-        params: Mapping[str, str | int] | None,
+        params: Mapping[str, str | int | Sequence[str]] | None,
         content: AsyncIterator[bytes] | None,
         headers: Mapping[str, str] | None,
         authenticated: bool,

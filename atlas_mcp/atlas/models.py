@@ -18,6 +18,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Balance",
+    "ChatAnswer",
+    "ChatChunk",
+    "ChatUsage",
     "HistoryItem",
     "HistoryPage",
     "ModelEntry",
@@ -27,6 +30,8 @@ __all__ = [
     "Prediction",
     "Quote",
     "UploadedFile",
+    "UsageBucket",
+    "UsagePage",
     "error_text",
     "unwrap",
 ]
@@ -238,10 +243,15 @@ class UploadedFile(_Wire):
 
 
 class Price(_Wire):
+    """A catalogue price: ``base_price`` per ``unit`` for media models; for LLMs, ``input_price`` and
+    ``output_price`` in dollars per million tokens (the catalogue writes all of them as strings)."""
+
     base_price: float | None = None
     unit: str | None = None
+    input_price: float | None = None
+    output_price: float | None = None
 
-    @field_validator("base_price", mode="before")
+    @field_validator("base_price", "input_price", "output_price", mode="before")
     @classmethod
     def _to_number(cls, value: Any) -> float | None:
         return _number(value)
@@ -259,6 +269,7 @@ class ModelEntry(_Wire):
     schema_url: str | None = Field(default=None, validation_alias="schema")
     price: Price | None = None
     display_console: bool = True
+    supported_protocols: tuple[str, ...] = ()  # what an LLM speaks besides chat: "/responses", "/messages"...
 
     @model_validator(mode="before")
     @classmethod
@@ -273,6 +284,8 @@ class ModelEntry(_Wire):
             data["price"] = {"base_price": price}
         tags = data.get("tags")
         data["tags"] = tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+        protocols = data.get("supported_protocols")
+        data["supported_protocols"] = tuple(str(p) for p in protocols) if isinstance(protocols, list) else ()
         if data.get("display_console") is None:
             data.pop("display_console", None)
         return data
@@ -385,3 +398,87 @@ class HistoryPage(_Wire):
     @classmethod
     def _no_items(cls, value: Any) -> Any:
         return () if value is None else value
+
+
+class UsageBucket(_Wire):
+    """One day of ``/public/v1/model-usage`` or ``/public/v1/model-costs``: its rows as Atlas wrote them.
+
+    The rows' keys are not documented; :mod:`atlas_mcp.server.account` reads labels (strings) and amounts
+    (numbers, numeric strings, ``{"value", "currency"}``) out of them without assuming names.
+    """
+
+    date: str
+    partial: bool = False  # the day is not over (or not fully counted) yet
+    results: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("results", mode="before")
+    @classmethod
+    def _rows(cls, value: Any) -> Any:
+        return tuple(row for row in value if isinstance(row, dict)) if isinstance(value, list) else ()
+
+
+class UsagePage(_Wire):
+    """A page of daily buckets; ``next_page`` is Atlas's opaque cursor for the next one."""
+
+    scope: str | None = None
+    buckets: tuple[UsageBucket, ...] = Field(default=(), validation_alias=AliasChoices("data", "buckets"))
+    has_more: bool = False
+    next_page: str | None = None
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _no_buckets(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @field_validator("next_page", mode="before")
+    @classmethod
+    def _cursor(cls, value: Any) -> str | None:
+        return None if value in (None, "") else str(value)
+
+
+class ChatUsage(_Wire):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @field_validator("prompt_tokens", "completion_tokens", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> int:
+        number = _number(value)
+        return max(0, int(number)) if number is not None else 0
+
+
+class ChatChunk(_Wire):
+    """One streamed piece of an OpenAI-compatible chat completion (``chat.completion.chunk``)."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    model: str | None = None
+    usage: ChatUsage | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        choices = raw.get("choices")
+        first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        # A stream carries "delta"; a whole answer read the same way carries "message".
+        part = first.get("delta") or first.get("message") or {}
+        content = part.get("content") if isinstance(part, dict) else None
+        usage = raw.get("usage")
+        return {
+            "text": content if isinstance(content, str) else "",
+            "finish_reason": first.get("finish_reason") or None,
+            "model": raw.get("model") if isinstance(raw.get("model"), str) else None,
+            "usage": usage if isinstance(usage, dict) else None,
+        }
+
+
+class ChatAnswer(_Wire):
+    """A whole chat answer: the text, why it ended, and the tokens it took (when Atlas said)."""
+
+    text: str
+    finish_reason: str | None = None
+    model: str | None = None
+    usage: ChatUsage | None = None
+    partial: bool = False  # the answer stopped before the model finished it (finish_reason says why)

@@ -18,7 +18,7 @@ import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
@@ -32,7 +32,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from atlas_mcp.emulator import wire
+from atlas_mcp.emulator.account import BadQuery, key_label, parse_query, usage_page
 from atlas_mcp.emulator.catalogue import MODELS, ModelType, catalogue_entry, find_model, schema_document
+from atlas_mcp.emulator.chat import chat_completion
 from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.images import render_picture, render_png
@@ -115,6 +117,9 @@ class _Endpoints:
             return False
         expected = self.state.config.api_key
         return expected is None or secrets.compare_digest(token.encode(), expected.encode())
+
+    def _key_label(self, request: Request) -> str:
+        return key_label(request.headers.get("authorization", "").partition(" ")[2].strip())
 
     async def _answer(self, prediction: Prediction, origin: str) -> JSONResponse:
         """A prediction as GET answers it: failed ones come with the plan's HTTP status (500 on Atlas)."""
@@ -224,6 +229,7 @@ class _Endpoints:
             started=time.monotonic(),
             sequence=sequence,
             profile=profile,
+            key_label=self._key_label(request),
         )
         self.state.add_prediction(prediction)
         if submission.ignored_keys:
@@ -271,6 +277,34 @@ class _Endpoints:
             "credit_grant": {"value": "0.00", "currency": currency},
         }
         return JSONResponse(answer)
+
+    async def model_usage(self, request: Request) -> Response:
+        return await self._usage(request, "usage")
+
+    async def model_costs(self, request: Request) -> Response:
+        return await self._usage(request, "costs")
+
+    async def _usage(self, request: Request, report: Literal["usage", "costs"]) -> Response:
+        """``/public/v1/model-usage`` and ``/model-costs``, not enveloped, counted from this emulator's history."""
+        if not self._authorized(request):
+            return wire.unauthorized()
+        query: dict[str, list[str]] = {}
+        for name, value in request.query_params.multi_items():
+            query.setdefault(name, []).append(value)
+        try:
+            parsed = parse_query(query)
+        except BadQuery as exc:
+            return wire.error(400, exc.message)
+        charges = self.state.charges()
+        if parsed.scope == "self":
+            mine = self._key_label(request)
+            charges = [charge for charge in charges if charge.api_key == mine]
+        return JSONResponse(usage_page(report, parsed, charges))
+
+    async def chat_completions(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return wire.unauthorized()
+        return await chat_completion(self.state, request, self._key_label(request))
 
     async def get_prediction(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -549,6 +583,9 @@ class EmulatorApp(Starlette):
             Route(f"{api}/model/calculate", endpoints.calculate, methods=["POST"]),
             Route(f"{api}/models", endpoints.models, methods=["GET"]),
             Route("/public/v1/balance", endpoints.account_balance, methods=["GET"]),
+            Route("/public/v1/model-usage", endpoints.model_usage, methods=["GET"]),
+            Route("/public/v1/model-costs", endpoints.model_costs, methods=["GET"]),
+            Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
             Route("/emulator-storage/schemas/{model_path:path}", endpoints.schema, methods=["GET"]),
             Route("/emulator-storage/outputs/{prediction_id}/{name}", endpoints.output_file, methods=["GET"]),
             Route("/emulator-storage/uploads/{key}/{name}", endpoints.uploaded_file, methods=["GET"]),

@@ -46,6 +46,10 @@ class ModelSpec:
     schema_file: str  # under tests/fixtures/atlas/schemas/
     profile: str  # see atlas_mcp.emulator.profiles
     display_console: bool = True
+    # LLMs: dollars per million tokens, as strings (see catalogue-entry.text.json), and the paths they speak
+    input_price: str | None = None
+    output_price: str | None = None
+    supported_protocols: tuple[str, ...] = ()
 
     @property
     def organization(self) -> str:
@@ -204,11 +208,14 @@ MODELS: tuple[ModelSpec, ...] = (
         profile_text="General-purpose chat model, served by the OpenAI-compatible /v1 API.",
         tags=("llm", "chat"),
         categories=("LLM",),
-        base_price="0.28",
-        origin_price="0.28",
+        base_price="0",
+        origin_price="0",
         unit="1M tokens",
         schema_file="chat.deepseek-v3.2.json",
         profile="plain",
+        input_price="0.28",
+        output_price="0.42",
+        supported_protocols=("/chat/completions", "/responses", "/messages"),
     ),
 )
 
@@ -224,7 +231,20 @@ def schema_path(model: ModelSpec) -> str:
 
 
 def catalogue_entry(model: ModelSpec, origin: str) -> dict[str, Any]:
-    """The model as `GET /api/v1/models` lists it: the keys of ``catalogue-entry.json``, prices as strings."""
+    """The model as `GET /api/v1/models` lists it: the keys of ``catalogue-entry.json``, prices as strings
+    (an LLM's as ``catalogue-entry.text.json`` has them: per-token prices and its protocols)."""
+    if model.input_price is not None and model.output_price is not None:
+        per_token = {"input_price": model.input_price, "output_price": model.output_price, "discount": "1"}
+        return {
+            **_entry(model, origin),
+            "price": {"actual": per_token, "origin": dict(per_token)},
+            "supported_protocols": list(model.supported_protocols),
+            "display_console": model.display_console,
+        }
+    return _entry(model, origin)
+
+
+def _entry(model: ModelSpec, origin: str) -> dict[str, Any]:
     return {
         "model": model.id,
         "displayName": model.display_name,

@@ -74,6 +74,7 @@ class Prediction:
     started: float  # time.monotonic(), for progress
     sequence: int  # submission order, for newest-first history
     profile: Profile  # how this prediction is answered, fixed at submit
+    key_label: str = ""  # which API key submitted it, as the usage reports name keys (never the key)
 
     @property
     def model_id(self) -> str:

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atlas_mcp.emulator.account import Charge
 from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.predictions import Prediction, PredictionPlan
 
@@ -28,6 +29,7 @@ class EmulatorConfig:
     balance: float = 1000.0  # dollars; a submit costing more than what is left gets 402
     storage_dir: Path | None = None  # uploads and outputs; None: a temporary directory
     profile: str | None = None  # answer every model in this profile (see profiles.py); None: each its own
+    chat_token_seconds: float = 0.0  # pause between the pieces of a streamed chat answer
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,6 +76,7 @@ class _Store:
     plans: list[PredictionPlan] = field(default_factory=list)
     predictions: dict[str, Prediction] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
+    chats: list[Charge] = field(default_factory=list)  # billed chat answers (predictions are counted from themselves)
 
 
 class EmulatorState:
@@ -191,6 +194,36 @@ class EmulatorState:
                 self._balance -= cost
             self._sequence += 1
             return plan, self._sequence
+
+    def bill(self, charge: Charge) -> bool:
+        """Take a chat answer's cost from the balance and count it; False (nothing taken) when the balance is out."""
+        with self._lock:
+            if self._balance <= 0 or charge.cost > self._balance + 1e-9:
+                return False
+            self._balance -= charge.cost
+            self._store.chats.append(charge)
+            return True
+
+    def charges(self) -> list[Charge]:
+        """Every billed call so far, for the usage and cost reports: predictions not planned to fail, and chats."""
+        with self._lock:
+            predictions = list(self._store.predictions.values())
+            chats = list(self._store.chats)
+        billed = [
+            Charge(
+                at=p.created_at,
+                model=p.model_id,
+                model_type=p.submission.model.type.lower(),
+                api_key=p.key_label,
+                cost=p.price,
+                images=p.submission.num_outputs if p.submission.model.type == "Image" else 0,
+                videos=p.submission.num_outputs if p.submission.model.type == "Video" else 0,
+                audios=p.submission.num_outputs if p.submission.model.type == "Audio" else 0,
+            )
+            for p in predictions
+            if p.plan.fail is None
+        ]
+        return billed + chats
 
     def add_prediction(self, prediction: Prediction) -> None:
         with self._lock:

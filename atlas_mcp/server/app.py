@@ -14,7 +14,9 @@ from mcp.server.request_state import RequestStateSecurity
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
+from atlas_mcp.server.account import register_account_tools
 from atlas_mcp.server.catalog import ModelCatalog
+from atlas_mcp.server.chat import register_chat_tools
 from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
@@ -83,4 +85,6 @@ def create_server(
         extensions=[gallery_apps(settings)],
     )
     register_tools(server, settings)
+    register_chat_tools(server, settings)
+    register_account_tools(server, settings)
     return server

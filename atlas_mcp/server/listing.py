@@ -31,6 +31,8 @@ class ModelSummary(BaseModel):
     type: str | None = Field(default=None, description="Image, Video, Audio or Text.")
     price_usd: float | None = Field(default=None, description="Price per unit, in dollars.")
     unit: str | None = Field(default=None, description="What the price is per (image, video, request...).")
+    input_price_usd: float | None = Field(default=None, description="LLMs: dollars per million prompt tokens.")
+    output_price_usd: float | None = Field(default=None, description="LLMs: dollars per million answer tokens.")
 
 
 class ModelsResult(BaseModel):
@@ -60,6 +62,8 @@ class ModelInfoResult(BaseModel):
     description: str | None = None
     price_usd: float | None = None
     unit: str | None = None
+    input_price_usd: float | None = None
+    output_price_usd: float | None = None
     tool: str | None = Field(default=None, description="The tool that runs this model.")
     parameters: list[ParameterInfo] = Field(default_factory=list)
 
@@ -89,25 +93,28 @@ def _summary(entry: ModelEntry) -> ModelSummary:
         type=entry.type,
         price_usd=price.base_price if price else None,
         unit=price.unit if price else None,
+        input_price_usd=price.input_price if price else None,
+        output_price_usd=price.output_price if price else None,
     )
 
 
-def _price_text(price: float | None, unit: str | None) -> str:
+def _price_text(summary: ModelSummary | ModelInfoResult) -> str:
+    if summary.input_price_usd is not None and summary.output_price_usd is not None:
+        return f"${summary.input_price_usd:.4g} in / ${summary.output_price_usd:.4g} out per 1M tokens"
+    price, unit = summary.price_usd, summary.unit
     return f"${price:.4g}/{unit or 'run'}" if price is not None else "price not listed"
 
 
 def models_result(entries: Sequence[ModelEntry], *, total: int) -> CallToolResult:
     result = ModelsResult(models=[_summary(entry) for entry in entries], total=total)
     lines = [f"{len(result.models)} of {total} matching models:"] if result.models else ["No model matches."]
-    lines += [
-        f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m.price_usd, m.unit)})" for m in result.models
-    ]
+    lines += [f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m)})" for m in result.models]
     if result.models:
         lines.append("Call get_model_info with a model id to see its parameters.")
     return _result("\n".join(lines), result)
 
 
-_TOOLS = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
+_TOOLS = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio", "text": "chat"}
 
 
 def model_info_result(details: ModelDetails) -> CallToolResult:
@@ -137,10 +144,12 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
         description=entry.profile,
         price_usd=summary.price_usd,
         unit=summary.unit,
+        input_price_usd=summary.input_price_usd,
+        output_price_usd=summary.output_price_usd,
         tool=_TOOLS.get((entry.type or "").lower()),
         parameters=parameters,
     )
-    price = _price_text(summary.price_usd, summary.unit)
+    price = _price_text(result)
     lines = [f"{entry.model} — {entry.display_name or ''} ({entry.type or '?'}, {price})"]
     if entry.profile:
         lines.append(entry.profile)

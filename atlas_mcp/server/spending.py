@@ -216,7 +216,7 @@ class SpendGuard:
             "budget (ATLASCLOUD_BUDGET_USD). Choose a model with a listed price, or unset the budget to run it."
         )
 
-    def _refusal(self, spending: Spending, needed: int) -> str | None:
+    def _refusal(self, spending: Spending, needed: int, what: str = "this generation is quoted at") -> str | None:
         budget = self.settings.budget_usd
         assert budget is not None
         limit = to_micro(budget)
@@ -224,7 +224,7 @@ class SpendGuard:
             return None
         report = self._report(spending)
         head = (
-            f"Not sent, nothing was spent: this generation is quoted at {dollars(needed / MICRO)}, and "
+            f"Not sent, nothing was spent: {what} {dollars(needed / MICRO)}, and "
             f"{dollars(report.left_usd or 0)} is left of your {dollars(budget)} budget for any 24 hours "
             f"(ATLASCLOUD_BUDGET_USD; {dollars(report.spent_usd)} spent)."
         )
@@ -388,6 +388,24 @@ class SpendGuard:
         """The earlier identical prediction failed (unbilled): the next identical call may be sent afresh."""
         if purchase.claim_key is not None and purchase.repeat_held is not None:
             await self.store.release(purchase.claim_key, purchase.repeat_held)
+
+    async def hold(self, payer: str, price_usd: float | None, *, what: str) -> str:
+        """Reserve a paid call that is not a prediction (a chat answer) at its worst case, before it is sent; returns
+        the ledger entry for :meth:`release_hold`. ``what`` names that price in a refusal ("this chat may cost up
+        to"). Raises :class:`SpendRefusedError` when the budget cannot hold it: nothing was sent."""
+        if self.settings.budget_usd is not None and price_usd is None:
+            raise SpendRefusedError(self._unpriced())
+        entry = secrets.token_hex(8)
+        needed = to_micro(price_usd) if price_usd is not None else 0
+        limit = to_micro(self.settings.budget_usd) if self.settings.budget_usd is not None else None
+        spending = await self.store.reserve(payer, entry, needed, limit_micro=limit, now=time.time(), window=DAY)
+        if not spending.allowed:
+            raise SpendRefusedError(self._refusal(spending, needed, what) or "Not sent: the budget is used up.")
+        return entry
+
+    async def release_hold(self, payer: str, entry: str, price_usd: float) -> None:
+        """Correct a :meth:`hold` to what the call really cost (0 for one Atlas refused)."""
+        await self.store.settle(payer, entry, to_micro(price_usd))
 
     async def settle(self, purchase: Purchase, prediction: Prediction) -> None:
         """Once the prediction has an outcome: a failure costs nothing and frees the request for a retry; a

@@ -71,6 +71,8 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
 - upload_media turns a local file (inside the allowed folders), the file itself as base64 (data), or a
   public https url into a URL for a model input, such as generate_image's `image` (image-to-image, with
   `strength`). Over HTTP the server cannot read your disk: use data or url. list_predictions shows recent jobs.
+- chat asks an Atlas LLM (a Text model; paid per token, capped by max_tokens); get_balance, get_usage and
+  get_costs read the account (free).
 - Money: a generation priced above the user's threshold asks the user first. If your client cannot ask,
   the result is an error with the price and a confirm token: show the user the price, and only if they
   agree call again with the same arguments plus confirm. An identical call within a few minutes returns
