@@ -14,6 +14,7 @@ from mcp.server.request_state import RequestStateSecurity
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
+from atlas_mcp.server.capabilities import advertise_only_what_exists
 from atlas_mcp.server.catalog import ModelCatalog
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
@@ -81,4 +82,5 @@ def create_server(
         request_state_security=request_state_security,
     )
     register_tools(server, settings)
+    advertise_only_what_exists(server)
     return server
