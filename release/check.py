@@ -60,7 +60,11 @@ async def check_tools(command: str) -> list[str]:
     with Emulator() as emulator:
         expected = await _tools(create_server(Settings(base_url=emulator.url)), "legacy")
         env = {key: value for key, value in os.environ.items() if not key.startswith("ATLASCLOUD_")}
-        env["ATLASCLOUD_BASE_URL"] = emulator.url
+        env |= {
+            "ATLASCLOUD_BASE_URL": emulator.url,
+            "ATLASCLOUD_API_KEY": "release-check",
+            "ATLASCLOUD_LOG_LEVEL": "WARNING",
+        }
         problems: list[str] = []
         for mode in ("legacy", "auto"):
             installed = await _tools(StdioServerParameters(command=command, env=env), mode)

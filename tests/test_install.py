@@ -6,8 +6,10 @@ lists the tools in both protocol eras, and makes one image through the emulator,
 is seen to reach the server. The Claude Desktop bundle is built, unpacked, and its manifest's command run with the
 values Claude Desktop would substitute.
 
-uv runs offline here (``UV_OFFLINE=1``, from its cache, filled by the ``uv sync`` that made this environment):
-the tests never reach a package index, and a config that needed one would fail instead of downloading.
+``uv run`` (the clone's form and the bundle's) runs offline here (``UV_OFFLINE=1``): uv.lock and uv's cache, filled
+by the ``uv sync`` that made this environment, are enough. ``uvx --from`` does not read uv.lock: it resolves the
+dependencies anew, so that one test asks the package index for their metadata (uv's cache answers when it can); it
+reaches nothing else, and Atlas is the emulator throughout.
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ def _readme_configs() -> list[dict[str, Any]]:
     return configs
 
 
-def _client_env(emulator: Emulator, tmp_path: Path, config_env: dict[str, str]) -> dict[str, str]:
+def _client_env(emulator: Emulator, tmp_path: Path, config_env: dict[str, str], *, offline: bool) -> dict[str, str]:
     """The config's env, with the emulator as Atlas: what the client passes, over a clean copy of ours."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ATLASCLOUD_", "VIRTUAL_ENV"))}
-    env |= {"UV_OFFLINE": "1", "XDG_DATA_HOME": str(tmp_path / "data-home")}
+    env |= {"XDG_DATA_HOME": str(tmp_path / "data-home")} | ({"UV_OFFLINE": "1"} if offline else {})
     env |= {key: value for key, value in config_env.items() if not key.startswith("ATLASCLOUD_")}
     return env | {
         "ATLASCLOUD_API_KEY": TEST_KEY,
@@ -111,7 +113,9 @@ async def test_a_readme_from_checkout_config_runs_a_fresh_clone(
     binary = shutil.which(command)
     assert binary, f"{command} is not on PATH (it comes with uv: pip install uv)"
     args = [str(clone) if arg == PLACEHOLDER else arg for arg in config["args"]]
-    server = StdioServerParameters(command=binary, args=args, env=_client_env(emulator, tmp_path, config["env"]))
+    server = StdioServerParameters(
+        command=binary, args=args, env=_client_env(emulator, tmp_path, config["env"], offline=command == "uv")
+    )
     seconds = await _prove(server, emulator, tmp_path / "out")
     figures.append(
         f"from a fresh clone, `{command} {' '.join(config['args'])}`: first session {seconds['legacy']:.1f} s, "
