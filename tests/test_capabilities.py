@@ -1,7 +1,7 @@
 """The server advertises what it has: tools always; prompts and resources only once something of the kind exists.
 
 Both protocol eras carry capabilities in a different answer (``initialize`` in 2025, ``server/discover`` in 2026);
-each is checked, in memory and over stdio as a client config would start the server.
+each is checked in memory, over stdio as a client config would start the server, and over Streamable HTTP.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from atlas_mcp.server import create_server
 
 from .conftest import TEST_KEY
 from .harness import CONSOLE_SCRIPT, emulator_env
+from .test_http import connect, http_env, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +77,12 @@ async def test_the_console_script_over_stdio_advertises_only_tools(
         capabilities = client.server_capabilities
         assert capabilities.tools is not None
         assert capabilities.prompts is None and capabilities.resources is None, capabilities
+
+
+@pytest.mark.parametrize("era", ["2025", "2026"])
+async def test_over_streamable_http_only_tools_are_advertised(emulator: Emulator, tmp_path: Path, era: str) -> None:
+    with http_server(http_env(emulator, tmp_path), tmp_path / "http.log") as origin:
+        async with connect(origin, TEST_KEY, era) as client:
+            capabilities = client.server_capabilities
+            assert capabilities.tools is not None
+            assert capabilities.prompts is None and capabilities.resources is None, capabilities
