@@ -28,6 +28,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default: stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP: port (default 8000)")
+    serve.add_argument(
+        "--upload-roots",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="stdio: folders upload_media may read from, instead of ATLASCLOUD_UPLOAD_ROOTS (a Claude Desktop "
+        "bundle passes its folder picker's choices this way: one argument each)",
+    )
     emulator = commands.add_parser("emulator", help="run the local Atlas API emulator (no key, no cost)")
     demo = commands.add_parser(
         "demo", help="generate an image through the server as a real MCP client would (emulator without a key)"
@@ -73,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args.prompt, out=args.out, size=args.size)
     if args.command == "serve" and args.transport == "http":
         return _serve_http(args.host, args.port)
-    return _serve()
+    return _serve(getattr(args, "upload_roots", []))
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -91,12 +99,15 @@ def _doctor(args: argparse.Namespace) -> int:
     return run_doctor(environ, emulator=args.emulator, generate=args.generate)
 
 
-def _serve() -> int:
+def _serve(upload_roots: Sequence[str] = ()) -> int:
     from atlas_mcp.config import Settings
     from atlas_mcp.errors import ConfigError
 
+    environ = dict(os.environ)
+    if any(root.strip() for root in upload_roots):  # a bundle's empty picker may still pass one empty argument
+        environ["ATLASCLOUD_UPLOAD_ROOTS"] = os.pathsep.join(root for root in upload_roots if root.strip())
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(environ)
     except ConfigError as exc:
         print(f"atlascloud-mcp: configuration error: {exc}", file=sys.stderr)
         return 2

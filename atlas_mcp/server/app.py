@@ -15,6 +15,7 @@ from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.account import register_account_tools
+from atlas_mcp.server.capabilities import advertise_only_what_exists
 from atlas_mcp.server.catalog import ModelCatalog
 from atlas_mcp.server.chat import register_chat_tools
 from atlas_mcp.server.gallery import gallery_apps
@@ -87,4 +88,5 @@ def create_server(
     register_tools(server, settings)
     register_chat_tools(server, settings)
     register_account_tools(server, settings)
+    advertise_only_what_exists(server)
     return server

@@ -426,7 +426,12 @@ def _summary(result: GenerationResult) -> str:
             cost = f" Quoted: {result.quote.text()}."
         else:
             cost = ""
-        took = f" in {result.predict_time_seconds:.1f} s" if result.predict_time_seconds is not None else ""
+        # Atlas's compute time, named as such: the caller waited longer (the queue, the polls, the download).
+        took = (
+            f" (Atlas computed for {result.predict_time_seconds:.1f} s)"
+            if result.predict_time_seconds is not None
+            else ""
+        )
         lines.append(f"Done: {count} output{'s' if count != 1 else ''} from {model}{took}.{cost}")
         lines.append(f"Prediction id: {result.prediction_id}")
         for number, output in enumerate(result.outputs, start=1):
