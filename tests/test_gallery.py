@@ -258,7 +258,7 @@ async def test_stdio_lists_the_gallery_on_the_right_tools_and_serves_it_with_its
         for name in GALLERY_TOOLS:
             assert tools[name].meta == {"ui": {"resourceUri": GALLERY_URI}}  # as mcp.server.apps writes it
         capped = {name for name, tool in tools.items() if "anthropic/maxResultSizeChars" in (tool.meta or {})}
-        assert capped == {"list_models", "get_model_info", "list_predictions"}  # Claude Code's per-tool result cap
+        assert capped == {"list_models", "get_model_info", "list_predictions", "get_usage", "get_costs", "chat"}
         listed = (await client.list_resources()).resources
         assert [(r.uri, r.mime_type) for r in listed] == [(GALLERY_URI, "text/html;profile=mcp-app")]
         read = (await client.read_resource(GALLERY_URI)).contents

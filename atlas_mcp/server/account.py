@@ -18,7 +18,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import icons
 from atlas_mcp.server.generation import AppState
-from atlas_mcp.server.tools import _READING, MODEL_ID, _as_tool_errors, _state
+from atlas_mcp.server.tools import _READING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
 
 __all__ = ["MAX_RANGE_DAYS", "BalanceResult", "UsageResult", "date_range", "register_account_tools"]
 
@@ -286,6 +286,7 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
 
     @server.tool(
         title="Get usage",
+        meta=LONG_RESULT,
         icons=icons.SERVER,
         description=(
             "How much the account used Atlas Cloud models, per day (free): requests, tokens, images, videos. "
@@ -309,6 +310,7 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
 
     @server.tool(
         title="Get costs",
+        meta=LONG_RESULT,
         icons=icons.SERVER,
         description=(
             "What the account spent on Atlas Cloud models, per day (free). Dates are YYYY-MM-DD (UTC), end_date "

@@ -31,7 +31,7 @@ from atlas_mcp.errors import (
 from atlas_mcp.server import icons
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.spending import SpendReport, dollars
-from atlas_mcp.server.tools import _GENERATING, MODEL_ID, _as_tool_errors, _state
+from atlas_mcp.server.tools import _GENERATING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
 
 __all__ = ["ChatMessage", "ChatResult", "register_chat_tools", "worst_case"]
 
@@ -149,6 +149,7 @@ def register_chat_tools(server: MCPServer[AppState], settings: Settings) -> None
 
     @server.tool(
         title="Chat with an Atlas LLM",
+        meta=LONG_RESULT,
         icons=icons.SERVER,
         description=(
             "Ask one of Atlas Cloud's LLMs (a Text model: see list_models type=Text) and get its answer. COSTS MONEY "
