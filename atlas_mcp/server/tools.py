@@ -83,7 +83,8 @@ Ask the user before running many paid generations."""
 _GENERATING = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 # Claude Code moves a text-only result over 50,000 characters out of the conversation into a file, unless the
 # tool raises its cap. A page of 200 models, 50 predictions with their signed URLs, a schema with hundreds of
-# voices, 1,000 report rows or a long chat answer can pass that honestly; 100,000 characters is about its 25,000-token limit for any one result.
+# voices, 1,000 report rows or a long chat answer can pass that honestly; 100,000 characters is about its
+# 25,000-token limit for any one result.
 LONG_RESULT: dict[str, Any] = {"anthropic/maxResultSizeChars": 100_000}
 _READING = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 
