@@ -18,6 +18,8 @@ from atlas_mcp.atlas.models import (
     Output,
     Prediction,
     Quote,
+    Segment,
+    Transcript,
     UploadedFile,
 )
 
@@ -36,6 +38,8 @@ __all__ = [
     "Prediction",
     "Quote",
     "RetryPolicy",
+    "Segment",
+    "Transcript",
     "UploadedFile",
     "validate_prediction_id",
 ]
