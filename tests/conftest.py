@@ -23,6 +23,8 @@ ALL_TOOLS = {
     "list_models",
     "get_model_info",
     "list_predictions",
+    "quick_generate",
+    "transcribe_audio",
 }
 
 

@@ -18,8 +18,10 @@ from atlas_mcp.server.catalog import ModelCatalog
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.previews import DecodeBudget
+from atlas_mcp.server.quick import register_quick_generate
 from atlas_mcp.server.spending import SpendGuard
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
+from atlas_mcp.server.transcribe import register_transcribe_audio
 from atlas_mcp.state import StateStore, open_store
 
 __all__ = ["create_server"]
@@ -81,4 +83,6 @@ def create_server(
         request_state_security=request_state_security,
     )
     register_tools(server, settings)
+    register_quick_generate(server, settings)
+    register_transcribe_audio(server, settings)
     return server
