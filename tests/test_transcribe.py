@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult
@@ -26,6 +27,7 @@ from atlas_mcp.server.choosing import speech_to_text_candidates
 
 from .conftest import TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of
+from .test_http import KEYS, connect, http_env, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -305,3 +307,38 @@ async def test_over_stdio(emulator: Emulator, tmp_path: Path, era: str) -> None:
     expect_error("transcribe_audio", refused, "cannot transcribe")
     assert TEST_KEY.encode() not in bytes(server.stdout) and TEST_KEY not in server.stderr_text()
     assert server.unparsable == []
+
+
+# -- over HTTP -------------------------------------------------------------------------------------------------
+
+
+async def test_over_http_each_caller_pays_with_its_own_key(emulator: Emulator, tmp_path: Path) -> None:
+    results: dict[str, CallToolResult] = {}
+
+    async def call(key: str, tool: str, arguments: dict[str, Any]) -> None:
+        async with connect(origin, key, "2026") as client:
+            results[key] = await client.call_tool(tool, arguments)
+
+    emulator.state.config.prediction_seconds = 0.5
+    with http_server(http_env(emulator, tmp_path), tmp_path / "http.log") as origin:
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, KEYS[2], "transcribe_audio", {"audio_url": TALK})
+            group.start_soon(call, KEYS[3], "quick_generate", {"keyword": "schnell", "type": "Image", "prompt": "x"})
+    heard, drawn = expect_done(results[KEYS[2]]), expect_done(results[KEYS[3]])
+    assert heard["transcript"]["text"] == HEARD and heard["transcript"]["saved_text_path"] is None  # saves nothing
+    assert drawn["choice"]["model"] == "black-forest-labs/flux-schnell"
+    owner = {heard["prediction_id"]: KEYS[2], drawn["prediction_id"]: KEYS[3]}
+    seen = 0
+    for request in emulator.state.requests:
+        key = request.headers.get("authorization")
+        if request.path == SUBMIT:
+            assert key == f"Bearer {KEYS[2]}"
+        elif request.path == "/api/v1/model/generateImage":
+            assert key == f"Bearer {KEYS[3]}"
+        elif request.path.startswith("/api/v1/model/prediction/"):
+            assert key == f"Bearer {owner[request.path.rsplit('/', 1)[1]]}"
+        else:
+            continue
+        seen += 1
+    assert seen >= 4
+    assert KEYS[2] not in text_of(results[KEYS[3]]) and KEYS[3] not in text_of(results[KEYS[2]])
