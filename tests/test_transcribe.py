@@ -21,7 +21,7 @@ from mcp_types import CallToolResult
 from atlas_mcp.atlas import ModelEntry, Prediction
 from atlas_mcp.atlas.models import unwrap
 from atlas_mcp.config import Settings
-from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
+from atlas_mcp.emulator import PROFILES, Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
 from atlas_mcp.server.choosing import speech_to_text_candidates
 
@@ -342,3 +342,18 @@ async def test_over_http_each_caller_pays_with_its_own_key(emulator: Emulator, t
         seen += 1
     assert seen >= 4
     assert KEYS[2] not in text_of(results[KEYS[3]]) and KEYS[3] not in text_of(results[KEYS[2]])
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize("profile", list(PROFILES))
+async def test_every_answer_shape_gives_the_transcript(
+    emulator: Emulator, tmp_path: Path, profile: str, era: str
+) -> None:
+    """Under each emulator profile (synchronous answers, warm-up 404s and 400s, queued words, inline-output models):
+    a transcript is text, so it comes back the same way whatever form the model's files would take."""
+    emulator.state.config.profile = profile
+    emulator.state.config.prediction_seconds = 0.15
+    done = expect_done(await transcribe(emulator, tmp_path, era, audio_url=TALK))
+    assert done["transcript"]["text"] == HEARD and done["transcript"]["segment_count"] == 3
+    assert_saved_inside(done["transcript"], done["prediction_id"], tmp_path / "out")
+    assert submits(emulator) == 1
