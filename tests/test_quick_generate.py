@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import ModelEntry
 from atlas_mcp.config import Settings
@@ -363,3 +363,22 @@ async def test_over_stdio(emulator: Emulator, tmp_path: Path, era: str) -> None:
     expect_error("quick_generate", ambiguous, "more than 2×")
     assert TEST_KEY.encode() not in bytes(server.stdout) and TEST_KEY not in server.stderr_text()
     assert server.unparsable == []
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_client_that_can_ask_is_asked_once_and_the_choice_holds_across_rounds(
+    emulator: Emulator, tmp_path: Path, era: str
+) -> None:
+    questions: list[str] = []
+
+    async def ask(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        questions.append(params.message)
+        return ElicitResult(action="accept", content={"pay": True})
+
+    settings = settings_for(emulator, tmp_path, confirm_above_usd=0.01)
+    async with Client(create_server(settings), mode=ERAS[era], elicitation_callback=ask) as client:
+        result = await client.call_tool("quick_generate", {"keyword": "flux dev", "type": "Image", "prompt": "a fox"})
+    done = expect_done(result)
+    [question] = questions
+    assert DEV in question and "$0.012" in question
+    assert done["choice"]["model"] == DEV and len(submits(emulator)) == 1

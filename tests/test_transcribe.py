@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import ModelEntry, Prediction
 from atlas_mcp.atlas.models import unwrap
@@ -357,3 +357,37 @@ async def test_every_answer_shape_gives_the_transcript(
     assert done["transcript"]["text"] == HEARD and done["transcript"]["segment_count"] == 3
     assert_saved_inside(done["transcript"], done["prediction_id"], tmp_path / "out")
     assert submits(emulator) == 1
+
+
+async def test_get_model_info_points_speech_to_text_models_at_this_tool(emulator: Emulator, tmp_path: Path) -> None:
+    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
+        heard = await client.call_tool("get_model_info", {"model": WHISPER})
+        spoken = await client.call_tool("get_model_info", {"model": SPEECH})
+    assert heard.structured_content is not None and heard.structured_content["tool"] == "transcribe_audio"
+    assert "Run it with transcribe_audio." in text_of(heard)
+    assert spoken.structured_content is not None and spoken.structured_content["tool"] == "generate_audio"
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize(("action", "paid"), [("accept", True), ("decline", False)])
+async def test_a_client_that_can_ask_asks_the_user(
+    emulator: Emulator, tmp_path: Path, era: str, action: str, paid: bool
+) -> None:
+    questions: list[str] = []
+
+    async def ask(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        questions.append(params.message)
+        return ElicitResult(action=action, content={"pay": True} if action == "accept" else None)  # type: ignore[arg-type]
+
+    settings = settings_for(emulator, tmp_path, confirm_above_usd=0)
+    async with Client(create_server(settings), mode=ERAS[era], elicitation_callback=ask) as client:
+        result = await client.call_tool("transcribe_audio", {"audio_url": TALK})
+    [question] = questions
+    assert WHISPER in question and "$0.006" in question
+    structured = result.structured_content
+    assert not result.is_error and structured is not None and structured["choice"]["model"] == WHISPER
+    if paid:
+        assert structured["transcript"]["text"] == HEARD and submits(emulator) == 1
+    else:
+        assert structured["phase"] == "not_sent" and "Not sent: the user declined" in text_of(result)
+        assert submits(emulator) == 0

@@ -34,6 +34,7 @@ __all__ = [
     "media_slots",
     "quick_params",
     "speech_to_text_candidates",
+    "transcribes",
     "transcription_params",
 ]
 
@@ -331,6 +332,11 @@ def quick_params(
     return build
 
 
+def transcribes(schema: InputSchema) -> bool:
+    """Whether a model with this schema turns speech into text: it takes an audio URL and needs no text to speak."""
+    return bool(media_slots(schema, "audio")) and not any(name in schema.required for name in _TEXT_INPUTS)
+
+
 def transcription_params(model: str, audio_url: str, language: str | None) -> BuildParams:
     """transcribe_audio's inputs as the model's parameters; a model that cannot transcribe is refused here, before
     anything is paid (one that takes no audio, or that needs text to speak)."""
@@ -338,16 +344,15 @@ def transcription_params(model: str, audio_url: str, language: str | None) -> Bu
     def build(schema: InputSchema | None) -> tuple[dict[str, Any], list[str]]:
         if schema is None:
             raise InputError(f"The parameters of {model} could not be read, so nothing was sent.")
-        slots = media_slots(schema, "audio")
-        speaks = [name for name in _TEXT_INPUTS if name in schema.required]
-        if not slots or speaks:
+        if not transcribes(schema):
+            speaks = [name for name in _TEXT_INPUTS if name in schema.required]
             why = f"it needs {speaks[0]} to speak" if speaks else "it takes no audio input"
             raise InputError(
                 f"Not sent, nothing was spent: {model} cannot transcribe: {why} (text-to-speech models run with "
                 "generate_audio). Leave model out to use the default speech-to-text model, or find one with "
                 "list_models type=Audio keyword=speech."
             )
-        slot = slots[0]
+        slot = media_slots(schema, "audio")[0]
         params: dict[str, Any] = {slot: [audio_url] if _takes_list(schema.properties[slot]) else audio_url}
         not_used: list[str] = []
         if language is not None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import HistoryPage, ModelEntry
 from atlas_mcp.server.catalog import ModelDetails
+from atlas_mcp.server.choosing import transcribes
 from atlas_mcp.server.validation import is_nullable, type_text
 
 __all__ = [
@@ -137,7 +138,7 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
         description=entry.profile,
         price_usd=summary.price_usd,
         unit=summary.unit,
-        tool=_TOOLS.get((entry.type or "").lower()),
+        tool="transcribe_audio" if transcribes(schema) else _TOOLS.get((entry.type or "").lower()),
         parameters=parameters,
     )
     price = _price_text(summary.price_usd, summary.unit)

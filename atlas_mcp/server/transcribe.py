@@ -23,8 +23,8 @@ from atlas_mcp.server.choosing import (
     Candidate,
     ChosenResult,
     ModelChoice,
-    media_slots,
     speech_to_text_candidates,
+    transcribes,
     transcription_params,
 )
 from atlas_mcp.server.generation import AppState, Decision, Gate, GenerationCall
@@ -48,15 +48,16 @@ MAX_SCHEMA_CHECKS = 5  # speech-to-text candidates whose schema is read to find 
 
 
 async def _default_model(state: AppState, entries: Sequence[ModelEntry]) -> ModelChoice:
-    """The cheapest listed speech-to-text model whose schema takes an audio URL. The catalogue says nothing of
-    quality or popularity, and every call costs money: the cheapest is the default that surprises no one."""
+    """The cheapest listed speech-to-text model whose schema takes an audio URL (and no text to speak). The
+    catalogue says nothing of quality or popularity, and every call costs money: the cheapest is the default that
+    surprises no one."""
     candidates = speech_to_text_candidates(entries)
     for entry in candidates[:MAX_SCHEMA_CHECKS]:
         try:
             details = await state.catalog.details(entry.model)
         except (SchemaUnavailableError, InputError):
             continue  # unreadable now: the next one may do
-        if media_slots(details.schema, "audio"):
+        if transcribes(details.schema):
             others = [Candidate.of(other) for other in candidates if other.model != entry.model]
             reason = (
                 "no model was named, and it is the cheapest speech-to-text model Atlas lists"
