@@ -45,10 +45,10 @@ PRICE_SPREAD = 2.0  # tied models further apart in price than this are the user'
 TIE_MARGIN = 0.05  # fuzzy scores this close are a tie
 MIN_SCORE = 0.5  # below this a model does not match the keyword at all
 MAX_LISTED = 5  # models named in an ambiguity or a miss
+MAX_WORDS = 8  # of a keyword, scored: a keyword is a few words, and each costs a pass over the whole catalogue
 _STRONG, _WEAK, _TYPO = 1.0, 0.6, 0.9  # credit for a word in the id/name/tags, in the description, or misspelt
 
 _WORD = re.compile(r"[a-z0-9]+")
-_SEPARATORS = re.compile(r"[\s\-_/]+")
 _SPEECH_TO_TEXT = re.compile(
     r"speech[ -]?to[ -]?text|transcri|\bstt\b|\basr\b|whisper|speech recognition|audio[ -]to[ -]text"
 )
@@ -191,8 +191,9 @@ def _normal(text: str) -> str:
 
 
 def _spaced(text: str) -> str:
-    """Lower case with ``-``, ``_`` and ``/`` as spaces: 'text-to-image' and 'text to image' read alike."""
-    return " ".join(_SEPARATORS.split(text.lower())).strip()
+    """Lower-case words and numbers, one space apart: 'text-to-image' and 'Text to image' read alike, as do
+    'FLUX.1 [dev]' and 'flux 1 dev'."""
+    return " ".join(_WORD.findall(text.lower()))
 
 
 def _score(entry: ModelEntry, wanted: str) -> float:
@@ -201,7 +202,7 @@ def _score(entry: ModelEntry, wanted: str) -> float:
     strong = " ".join([entry.model, entry.display_name or "", *entry.tags]).lower()
     weak = (entry.profile or "").lower()
     strong_words = {word for word in _WORD.findall(strong) if len(word) >= 3}
-    words = _WORD.findall(wanted)
+    words = list(dict.fromkeys(_WORD.findall(wanted)))[:MAX_WORDS]
     if not words:
         return 0.0
     credit = 0.0
@@ -210,16 +211,18 @@ def _score(entry: ModelEntry, wanted: str) -> float:
             credit += _STRONG
         elif word in weak:
             credit += _WEAK
-        elif len(word) >= 3 and strong_words:
-            typo = max(difflib.SequenceMatcher(None, word, known).ratio() for known in strong_words)
-            credit += _TYPO * typo if typo >= 0.75 else 0.0
-    phrase = _spaced(wanted)
+        elif len(word) >= 3 and (near := difflib.get_close_matches(word, strong_words, n=1, cutoff=0.75)):
+            credit += _TYPO * difflib.SequenceMatcher(None, word, near[0]).ratio()
+    coverage = credit / len(words)
+    if 0.8 * coverage + 0.2 < MIN_SCORE:
+        return 0.8 * coverage  # cannot match however close the phrase: spare the costly comparison
+    phrase = " ".join(words)  # the words scored, once each: a repeated or overlong keyword is no costlier
     names = [entry.display_name or "", entry.model, entry.model.split("/", 1)[-1], *entry.tags]
     if phrase and phrase in _spaced(strong):
         closeness = 1.0
     else:
-        closeness = max(difflib.SequenceMatcher(None, phrase, _spaced(name)).ratio() for name in names)
-    return 0.8 * credit / len(words) + 0.2 * closeness
+        closeness = max(difflib.SequenceMatcher(None, phrase, _spaced(name)).ratio() for name in names if name)
+    return 0.8 * coverage + 0.2 * closeness
 
 
 def speech_to_text_candidates(entries: Sequence[ModelEntry]) -> list[ModelEntry]:

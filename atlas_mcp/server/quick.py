@@ -10,6 +10,7 @@ No ``from __future__ import annotations``: the SDK reads the signatures at regis
 from collections.abc import Awaitable
 from typing import Annotated, Literal
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
@@ -74,7 +75,9 @@ def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> 
                     f"The Atlas model catalogue could not be read ({exc}), so no model could be chosen. Nothing was "
                     "sent; try again in a minute."
                 ) from exc
-            return choose_model(entries, keyword, type)
+            # Scoring a few words against a catalogue of hundreds takes a tenth of a second at worst: not on the loop
+            # that serves every other call.
+            return await anyio.to_thread.run_sync(choose_model, entries, keyword, type)
 
     async def quick_call(
         choice: Annotated[ModelChoice, Resolve(choose)],
