@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
@@ -391,3 +392,23 @@ async def test_a_client_that_can_ask_asks_the_user(
     else:
         assert structured["phase"] == "not_sent" and "Not sent: the user declined" in text_of(result)
         assert submits(emulator) == 0
+
+
+def test_the_emulator_answers_a_transcription_in_the_recorded_shape(emulator: Emulator) -> None:
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: shape(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [shape(item) for item in value[:1]]
+        return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+    emulator.state.config.prediction_seconds = 0
+    auth = {"Authorization": f"Bearer {TEST_KEY}"}
+    with httpx.Client(base_url=emulator.url, headers=auth) as http:
+        answer = http.post(SUBMIT, json={"model": WHISPER, "audio": TALK}).json()
+        read = http.get(f"/api/v1/model/prediction/{answer['data']['id']}").json()
+        no_file = http.get(f"/emulator-storage/outputs/{answer['data']['id']}/0.wav")
+    recorded = json.loads((FIXTURES / "atlas/answers/prediction.completed.transcript.json").read_text())["body"]
+    assert shape(answer) == shape(read) == shape(recorded)
+    assert read["data"]["stt_result"] == recorded["data"]["stt_result"] and read["data"]["outputs"] == [HEARD]
+    assert no_file.status_code == 404  # a transcript is text: there is no file to fetch
