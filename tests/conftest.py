@@ -27,6 +27,8 @@ ALL_TOOLS = {
     "get_balance",
     "get_usage",
     "get_costs",
+    "quick_generate",
+    "transcribe_audio",
 }
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "Phase",
     "Prediction",
     "Quote",
+    "Segment",
+    "Transcript",
     "UploadedFile",
     "UsageBucket",
     "UsagePage",
@@ -144,6 +146,55 @@ def _inline(value: str) -> Output | None:
         return None
 
 
+class Segment(_Wire):
+    """One timed piece of a transcript: seconds from the start of the audio, and what was said."""
+
+    start: float | None = None
+    end: float | None = None
+    text: str = ""
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float | None:
+        return _number(value)
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> str:
+        return value.strip() if isinstance(value, str) else ""
+
+
+class Transcript(_Wire):
+    """A speech-to-text result (``stt_result``): the text, and its timed segments when the model gives them.
+
+    Atlas names the field but documents no shape: a bare string and an object with ``text`` (or
+    ``transcript``), ``segments`` (or ``chunks``) and ``language`` are both read.
+    """
+
+    text: str = ""
+    language: str | None = None
+    segments: tuple[Segment, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, raw: Any) -> Any:
+        if isinstance(raw, str):
+            return {"text": raw.strip()}
+        if not isinstance(raw, dict):
+            return {}
+        segments = raw.get("segments", raw.get("chunks"))
+        segments = [item for item in segments if isinstance(item, dict)] if isinstance(segments, list) else []
+        text = raw.get("text", raw.get("transcript"))
+        if not isinstance(text, str) or not text.strip():  # some give only the segments
+            text = " ".join(str(item.get("text", "")).strip() for item in segments).strip()
+        language = raw.get("language")
+        return {
+            "text": text.strip(),
+            "language": language if isinstance(language, str) and language.strip() else None,
+            "segments": segments,
+        }
+
+
 class Prediction(_Wire):
     """A prediction as Atlas reports it, normalised: one ``outputs`` list, ``error`` as text."""
 
@@ -159,6 +210,7 @@ class Prediction(_Wire):
     completed_at: str | None = None
     has_nsfw_contents: tuple[bool, ...] = ()
     thumbnail: str | None = None  # a still for a video (some models give one): its preview
+    transcript: Transcript | None = None  # what a speech-to-text model heard (``stt_result``)
 
     @model_validator(mode="before")
     @classmethod
@@ -192,6 +244,9 @@ class Prediction(_Wire):
         data["thumbnail"] = (
             thumbnail if isinstance(thumbnail, str) and thumbnail.startswith(("https://", "http://")) else None
         )
+        stt = data.get("stt_result")
+        heard = Transcript.model_validate(stt) if isinstance(stt, (str, dict)) else None
+        data["transcript"] = heard if heard is not None and (heard.text or heard.segments) else None
         if isinstance(data.get("status"), str):
             data["status"] = data["status"].strip().lower()
         for key in ("created_at", "completed_at"):

@@ -139,8 +139,8 @@ class _Endpoints:
         self, prediction: Prediction, origin: str, now: float, *, inline: bool = True
     ) -> list[str] | None:
         """A finished prediction's outputs in its profile's form: signed URLs, or the files themselves inline."""
-        if prediction.running(now) or prediction.plan.fail is not None:
-            return None
+        if prediction.running(now) or prediction.plan.fail is not None or prediction.submission.model.transcribes:
+            return None  # nothing to show yet, or text (a transcript) that has no other form
         count = prediction.submission.num_outputs
         form = prediction.profile.outputs
         if prediction.submission.params.get("enable_base64_output") is True and form != "data-uri":

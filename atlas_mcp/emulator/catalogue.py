@@ -50,6 +50,9 @@ class ModelSpec:
     input_price: str | None = None
     output_price: str | None = None
     supported_protocols: tuple[str, ...] = ()
+    # Answers with a transcript (text and ``stt_result``, as answers/prediction.completed.transcript.json) instead of
+    # files: a speech-to-text model.
+    transcribes: bool = False
 
     @property
     def organization(self) -> str:
@@ -200,6 +203,20 @@ MODELS: tuple[ModelSpec, ...] = (
         unit="request",
         schema_file="model-with-default.speech-2.5-hd.json",
         profile="data-uri-outputs",
+    ),
+    ModelSpec(
+        id="openai/whisper-large-v3",
+        display_name="Whisper Large v3",
+        type="Audio",
+        profile_text="Speech to text: transcribes an audio file, with timed segments.",
+        tags=("speech-to-text", "transcription", "whisper"),
+        categories=("Audio to Text",),
+        base_price="0.006",
+        origin_price="0.006",
+        unit="request",
+        schema_file="model-with-default.whisper-large-v3.json",
+        profile="plain",
+        transcribes=True,
     ),
     ModelSpec(
         id="deepseek-ai/deepseek-v3.2",

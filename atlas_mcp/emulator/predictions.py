@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict
 
+from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.profiles import Profile
 from atlas_mcp.emulator.validation import Submission
 
@@ -108,7 +109,9 @@ class Prediction:
         return max(self.seconds - ((time.monotonic() if now is None else now) - self.started), 0.0)
 
     def has_output(self, index: int, now: float | None = None) -> bool:
-        return not self.running(now) and self.plan.fail is None and 0 <= index < self.submission.num_outputs
+        """Whether output ``index`` is a file in storage by now (a transcript is text: no files)."""
+        finished = not self.running(now) and self.plan.fail is None
+        return finished and not self.submission.model.transcribes and 0 <= index < self.submission.num_outputs
 
     def output_name(self, index: int) -> str:
         return f"{index}.{self.submission.model.output_extension}"
@@ -151,7 +154,10 @@ class Prediction:
         data["metrics"] = {"predict_time": round(self.seconds, 3)}
         data["price"] = self.price
         count = self.submission.num_outputs
-        if self.plan.output_urls is not None:
+        if self.submission.model.transcribes:  # the fixed transcript, in the recorded shape
+            recorded = load("answers/prediction.completed.transcript.json")["body"]["data"]
+            outputs, data["stt_result"] = recorded["outputs"], recorded["stt_result"]
+        elif self.plan.output_urls is not None:
             outputs = self.plan.output_urls
         elif outputs is None:
             outputs = [origin + self.output_path(i) for i in range(count)]

@@ -22,8 +22,10 @@ from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.previews import DecodeBudget
+from atlas_mcp.server.quick import register_quick_generate
 from atlas_mcp.server.spending import SpendGuard
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
+from atlas_mcp.server.transcribe import register_transcribe_audio
 from atlas_mcp.state import StateStore, open_store
 
 __all__ = ["create_server"]
@@ -86,6 +88,8 @@ def create_server(
         extensions=[gallery_apps(settings)],
     )
     register_tools(server, settings)
+    register_quick_generate(server, settings)
+    register_transcribe_audio(server, settings)
     register_chat_tools(server, settings)
     register_account_tools(server, settings)
     advertise_only_what_exists(server)

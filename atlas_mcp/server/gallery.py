@@ -106,8 +106,8 @@ def gallery_apps(settings: Settings) -> Apps:
 
 def with_view(ctx: Context, result: CallToolResult, call: GenerationCall, prepared: Prepared | None) -> CallToolResult:
     """``result`` plus the ``view`` block, for a client that renders the gallery; unchanged for any other."""
-    if result.structured_content is None or not client_supports_apps(ctx):
-        return result
+    if result.structured_content is None or not call.arguments or not client_supports_apps(ctx):
+        return result  # (a call without arguments to show, such as quick_generate's, has no buttons to serve)
     seed = prepared.params.get("seed") if prepared is not None else None
     view = GalleryView(
         tool=call.tool,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import HistoryPage, ModelEntry
 from atlas_mcp.server.catalog import ModelDetails
+from atlas_mcp.server.choosing import transcribes
 from atlas_mcp.server.validation import is_nullable, type_text
 
 __all__ = [
@@ -146,7 +147,7 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
         unit=summary.unit,
         input_price_usd=summary.input_price_usd,
         output_price_usd=summary.output_price_usd,
-        tool=_TOOLS.get((entry.type or "").lower()),
+        tool="transcribe_audio" if transcribes(schema) else _TOOLS.get((entry.type or "").lower()),
         parameters=parameters,
     )
     price = _price_text(result)

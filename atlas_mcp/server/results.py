@@ -9,6 +9,7 @@ when ``ATLASCLOUD_OUTPUT_DIR`` is set, to disk. Pillow is imported here, lazily,
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import tempfile
@@ -22,7 +23,7 @@ import anyio.to_thread
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field, ValidationError
 
-from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, UploadedFile
+from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, Transcript, UploadedFile
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.files import output_path
@@ -35,7 +36,9 @@ __all__ = [
     "GenerationResult",
     "OutputInfo",
     "PriceQuote",
+    "SegmentInfo",
     "SubmitRequest",
+    "TranscriptInfo",
     "UploadResult",
     "generation_result",
     "upload_result",
@@ -46,6 +49,10 @@ logger = logging.getLogger(__name__)
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 _INLINE_NOTE = "sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files"
 MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk and memory by whatever Atlas says
+# A transcript in a result stays well inside what clients accept (about 25k tokens); the saved files hold all of it.
+MAX_TRANSCRIPT_CHARS = 20_000
+MAX_SEGMENTS = 500  # in the structured result
+SEGMENTS_IN_TEXT = 40  # listed with their times in the text; more are in the structured result and the .json
 
 
 class OutputInfo(BaseModel):
@@ -99,6 +106,31 @@ class GalleryView(BaseModel):
     kind: Literal["image", "video", "audio"] = Field(description="What the model makes.")
 
 
+class SegmentInfo(BaseModel):
+    """One timed piece of a transcript."""
+
+    start: float | None = Field(default=None, description="Seconds from the start of the audio.")
+    end: float | None = Field(default=None, description="Seconds from the start of the audio.")
+    text: str = Field(description="What was said in it.")
+
+
+class TranscriptInfo(BaseModel):
+    """What a speech-to-text model heard."""
+
+    text: str = Field(description=f"The transcript (cut at {MAX_TRANSCRIPT_CHARS:,} characters: see truncated).")
+    truncated: bool = Field(default=False, description="True when text was cut; the saved .txt file has all of it.")
+    language: str | None = Field(default=None, description="The language the model heard, when it says.")
+    segments: list[SegmentInfo] = Field(
+        default_factory=list, description=f"Timed segments, when the model gives them (the first {MAX_SEGMENTS})."
+    )
+    segment_count: int = Field(default=0, description="How many segments the model gave in all.")
+    saved_text_path: str | None = Field(default=None, description="The transcript saved as .txt, when saving is on.")
+    saved_json_path: str | None = Field(
+        default=None, description="The transcript with its segments saved as .json, when saving is on."
+    )
+    note: str | None = Field(default=None, description="Why it was not saved, when it was not.")
+
+
 class GenerationResult(BaseModel):
     """A prediction as this server reports it, whatever state it is in (or the request a dry run would send)."""
 
@@ -131,6 +163,9 @@ class GenerationResult(BaseModel):
         default=None, description="For status confirmation_required: pass it back as confirm once the user agreed."
     )
     spend: SpendReport | None = Field(default=None, description="Spending in the last 24 h, and the budget left.")
+    transcript: TranscriptInfo | None = Field(
+        default=None, description="For a speech-to-text model: the transcript, its segments and its saved files."
+    )
     view: GalleryView | None = Field(
         default=None,
         exclude=True,  # present only where the gallery renders the result: see atlas_mcp.server.gallery
@@ -195,6 +230,7 @@ async def generation_result(
             images.append(await _thumbnail(prediction, atlas, settings, budget or DecodeBudget()))
     else:
         outputs = [_plain_info(output) for output in prediction.outputs]
+    heard = prediction.transcript if prediction.phase == "succeeded" else None
 
     result = GenerationResult(
         prediction_id=prediction.id,
@@ -212,6 +248,7 @@ async def generation_result(
         next_step=_next_step(prediction),
         reused=reused_after is not None,
         spend=spend,
+        transcript=await _transcript(prediction, heard, settings) if heard is not None else None,
     )
     text = _summary(result)
     if reused_after is not None:
@@ -226,6 +263,36 @@ async def generation_result(
             content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
     content += _links(prediction.id, outputs)
     return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
+
+
+async def _transcript(prediction: Prediction, heard: Transcript, settings: Settings) -> TranscriptInfo:
+    """The transcript for the result, saved in full as ``<id>-0.txt`` and ``<id>-0.json`` when saving is on."""
+    segments = [SegmentInfo(start=s.start, end=s.end, text=s.text) for s in heard.segments]
+    info = TranscriptInfo(
+        text=heard.text[:MAX_TRANSCRIPT_CHARS],
+        truncated=len(heard.text) > MAX_TRANSCRIPT_CHARS,
+        language=heard.language,
+        segments=segments[:MAX_SEGMENTS],
+        segment_count=len(segments),
+    )
+    if settings.output_dir is None:
+        return info
+    document = {
+        "prediction_id": prediction.id,
+        "model": prediction.model,
+        "language": heard.language,
+        "text": heard.text,
+        "segments": [segment.model_dump(mode="json") for segment in segments],
+    }
+    try:
+        text_path = output_path(settings.output_dir, prediction.id, 0, ".txt")
+        json_path = output_path(settings.output_dir, prediction.id, 0, ".json")
+        await anyio.to_thread.run_sync(_write_atomically, text_path, heard.text.encode() + b"\n")
+        encoded = json.dumps(document, ensure_ascii=False, indent=2).encode()
+        await anyio.to_thread.run_sync(_write_atomically, json_path, encoded)
+    except (OSError, AtlasMCPError) as exc:
+        return info.model_copy(update={"note": f"not saved: {getattr(exc, 'strerror', None) or exc}"})
+    return info.model_copy(update={"saved_text_path": str(text_path), "saved_json_path": str(json_path)})
 
 
 async def _thumbnail(
@@ -435,6 +502,8 @@ def _summary(result: GenerationResult) -> str:
         lines.append(f"Done: {count} output{'s' if count != 1 else ''} from {model}{took}.{cost}")
         lines.append(f"Prediction id: {result.prediction_id}")
         for number, output in enumerate(result.outputs, start=1):
+            if output.text is not None and result.transcript is not None:
+                continue  # the transcript's text, given in full below
             size = f" ({output.width}×{output.height})" if output.width and output.height else ""
             where = output.url or output.text or f"sent inline by Atlas ({_human_bytes(output.size_bytes or 0)})"
             lines.append(f"Output {number}{size}: {where}")
@@ -454,6 +523,8 @@ def _summary(result: GenerationResult) -> str:
         if result.error:
             code = f" (Atlas error code {result.error_code})" if result.error_code else ""
             lines.append(f"Atlas said: {result.error}{code}")
+    if result.transcript is not None:
+        lines += _transcript_lines(result.transcript)
     if result.not_used:
         lines.append("Not used: " + "; ".join(result.not_used))
     if result.next_step:
@@ -461,6 +532,38 @@ def _summary(result: GenerationResult) -> str:
     if result.spend is not None:
         lines.append(result.spend.text())
     return "\n".join(lines)
+
+
+def _transcript_lines(transcript: TranscriptInfo) -> list[str]:
+    facts = [transcript.language] if transcript.language else []
+    if transcript.segment_count:
+        facts.append(f"{transcript.segment_count} segment{'s' if transcript.segment_count != 1 else ''}")
+    said = f" ({', '.join(facts)})" if facts else ""
+    lines = [f"Transcript{said}:", transcript.text or "(no speech heard)"]
+    if transcript.truncated:
+        lines.append(f"(cut at {MAX_TRANSCRIPT_CHARS:,} characters; the saved .txt file has all of it)")
+    if transcript.segments:
+        lines.append("Segments:")
+        lines += [
+            f"[{_clock(segment.start)}–{_clock(segment.end)}] {segment.text}"
+            for segment in transcript.segments[:SEGMENTS_IN_TEXT]
+        ]
+        if transcript.segment_count > SEGMENTS_IN_TEXT:
+            more = transcript.segment_count - SEGMENTS_IN_TEXT
+            lines.append(f"(and {more} more: see the structured result or the .json file)")
+    if transcript.saved_text_path:
+        lines.append(f"Saved to {transcript.saved_text_path} and {transcript.saved_json_path}")
+    if transcript.note:
+        lines.append(f"Transcript {transcript.note}")
+    return lines
+
+
+def _clock(seconds: float | None) -> str:
+    """Seconds as m:ss.s (or ? when the model gave no time)."""
+    if seconds is None:
+        return "?"
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
 
 
 def _human_bytes(size: int) -> str:

@@ -51,7 +51,7 @@ from atlas_mcp.server.listing import (
 )
 from atlas_mcp.server.results import GenerationResult, UploadResult, upload_result
 
-__all__ = ["INSTRUCTIONS", "register_tools"]
+__all__ = ["INSTRUCTIONS", "generate", "register_tools", "wait_limit"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
   exact request and its price without sending it.
 - list_models and get_model_info find models and their parameters; generate_video and generate_audio
   run those kinds (they usually outlive one call: finish them with check_prediction).
+- quick_generate picks the model from a keyword (it says which and why); transcribe_audio turns speech
+  into text. Both cost money and work like generate_image.
 - upload_media turns a local file (inside the allowed folders), the file itself as base64 (data), or a
   public https url into a URL for a model input, such as generate_image's `image` (image-to-image, with
   `strength`). Over HTTP the server cannot read your disk: use data or url. list_predictions shows recent jobs.
@@ -307,23 +309,29 @@ def _takes_a_list(rules: dict[str, Any], value: Any) -> bool:
 _DOCUMENTED_CORE = frozenset({"size", "num_images", "seed", "image", "strength"})
 
 
+def wait_limit(settings: Settings, wait: bool, max_wait_seconds: float | None) -> float:
+    """How long a call may wait: what the caller asked, within the configured bound; nothing when it asked not to."""
+    bound = settings.wait_seconds
+    return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
+
+
+async def generate(
+    ctx: Context, gate: Gate, decision: Decision, *, wait: bool, max_wait_seconds: float | None
+) -> CallToolResult:
+    """What every generating tool's body does, once its resolvers (see :func:`_gated`) have gated and confirmed the
+    call: pay once, wait within the bound, build the result."""
+    state = _state(ctx)
+    with _as_tool_errors():
+        result = await run(ctx, state, gate, decision, limit=wait_limit(state.settings, wait, max_wait_seconds))
+    return with_view(ctx, result, gate.call, gate.prepared)
+
+
 def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     """Add the tools to ``server``; ``settings`` supplies the defaults and bounds shown in their schemas."""
     bound = settings.wait_seconds
     MaxWait = Annotated[
         float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
     ]
-
-    def wait_limit(wait: bool, max_wait_seconds: float | None) -> float:
-        return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
-
-    async def generate(
-        ctx: Context, gate: Gate, decision: Decision, *, wait: bool, max_wait_seconds: float | None
-    ) -> CallToolResult:
-        """What every generating tool's body does, once its resolvers have gated and confirmed the call."""
-        with _as_tool_errors():
-            result = await run(ctx, _state(ctx), gate, decision, limit=wait_limit(wait, max_wait_seconds))
-        return with_view(ctx, result, gate.call, gate.prepared)
 
     async def image_call(
         prompt: str,
@@ -541,7 +549,8 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             started = time.monotonic()
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
-                return await finish(ctx, state, prediction, limit=wait_limit(wait, max_wait_seconds), started=started)
+                limit = wait_limit(state.settings, wait, max_wait_seconds)
+                return await finish(ctx, state, prediction, limit=limit, started=started)
 
     @server.tool(
         title="Upload media",

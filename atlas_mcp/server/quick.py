@@ -1,0 +1,146 @@
+"""quick_generate: a generation for a caller who knows what it wants but not the model id.
+
+The tool chooses the model (see :mod:`atlas_mcp.server.choosing`), fits the prompt and media to it, and from
+there is a generate tool like the others: the same resolvers gate and confirm it, and the same body pays,
+waits and builds the result, to which it adds which model ran and why.
+
+No ``from __future__ import annotations``: the SDK reads the signatures at registration (see tools.py).
+"""
+
+from collections.abc import Awaitable
+from typing import Annotated, Literal
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
+from pydantic import Field
+
+from atlas_mcp.atlas import MediaKind
+from atlas_mcp.config import Settings
+from atlas_mcp.errors import AtlasMCPError, SchemaUnavailableError
+from atlas_mcp.server import icons
+from atlas_mcp.server.choosing import ChosenResult, ModelChoice, choose_model, quick_params
+from atlas_mcp.server.generation import AppState, Decision, Gate, GenerationCall
+from atlas_mcp.server.tools import (
+    _GENERATING,
+    Confirm,
+    DryRun,
+    RepeatAgain,
+    Wait,
+    _as_tool_errors,
+    _gated,
+    _state,
+    generate,
+)
+
+__all__ = ["register_quick_generate", "with_choice"]
+
+_KINDS: dict[str, MediaKind] = {"Image": "image", "Video": "video", "Audio": "audio"}
+MAX_IMAGE_URLS = 8
+
+MediaUrl = Annotated[str, Field(max_length=4096, pattern=r"^https?://")]
+
+
+async def with_choice(choice: ModelChoice, result: Awaitable[CallToolResult]) -> CallToolResult:
+    """The generation's result (or its error) with the model choice said first, in the text and the structure."""
+    try:
+        done = await result
+    except ToolError as exc:
+        raise ToolError(f"{choice.line()}\n{exc}") from exc
+    content = list(done.content)
+    first = next((index for index, block in enumerate(content) if isinstance(block, TextContent)), None)
+    if first is None:
+        content.insert(0, TextContent(text=choice.line()))
+    else:
+        block = content[first]
+        assert isinstance(block, TextContent)
+        content[first] = TextContent(text=f"{choice.line()}\n{block.text}")
+    structured = {**(done.structured_content or {}), "choice": choice.model_dump(mode="json")}
+    return CallToolResult(content=content, structured_content=structured, is_error=done.is_error)
+
+
+def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> None:
+    bound = settings.wait_seconds
+    MaxWait = Annotated[
+        float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
+    ]
+
+    async def choose(ctx: Context, keyword: str, type: Literal["Image", "Video", "Audio"]) -> ModelChoice:
+        with _as_tool_errors():
+            try:
+                entries = await _state(ctx).catalog.models()
+            except AtlasMCPError as exc:
+                raise SchemaUnavailableError(
+                    f"The Atlas model catalogue could not be read ({exc}), so no model could be chosen. Nothing was "
+                    "sent; try again in a minute."
+                ) from exc
+            # Scoring a few words against a catalogue of hundreds takes a tenth of a second at worst: not on the loop
+            # that serves every other call.
+            return await anyio.to_thread.run_sync(choose_model, entries, keyword, type)
+
+    async def quick_call(
+        choice: Annotated[ModelChoice, Resolve(choose)],
+        type: Literal["Image", "Video", "Audio"],
+        prompt: str,
+        image_url: str | None,
+        image_urls: list[str] | None,
+        video_url: str | None,
+        audio_url: str | None,
+        dry_run: bool,
+        confirm: str | None,
+        repeat: bool,
+    ) -> GenerationCall:
+        images = [url for url in [image_url, *(image_urls or [])] if url is not None]
+        build = quick_params(choice.model, prompt, images=images, video=video_url, audio=audio_url)
+        # Never skip validation: a model chosen by keyword is only run with parameters its schema accepts.
+        return GenerationCall("quick_generate", _KINDS[type], choice.model, build, dry_run, False, confirm, repeat)
+
+    quick_gate, quick_consent = _gated(quick_call)
+
+    @server.tool(
+        title="Quick generate",
+        icons=icons.SERVER,
+        description=(
+            "Generate an image, video or audio without knowing the model id: give a keyword (a model id, its name, "
+            "or words such as 'flux schnell', 'seedream', 'wan'), the type and the prompt, plus any input media "
+            "URLs (use upload_media first for a local file). It picks the best matching model (exact id, then "
+            "name, then closest match; among equal matches the cheapest) and says which and why; when equal "
+            "matches differ in price by more than 2× it returns the short list instead of guessing. COSTS MONEY on "
+            f"every call, with the same checks as generate_*: parameters checked before paying, dry_run=true to "
+            f"see the model, request and price for free, the user asked above their price threshold. Waits up to "
+            f"{bound:g} s; if not done, finish with check_prediction. For other parameters, use generate_image, "
+            "generate_video or generate_audio with the model id this returns."
+        ),
+        annotations=_GENERATING,
+    )
+    async def quick_generate(
+        keyword: Annotated[
+            str, Field(min_length=1, max_length=200, description="A model id, a model name, or words that describe it.")
+        ],
+        type: Annotated[Literal["Image", "Video", "Audio"], Field(description="What to make.")],
+        prompt: Annotated[
+            str,
+            Field(min_length=1, max_length=10000, description="What to make (for speech models: what to say)."),
+        ],
+        ctx: Context,
+        image_url: Annotated[
+            MediaUrl | None, Field(description="An input image (image-to-image, image-to-video).")
+        ] = None,
+        image_urls: Annotated[
+            list[MediaUrl] | None,
+            Field(max_length=MAX_IMAGE_URLS, description="Several input images, for models that take a list."),
+        ] = None,
+        video_url: Annotated[MediaUrl | None, Field(description="An input video.")] = None,
+        audio_url: Annotated[MediaUrl | None, Field(description="An input audio file.")] = None,
+        wait: Wait = True,
+        max_wait_seconds: MaxWait = None,
+        dry_run: DryRun = False,
+        confirm: Confirm = None,
+        repeat: RepeatAgain = False,
+        *,
+        choice: Annotated[ModelChoice, Resolve(choose)],
+        gate: Annotated[Gate, Resolve(quick_gate)],
+        decision: Annotated[Decision, Resolve(quick_consent)],
+    ) -> Annotated[CallToolResult, ChosenResult]:
+        return await with_choice(choice, generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds))
