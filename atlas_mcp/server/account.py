@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from atlas_mcp.atlas import Balance, Money, UsagePage, UsageReport
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import icons
 from atlas_mcp.server.generation import AppState
+from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.tools import _READING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
 
 __all__ = ["MAX_RANGE_DAYS", "BalanceResult", "UsageResult", "date_range", "register_account_tools"]
@@ -27,7 +28,7 @@ DEFAULT_DAYS = 7
 _SHOWN_ROWS = 40  # rows in the text table; the structured result has them all
 
 
-class BalanceResult(BaseModel):
+class BalanceResult(Shown):
     """The account's money, in the account's currency."""
 
     available: float | None = Field(description="What can be spent now.")
@@ -38,14 +39,14 @@ class BalanceResult(BaseModel):
     account: str | None = Field(default=None, description="Atlas's id of the account.")
 
 
-class UsageRow(BaseModel):
+class UsageRow(Shown):
     date: str = Field(description="The day (UTC), YYYY-MM-DD.")
     partial: bool = Field(description="The day is not over (or not fully counted) yet.")
     group: dict[str, str] = Field(description="What the row counts, by the group_by dimensions (model, model_type...).")
     figures: dict[str, float] = Field(description="The row's numbers (requests, tokens, images... or the amount).")
 
 
-class UsageResult(BaseModel):
+class UsageResult(Shown):
     report: Literal["usage", "costs"]
     start_date: str = Field(description="First day counted.")
     end_date: str = Field(description="The day after the last one counted (exclusive).")

@@ -30,6 +30,7 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server import icons
 from atlas_mcp.server.generation import AppState
+from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.spending import SpendReport, dollars
 from atlas_mcp.server.tools import _GENERATING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
 
@@ -47,12 +48,12 @@ class ChatMessage(BaseModel):
     content: str = Field(max_length=200_000)
 
 
-class ChatUsageResult(BaseModel):
+class ChatUsageResult(Shown):
     prompt_tokens: int
     completion_tokens: int
 
 
-class ChatResult(BaseModel):
+class ChatResult(Shown):
     """One chat answer."""
 
     model: str

@@ -17,13 +17,14 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from atlas_mcp.atlas import MediaKind, ModelEntry
 from atlas_mcp.errors import InputError
 from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.generation import BuildParams
 from atlas_mcp.server.results import GenerationResult
+from atlas_mcp.server.shown import Shown
 
 __all__ = [
     "PRICE_SPREAD",
@@ -55,7 +56,7 @@ _SPEECH_TO_TEXT = re.compile(
 _TEXT_INPUTS = ("prompt", "text")
 
 
-class Candidate(BaseModel):
+class Candidate(Shown):
     """A model that matched, as the caller may pick it."""
 
     model: str = Field(description="The exact model id: pass it as keyword (or model) to pick this one.")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from atlas_mcp.atlas import HistoryPage, ModelEntry
 from atlas_mcp.server.catalog import ModelDetails
 from atlas_mcp.server.choosing import transcribes
+from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.validation import is_nullable, type_text
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
 ModelType = Literal["Image", "Video", "Audio", "Text"]
 
 
-class ModelSummary(BaseModel):
+class ModelSummary(Shown):
     model: str = Field(description="The id to pass as `model`.")
     name: str | None = Field(default=None, description="Display name.")
     type: str | None = Field(default=None, description="Image, Video, Audio or Text.")
@@ -36,12 +37,12 @@ class ModelSummary(BaseModel):
     output_price_usd: float | None = Field(default=None, description="LLMs: dollars per million answer tokens.")
 
 
-class ModelsResult(BaseModel):
+class ModelsResult(Shown):
     models: list[ModelSummary] = Field(description="The matching models (at most `limit`).")
     total: int = Field(description="How many models matched before the limit.")
 
 
-class ParameterInfo(BaseModel):
+class ParameterInfo(Shown):
     name: str
     type: str = Field(description="The JSON type in words: 'string', 'integer or null', 'array of string'...")
     required: bool = False
@@ -56,7 +57,7 @@ class ParameterInfo(BaseModel):
     description: str | None = None
 
 
-class ModelInfoResult(BaseModel):
+class ModelInfoResult(Shown):
     model: str
     name: str | None = None
     type: str | None = None
@@ -69,7 +70,7 @@ class ModelInfoResult(BaseModel):
     parameters: list[ParameterInfo] = Field(default_factory=list)
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(Shown):
     prediction_id: str
     model: str | None = None
     status: str | None = None
@@ -78,7 +79,7 @@ class HistoryEntry(BaseModel):
     error: str | None = None
 
 
-class HistoryResult(BaseModel):
+class HistoryResult(Shown):
     predictions: list[HistoryEntry]
     page: int
     page_size: int

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, Transcript, UploadedFile
 from atlas_mcp.config import Settings
@@ -29,6 +29,7 @@ from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.files import output_path
 from atlas_mcp.server.media import identify_bytes
 from atlas_mcp.server.previews import DecodeBudget, Preview, make_preview, probe_image
+from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.spending import SpendReport
 
 __all__ = [
@@ -55,7 +56,7 @@ MAX_SEGMENTS = 500  # in the structured result
 SEGMENTS_IN_TEXT = 40  # listed with their times in the text; more are in the structured result and the .json
 
 
-class OutputInfo(BaseModel):
+class OutputInfo(Shown):
     """One output of a prediction."""
 
     url: str | None = Field(
@@ -74,7 +75,7 @@ class OutputInfo(BaseModel):
     note: str | None = Field(default=None, description="Why there is no preview or saved file, when there is not.")
 
 
-class SubmitRequest(BaseModel):
+class SubmitRequest(Shown):
     """Exactly what a generation sends to Atlas (shown by dry runs)."""
 
     method: Literal["POST"] = "POST"
@@ -82,7 +83,7 @@ class SubmitRequest(BaseModel):
     body: dict[str, Any] = Field(description="The JSON body, model included.")
 
 
-class PriceQuote(BaseModel):
+class PriceQuote(Shown):
     """What a generation costs before it runs."""
 
     price_usd: float = Field(description="The quoted price, in dollars.")
@@ -97,7 +98,7 @@ class PriceQuote(BaseModel):
         return f"about ${self.price_usd:.4g} (estimated from the catalogue price)"
 
 
-class GalleryView(BaseModel):
+class GalleryView(Shown):
     """What only the gallery needs (sent only to clients that render it): how to ask for the same again."""
 
     tool: str = Field(description="The tool that made this generation.")
@@ -106,7 +107,7 @@ class GalleryView(BaseModel):
     kind: Literal["image", "video", "audio"] = Field(description="What the model makes.")
 
 
-class SegmentInfo(BaseModel):
+class SegmentInfo(Shown):
     """One timed piece of a transcript."""
 
     start: float | None = Field(default=None, description="Seconds from the start of the audio.")
@@ -114,7 +115,7 @@ class SegmentInfo(BaseModel):
     text: str = Field(description="What was said in it.")
 
 
-class TranscriptInfo(BaseModel):
+class TranscriptInfo(Shown):
     """What a speech-to-text model heard."""
 
     text: str = Field(description=f"The transcript (cut at {MAX_TRANSCRIPT_CHARS:,} characters: see truncated).")
@@ -131,7 +132,7 @@ class TranscriptInfo(BaseModel):
     note: str | None = Field(default=None, description="Why it was not saved, when it was not.")
 
 
-class GenerationResult(BaseModel):
+class GenerationResult(Shown):
     """A prediction as this server reports it, whatever state it is in (or the request a dry run would send)."""
 
     prediction_id: str | None = Field(
@@ -173,7 +174,7 @@ class GenerationResult(BaseModel):
     )
 
 
-class UploadResult(BaseModel):
+class UploadResult(Shown):
     """A local file now stored at Atlas."""
 
     url: str = Field(description="The Atlas URL of the file; pass it as a model input (e.g. generate_image's image).")

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from atlas_mcp.atlas import Prediction
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, BadResponseError, SpendRefusedError, UpstreamUnavailableError
 from atlas_mcp.server.catalog import InputSchema
+from atlas_mcp.server.shown import Shown
 from atlas_mcp.state import MICRO, Spending, StateStore
 
 __all__ = ["CONFIRM_SECONDS", "ConfirmationNeeded", "Purchase", "Repeat", "SpendGuard", "SpendReport", "TokenRefused"]
@@ -47,7 +48,7 @@ _CLAIM_GRACE = 30.0  # a "sending" claim outlives the submit's own bound by this
 _WAIT_STEP = 0.05  # how often a call waiting on an identical one looks again
 
 
-class SpendReport(BaseModel):
+class SpendReport(Shown):
     """The payer's spending in the last 24 hours, as this server's ledger has it."""
 
     spent_usd: float = Field(

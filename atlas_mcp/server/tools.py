@@ -103,22 +103,20 @@ DryRun = Annotated[
 SkipValidation = Annotated[
     bool,
     Field(
-        description="Send even if the model's parameter schema cannot be read (unchecked). Leave false: "
-        "by default such calls are refused so that nothing unchecked is paid for."
+        description="Send even if the model's schema cannot be read, unchecked (by default such calls are refused)."
     ),
 ]
 Confirm = Annotated[
     str | None,
     Field(
         max_length=200,
-        description="Only after the user agreed to the price: the confirm token from the result that asked for it.",
+        description="The confirm token from a result that asked for the user's yes; only once they agreed.",
     ),
 ]
 RepeatAgain = Annotated[
     bool,
     Field(
-        description="Pay for a new one even if an identical generation was just made (by default an identical call "
-        "within a few minutes is answered with that generation, not paid twice)."
+        description="Pay for another even if an identical generation was just made (else that one is returned)."
     ),
 ]
 InputUrl = Annotated[
@@ -530,9 +528,9 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         icons=icons.SERVER,
         description=(
             "Read a prediction's state by id (free: nothing is generated or paid), optionally waiting for it "
-            f"to finish (up to {bound:g} s). Use it with the prediction_id from a generate_* call that returned "
-            "before it was done. Returns the same result as the generate tools: URLs, previews, saved files "
-            "and price once it has finished."
+            f"to finish (up to {bound:g} s). Use it with the prediction_id from a generating call that returned "
+            "before it was done. Returns the same result as that call: URLs, previews, saved files (or the "
+            "transcript) and price once it has finished."
         ),
         annotations=_READING,
     )
