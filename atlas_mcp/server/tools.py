@@ -102,9 +102,7 @@ DryRun = Annotated[
 ]
 SkipValidation = Annotated[
     bool,
-    Field(
-        description="Send even if the model's schema cannot be read, unchecked (by default such calls are refused)."
-    ),
+    Field(description="Send even if the model's schema cannot be read, unchecked (by default such calls are refused)."),
 ]
 Confirm = Annotated[
     str | None,
@@ -115,9 +113,7 @@ Confirm = Annotated[
 ]
 RepeatAgain = Annotated[
     bool,
-    Field(
-        description="Pay for another even if an identical generation was just made (else that one is returned)."
-    ),
+    Field(description="Pay for another even if an identical generation was just made (else that one is returned)."),
 ]
 InputUrl = Annotated[
     str | None,
