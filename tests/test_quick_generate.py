@@ -15,7 +15,6 @@ from mcp import Client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import ModelEntry
-from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import create_server
@@ -23,6 +22,7 @@ from atlas_mcp.server.choosing import choose_model
 
 from .conftest import TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of
+from .test_spending import settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -36,17 +36,6 @@ WHISPER = "openai/whisper-large-v3"
 VIDEO = "alibaba/wan-2.2/t2v-480p"
 BANANA = "google/nano-banana/text-to-image"
 PICTURE = "https://example.com/fox.png"
-
-
-def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    return Settings(**(values | overrides))
 
 
 def submits(emulator: Emulator) -> list[Any]:

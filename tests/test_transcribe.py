@@ -21,7 +21,6 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import ModelEntry, Prediction
 from atlas_mcp.atlas.models import unwrap
-from atlas_mcp.config import Settings
 from atlas_mcp.emulator import PROFILES, Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
 from atlas_mcp.server.choosing import speech_to_text_candidates
@@ -29,6 +28,7 @@ from atlas_mcp.server.choosing import speech_to_text_candidates
 from .conftest import TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of
 from .test_http import KEYS, connect, http_env, http_server
+from .test_spending import settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -40,17 +40,6 @@ TALK = "https://example.com/talk.mp3"
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = json.loads((FIXTURES / "atlas/answers/prediction.completed.transcript.json").read_text())["body"]["data"]
 HEARD = RECORDED["stt_result"]["text"]
-
-
-def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    return Settings(**(values | overrides))
 
 
 def submits(emulator: Emulator) -> int:
