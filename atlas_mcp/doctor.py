@@ -87,12 +87,20 @@ def run_doctor(
     report = Report(out or sys.stdout)
     env = dict(os.environ if environ is None else environ)
     running = None
+    scratch = None
     if emulator:
         from atlas_mcp.emulator import Emulator, EmulatorConfig
 
         running = Emulator(EmulatorConfig(prediction_seconds=1.0))
         running.start()
-        env |= {"ATLASCLOUD_BASE_URL": running.url, "ATLASCLOUD_API_KEY": _EMULATOR_KEY}
+        # Each emulator starts empty: the user's real ledger would answer a second run's image with the prediction
+        # of an emulator that is gone (the repeat guard), and the emulator's pretend spending has no place in it.
+        scratch = tempfile.TemporaryDirectory(prefix="atlascloud-mcp-doctor-")
+        env |= {
+            "ATLASCLOUD_BASE_URL": running.url,
+            "ATLASCLOUD_API_KEY": _EMULATOR_KEY,
+            "ATLASCLOUD_STATE_URL": f"sqlite:///{Path(scratch.name, 'state.db').as_posix()}",
+        }
     where = "the embedded Atlas emulator (free)" if emulator else "your settings, as an MCP client would pass them"
     report.note(f"atlascloud-mcp {__version__} doctor: checking {where}.")
     try:
@@ -112,6 +120,8 @@ def run_doctor(
     finally:
         if running is not None:
             running.stop()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _settings_text(settings: Settings, emulator: bool) -> str:

@@ -68,6 +68,11 @@ def test_doctor_generate_makes_one_image_end_to_end(tmp_path: Path) -> None:
     with Image.open(image) as picture:
         assert picture.format == "PNG"
     assert str(image) in lines[result_line] and "1 inline preview" in lines[result_line]
+    # Run again at once: a fresh emulator, so the same image must be made afresh, not found in the user's ledger
+    # as the prediction of the emulator that is gone (which would fail with a 404).
+    again = doctor("--emulator", "--generate", env={"ATLASCLOUD_OUTPUT_DIR": str(out)})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(list(out.iterdir())) == 2
 
 
 def test_a_refused_key_is_named_by_its_last_four_characters_only(strict_atlas: Emulator) -> None:
