@@ -26,7 +26,7 @@ from atlas_mcp.server import create_server
 
 ROOT = Path(__file__).resolve().parent.parent
 # What `uv run` needs to build and run the project in the bundle's folder; the force-included emulator data too.
-FILES = ("pyproject.toml", "uv.lock", "README.md", "LICENSE")
+FILES = ("pyproject.toml", "uv.lock", "README.md", "LICENSE", "release/icon.png")
 TREES = ("atlas_mcp", "tests/fixtures/atlas")
 _SKIP_PARTS = {"__pycache__", ".mypy_cache", ".ruff_cache"}
 
