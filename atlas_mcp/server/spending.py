@@ -290,14 +290,7 @@ class SpendGuard:
                 raise ConfirmationNeeded("the identical earlier generation this call was going to reuse is gone")
             if token is not None and not await self.store.spend_token(token, ttl=CONFIRM_SECONDS + 60, now=time.time()):
                 raise TokenRefused("the confirm token was used already (each one confirms one generation)")
-            if self.settings.budget_usd is not None and price_usd is None:
-                raise SpendRefusedError(self._unpriced())
-            entry = secrets.token_hex(8)
-            needed = to_micro(price_usd) if price_usd is not None else 0
-            limit = to_micro(self.settings.budget_usd) if self.settings.budget_usd is not None else None
-            spending = await self.store.reserve(payer, entry, needed, limit_micro=limit, now=time.time(), window=DAY)
-            if not spending.allowed:
-                raise SpendRefusedError(self._refusal(spending, needed) or "Not sent: the budget is used up.")
+            entry = await self.hold(payer, price_usd, what="this generation is quoted at")
             purchase.entry = entry
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -391,9 +384,10 @@ class SpendGuard:
             await self.store.release(purchase.claim_key, purchase.repeat_held)
 
     async def hold(self, payer: str, price_usd: float | None, *, what: str) -> str:
-        """Reserve a paid call that is not a prediction (a chat answer) at its worst case, before it is sent; returns
-        the ledger entry for :meth:`release_hold`. ``what`` names that price in a refusal ("this chat may cost up
-        to"). Raises :class:`SpendRefusedError` when the budget cannot hold it: nothing was sent."""
+        """Reserve a paid call's price in the ledger before it is sent (a generation at its quote, a chat answer at
+        its worst case); returns the ledger entry (for :meth:`release_hold` when it is not a prediction). ``what``
+        names that price in a refusal ("this chat may cost up to"). Raises :class:`SpendRefusedError` when the
+        budget cannot hold it: nothing was sent."""
         if self.settings.budget_usd is not None and price_usd is None:
             raise SpendRefusedError(self._unpriced())
         entry = secrets.token_hex(8)
