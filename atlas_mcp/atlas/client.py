@@ -457,12 +457,7 @@ class AtlasClient:
                     f"Atlas's answer to {request.method} {request.url.path} exceeded {self._max_body // 1024} KiB; "
                     f"refused to read further. {_CHAT_BILLED}"
                 )
-        body: Any
-        try:
-            body = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, ValueError):
-            body = _NotJSON(bytes(raw[:4096]).decode("utf-8", "replace"))
-        return _Answer(status=response.status_code, body=body, headers=response.headers)
+        return _answer(response, raw)
 
     def _chat_network_error(self, exc: Exception) -> UpstreamUnavailableError:
         error = self._network_error(exc, idempotent=False)
@@ -797,13 +792,7 @@ class AtlasClient:
         finally:
             with anyio.CancelScope(shield=True):  # give the connection back even when the deadline struck
                 await response.aclose()
-        body: Any
-        try:
-            body = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, ValueError):
-            # Kept long enough for redaction to see a secret whole before anything is cut (redact() cuts at 500).
-            body = _NotJSON(bytes(raw[:4096]).decode("utf-8", "replace"))
-        return _Answer(status=response.status_code, body=body, headers=response.headers)
+        return _answer(response, raw)
 
     def _raise_for_error(self, answer: _Answer, idempotent: bool) -> None:
         status = _effective_status(answer)
@@ -894,6 +883,17 @@ class AtlasClient:
             raise BadResponseError(
                 f"Atlas's {what} is missing or has malformed fields ({', '.join(fields)}). Try again later."
             ) from None
+
+
+def _answer(response: httpx.Response, raw: bytes | bytearray) -> _Answer:
+    """An answer read in full: its JSON, or the start of whatever else it was."""
+    body: Any
+    try:
+        body = json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, ValueError):
+        # Kept long enough for redaction to see a secret whole before anything is cut (redact() cuts at 500).
+        body = _NotJSON(bytes(raw[:4096]).decode("utf-8", "replace"))
+    return _Answer(status=response.status_code, body=body, headers=response.headers)
 
 
 def _generation_body(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
