@@ -12,10 +12,10 @@ a pipe, CI). Plain code, not a progress library: rich.progress takes about 150 m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,31 +28,20 @@ from mcp_types import TextContent
 def run_demo(prompt: str, *, out: str, size: str) -> int:
     out_dir = Path(out).expanduser().resolve()
     env = {**os.environ, "ATLASCLOUD_OUTPUT_DIR": str(out_dir), "ATLASCLOUD_LOG_LEVEL": "WARNING"}
-    emulator = None
-    state = tempfile.TemporaryDirectory(prefix="atlascloud-mcp-demo-")
-    if not os.environ.get("ATLASCLOUD_API_KEY", "").strip():
-        from atlas_mcp.emulator import Emulator, EmulatorConfig
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("ATLASCLOUD_API_KEY", "").strip():
+            from atlas_mcp.emulator import standing_in
 
-        emulator = Emulator(EmulatorConfig(prediction_seconds=2.5))
-        emulator.start()
-        env |= {
-            "ATLASCLOUD_BASE_URL": emulator.url,
-            "ATLASCLOUD_API_KEY": "demo-key-for-the-local-emulator",
-            # Each emulator starts empty: the user's real ledger would answer a repeated prompt with a prediction
-            # of an emulator that is gone, and the emulator's pretend spending has no place in it.
-            "ATLASCLOUD_STATE_URL": f"sqlite:///{Path(state.name, 'state.db').as_posix()}",
-        }
-        print(f"No ATLASCLOUD_API_KEY set: using the embedded Atlas emulator at {emulator.url} (free; it draws")
-        print("a stand-in picture with your prompt on it). Set the key to generate with the real Atlas API.")
-    else:
-        print(f"Using the real Atlas API at {env.get('ATLASCLOUD_BASE_URL') or 'https://api.atlascloud.ai'}.")
-        print("This generation costs about $0.003.")
-    try:
+            emulator, emulated = stack.enter_context(
+                standing_in("demo-key-for-the-local-emulator", prediction_seconds=2.5)
+            )
+            env |= emulated
+            print(f"No ATLASCLOUD_API_KEY set: using the embedded Atlas emulator at {emulator.url} (free; it draws")
+            print("a stand-in picture with your prompt on it). Set the key to generate with the real Atlas API.")
+        else:
+            print(f"Using the real Atlas API at {env.get('ATLASCLOUD_BASE_URL') or 'https://api.atlascloud.ai'}.")
+            print("This generation costs about $0.003.")
         return anyio.run(_drive, prompt, size, env)
-    finally:
-        if emulator is not None:
-            emulator.stop()
-        state.cleanup()
 
 
 async def _drive(prompt: str, size: str, env: dict[str, str]) -> int:

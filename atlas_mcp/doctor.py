@@ -11,6 +11,7 @@ against the embedded Atlas emulator, for free. The key is never printed: at most
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -86,24 +87,14 @@ def run_doctor(
     """Run the checks and print them; return the exit status (0: every step that ran passed)."""
     report = Report(out or sys.stdout)
     env = dict(os.environ if environ is None else environ)
-    running = None
-    scratch = None
-    if emulator:
-        from atlas_mcp.emulator import Emulator, EmulatorConfig
+    with contextlib.ExitStack() as stack:
+        if emulator:
+            from atlas_mcp.emulator import standing_in
 
-        running = Emulator(EmulatorConfig(prediction_seconds=1.0))
-        running.start()
-        # Each emulator starts empty: the user's real ledger would answer a second run's image with the prediction
-        # of an emulator that is gone (the repeat guard), and the emulator's pretend spending has no place in it.
-        scratch = tempfile.TemporaryDirectory(prefix="atlascloud-mcp-doctor-")
-        env |= {
-            "ATLASCLOUD_BASE_URL": running.url,
-            "ATLASCLOUD_API_KEY": _EMULATOR_KEY,
-            "ATLASCLOUD_STATE_URL": f"sqlite:///{Path(scratch.name, 'state.db').as_posix()}",
-        }
-    where = "the embedded Atlas emulator (free)" if emulator else "your settings, as an MCP client would pass them"
-    report.note(f"atlascloud-mcp {__version__} doctor: checking {where}.")
-    try:
+            _running, emulated = stack.enter_context(standing_in(_EMULATOR_KEY, prediction_seconds=1.0))
+            env |= emulated
+        where = "the embedded Atlas emulator (free)" if emulator else "your settings, as an MCP client would pass them"
+        report.note(f"atlascloud-mcp {__version__} doctor: checking {where}.")
         try:
             settings = Settings.from_env(env)
         except ConfigError as exc:
@@ -117,11 +108,6 @@ def run_doctor(
         report.ok(_settings_text(settings, emulator))
         anyio.run(_check_all, settings, report, generate)
         return _summary(report)
-    finally:
-        if running is not None:
-            running.stop()
-        if scratch is not None:
-            scratch.cleanup()
 
 
 def _settings_text(settings: Settings, emulator: bool) -> str:

@@ -9,7 +9,7 @@ to misbehave (`Fault`) or to shape the next predictions (`PredictionPlan`).
 from atlas_mcp.emulator.faults import Fault, FaultKind
 from atlas_mcp.emulator.predictions import PredictionPlan
 from atlas_mcp.emulator.profiles import PROFILES, Profile
-from atlas_mcp.emulator.runner import Emulator, run_emulator
+from atlas_mcp.emulator.runner import Emulator, run_emulator, standing_in
 from atlas_mcp.emulator.state import EmulatorConfig, EmulatorState, RecordedRequest
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "Profile",
     "RecordedRequest",
     "run_emulator",
+    "standing_in",
 ]

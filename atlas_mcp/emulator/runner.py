@@ -178,6 +178,26 @@ class _ForegroundServer(uvicorn.Server):
         self.should_exit = True
 
 
+@contextlib.contextmanager
+def standing_in(api_key: str, *, prediction_seconds: float) -> Generator[tuple[Emulator, dict[str, str]], None, None]:
+    """An emulator standing in for Atlas (the demo, ``doctor --emulator``), and the environment that points the
+    server at it. The spend-safety state is a scratch one too: each emulator starts empty, so the user's real ledger
+    would answer a repeated request with a prediction of an emulator that is gone, and the emulator's pretend
+    spending has no place in it."""
+    with (
+        Emulator(EmulatorConfig(prediction_seconds=prediction_seconds)) as emulator,
+        tempfile.TemporaryDirectory(prefix="atlascloud-mcp-emulated-") as scratch,
+    ):
+        yield (
+            emulator,
+            {
+                "ATLASCLOUD_BASE_URL": emulator.url,
+                "ATLASCLOUD_API_KEY": api_key,
+                "ATLASCLOUD_STATE_URL": f"sqlite:///{Path(scratch, 'state.db').as_posix()}",
+            },
+        )
+
+
 def run_emulator(host: str, port: int, config: EmulatorConfig) -> None:
     """Serve the emulator in the foreground until Ctrl-C or SIGTERM (for `atlascloud-mcp emulator`)."""
     with contextlib.ExitStack() as stack:
