@@ -20,8 +20,9 @@ from mcp_types import ElicitRequestParams, ElicitResult
 
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
+from atlas_mcp.errors import SpendRefusedError
 from atlas_mcp.server import create_server
-from atlas_mcp.server.spending import SpendGuard
+from atlas_mcp.server.spending import Repeat, SpendGuard
 from atlas_mcp.state import MemoryStore
 from atlas_mcp.state.sqlite_store import SqliteStore
 
@@ -435,3 +436,27 @@ def test_the_state_file_is_shared_not_locked(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "s.db", timeout=0.1) as db:
         assert db.execute("SELECT count(*) FROM meta").fetchone() == (1,)
     anyio.run(store.aclose)
+
+
+async def test_a_claim_whose_holder_died_mid_submit_is_not_sent_again(emulator: Emulator, tmp_path: Path) -> None:
+    """A replica killed between claiming a request and recording its outcome leaves a "sending" claim behind; once
+    no live holder could still be sending, an identical call is told to look, not sent (it may have been paid)."""
+    store = MemoryStore()
+    guard = SpendGuard(settings_for(emulator, tmp_path), store)
+    payer = await guard.payer(TEST_KEY)
+    dead = Repeat("sending", "a-killed-replica", time.time() - guard.claim_seconds - 1).encode()
+    assert await store.claim("request", dead, ttl=600, now=time.time()) is None
+    sent: list[str] = []
+
+    async def submit() -> Any:
+        sent.append("POST")
+        raise AssertionError("must not be sent")
+
+    async def waiting(_seconds: float) -> None:
+        raise AssertionError("must not wait for a holder that is gone")
+
+    with pytest.raises(SpendRefusedError, match="may have reached Atlas"):
+        await guard.buy(
+            payer, repeat_key="request", price_usd=0.003, token=None, confirmed=True, submit=submit, waiting=waiting
+        )
+    assert sent == []

@@ -18,6 +18,7 @@ A store that cannot be used raises :class:`StateUnavailableError`: paid calls fa
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -330,11 +331,16 @@ class SpendGuard:
         started = time.monotonic()
         while True:
             mine = Repeat("sending", purchase.holder, time.time()).encode()
-            held = await self.store.claim(key, mine, ttl=self.claim_seconds, now=time.time())
+            # Held for the repeat window, not just the submit's bound: a holder that dies between claiming and
+            # recording the outcome (a killed replica) must leave "may have been sent", never a free request.
+            ttl = max(self.claim_seconds, self.settings.repeat_window_s)
+            held = await self.store.claim(key, mine, ttl=ttl, now=time.time())
             if held is None:
                 purchase.claim_key, purchase.claim_value = key, mine
                 return None
             earlier = Repeat.decode(held)
+            if earlier is not None and earlier.state == "sending" and time.time() - earlier.at > self.claim_seconds:
+                earlier = dataclasses.replace(earlier, state="unclear")  # no live holder sends for this long
             if earlier is None or earlier.state == "sending":
                 waited = time.monotonic() - started
                 if waited > self.claim_seconds:
