@@ -128,7 +128,14 @@ def create_http_app(
         _SharedTokens(tuple(token.get_secret_value() for token in settings.http_tokens)) if shared else _CallerKeys()
     )
     public = settings.http_public_url or options.url
-    auth = AuthSettings(issuer_url=settings.base_url, resource_server_url=public, required_scopes=[])  # type: ignore[arg-type]
+    # The bearer is an Atlas key or a team token, not an OAuth token issued for a resource: the verifier checks it
+    # itself, so there is no resource indicator to compare (and the SDK warns on every start until it is said).
+    auth = AuthSettings(
+        issuer_url=settings.base_url,  # type: ignore[arg-type]
+        resource_server_url=public,  # type: ignore[arg-type]
+        required_scopes=[],
+        validate_token_resource=False,
+    )
     holder: list[AppState] = []
     server = create_server(
         settings if shared else settings.model_copy(update={"api_key": None}),
