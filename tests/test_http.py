@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +25,7 @@ from PIL import Image
 
 from atlas_mcp.emulator import Emulator, Fault
 
-from .conftest import free_port
+from .conftest import ALL_TOOLS, free_port
 from .harness import CONSOLE_SCRIPT, expect_done, expect_error, server_env, text_of
 
 pytestmark = pytest.mark.anyio
@@ -251,6 +253,7 @@ def test_the_server_says_where_it_listens_on_stderr(served: str, tmp_path: Path)
     log = (tmp_path / "http.log").read_text()
     assert f"serving MCP over Streamable HTTP at {served}/mcp" in log
     assert "each request brings its own Atlas key" in log
+    assert "Warning" not in log, log  # a clean start: nothing for an operator to wonder about
     assert os.environ.get("ATLASCLOUD_API_KEY", "") == "" or os.environ["ATLASCLOUD_API_KEY"] not in log
 
 
@@ -277,3 +280,33 @@ async def test_confirmation_over_stateless_http(emulator: Emulator, tmp_path: Pa
             expect_done(await client.call_tool("generate_image", {"prompt": "token", "confirm": token}))
     assert len(questions) == 1
     assert "confirm=" not in text_of(first).split("Show the user")[0]
+
+
+# The Inspector's CLI sends headers from 0.16 on, which needs Node 22: npx takes Node 22 from the npm registry too.
+INSPECTOR = ["npx", "-y", "-p", "node@22", "-p", "@modelcontextprotocol/inspector@0.21.2", "--", "mcp-inspector"]
+
+
+@pytest.mark.skipif(shutil.which("npx") is None, reason="the MCP Inspector needs node")
+def test_the_mcp_inspector_connects_with_nothing_but_the_url_and_a_header(
+    served: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    """The README's remote-client promise, kept by a real client: the URL and an Authorization header."""
+    emulator.state.config.prediction_seconds = 0.5
+
+    def inspect(*args: str, key: str | None = KEYS[3]) -> subprocess.CompletedProcess[str]:
+        header = ["--header", f"Authorization: Bearer {key}"] if key else []
+        command = [*INSPECTOR, "--cli", f"{served}/mcp", "--transport", "http", *header, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    listed = inspect("--method", "tools/list")
+    assert listed.returncode == 0, listed.stderr
+    assert {tool["name"] for tool in json.loads(listed.stdout)["tools"]} == ALL_TOOLS
+    called = inspect("--method", "tools/call", "--tool-name", "generate_image", "--tool-arg", "prompt=inspector")
+    assert called.returncode == 0, called.stderr
+    result = json.loads(called.stdout)
+    assert result.get("isError") is not True and result["structuredContent"]["phase"] == "succeeded"
+    assert any(block["type"] == "image" for block in result["content"])
+    paid = [r for r in emulator.state.requests if r.path.startswith("/api/v1/model/")]
+    assert paid and all(r.headers.get("authorization") == f"Bearer {KEYS[3]}" for r in paid)
+    refused = inspect("--method", "tools/list", key=None)
+    assert refused.returncode != 0 and "Authentication required" in refused.stdout + refused.stderr
