@@ -110,7 +110,12 @@ def test_a_request_without_a_key_gets_401_with_the_resource_metadata(served: str
     assert challenge.startswith("Bearer") and "resource_metadata=" in challenge
     metadata_url = challenge.split('resource_metadata="')[1].split('"')[0]
     metadata = httpx.get(metadata_url).json()
-    assert metadata["resource"].endswith("/mcp")
+    assert metadata["resource"] == f"{served}/mcp"
+    # Atlas is no OAuth server: the metadata names this one, whose registration endpoint says what to send.
+    assert metadata["authorization_servers"] == [served]
+    registered = httpx.post(f"{served}/register", json={"redirect_uris": ["http://127.0.0.1:1/cb"]})
+    assert registered.status_code == 400
+    assert "send your Atlas Cloud API key in the header 'Authorization: Bearer <key>'" in registered.text
 
 
 def test_host_and_origin_are_checked_and_bodies_are_bounded(served: str) -> None:
@@ -310,3 +315,35 @@ def test_the_mcp_inspector_connects_with_nothing_but_the_url_and_a_header(
     assert paid and all(r.headers.get("authorization") == f"Bearer {KEYS[3]}" for r in paid)
     refused = inspect("--method", "tools/list", key=None)
     assert refused.returncode != 0 and "Authentication required" in refused.stdout + refused.stderr
+
+
+CLAUDE_CODE = ["npx", "-y", "-p", "node@22", "-p", "@anthropic-ai/claude-code@2.1.332", "--", "claude"]
+
+
+@pytest.mark.skipif(shutil.which("npx") is None, reason="Claude Code needs node")
+def test_claude_code_connects_with_the_readmes_command(served: str, tmp_path: Path) -> None:
+    """The README's ``claude mcp add --transport http … --header`` line, run by Claude Code itself; its health
+    check connects. Without the header, it shows our /register's explanation of what to send."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "DISABLE_TELEMETRY": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        # A scratch HOME for Claude Code's config, but npm's own download cache, shared with the other npx tests.
+        "npm_config_cache": os.environ.get("npm_config_cache") or str(Path.home() / ".npm"),
+    }
+
+    def claude(*args: str) -> str:
+        done = subprocess.run([*CLAUDE_CODE, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    header = f"Authorization: Bearer {KEYS[5]}"
+    claude("mcp", "add", "--transport", "http", "atlascloud", f"{served}/mcp", "--header", header)
+    claude("mcp", "add", "--transport", "http", "forgot-the-key", f"{served}/mcp")
+    listed = {line.split(":")[0]: line for line in claude("mcp", "list").splitlines() if ": http" in line}
+    assert "✔ Connected" in listed["atlascloud"], listed
+    assert "Connected" not in listed["forgot-the-key"]
+    assert "send your Atlas Cloud API key in the header" in listed["forgot-the-key"], listed

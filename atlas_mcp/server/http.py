@@ -20,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -130,8 +132,10 @@ def create_http_app(
     public = settings.http_public_url or options.url
     # The bearer is an Atlas key or a team token, not an OAuth token issued for a resource: the verifier checks it
     # itself, so there is no resource indicator to compare (and the SDK warns on every start until it is said).
+    # The metadata must name an authorization server; Atlas is none, so this server names itself, and a client
+    # that tries OAuth on a 401 (Claude Code does) reaches our /register and reads how to send the header.
     auth = AuthSettings(
-        issuer_url=settings.base_url,  # type: ignore[arg-type]
+        issuer_url=_origin(public),  # type: ignore[arg-type]
         resource_server_url=public,  # type: ignore[arg-type]
         required_scopes=[],
         validate_token_resource=False,
@@ -184,7 +188,29 @@ def create_http_app(
     # Probes need no token and say nothing secret.
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
     app.router.routes.append(Route("/readyz", readyz, methods=["GET"]))
+    app.router.routes.append(Route("/register", _no_oauth(shared), methods=["POST"]))
     return app
+
+
+def _no_oauth(shared: bool) -> Callable[[Request], Awaitable[Response]]:
+    """RFC 7591 dynamic client registration, refused with the fix: a client that starts OAuth after a 401 (its
+    user forgot the header) shows this description, where it would otherwise show a bare 404."""
+    what, name = ("the team token you were given", "token") if shared else ("your Atlas Cloud API key", "key")
+    how = (
+        f"This MCP server takes no OAuth sign-in: send {what} in the header 'Authorization: Bearer <{name}>'. "
+        f'Claude Code: claude mcp add --transport http NAME URL --header "Authorization: Bearer <{name}>"; '
+        "other clients: the headers of this server's entry in their MCP config."
+    )
+
+    async def register(_request: Request) -> Response:
+        return JSONResponse({"error": "invalid_client_metadata", "error_description": how}, status_code=400)
+
+    return register
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def serve_http(settings: Settings, options: HttpOptions) -> None:
