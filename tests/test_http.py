@@ -20,6 +20,7 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.extension import advertise
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
@@ -285,6 +286,35 @@ async def test_confirmation_over_stateless_http(emulator: Emulator, tmp_path: Pa
             expect_done(await client.call_tool("generate_image", {"prompt": "token", "confirm": token}))
     assert len(questions) == 1
     assert "confirm=" not in text_of(first).split("Show the user")[0]
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_gallery_works_over_http_in_both_eras(served: str, era: str) -> None:
+    """A 2026-era request declares its capabilities, so only an Apps client gets the ``view`` block. A 2025-era
+    request over stateless HTTP declares none (its ``initialize`` was another request), so it gets the block
+    whatever it is: an Apps host there still needs it for Vary and Use as input."""
+    apps = advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})
+    viewed = {}
+    for name, extensions in (("plain", []), ("apps", [apps])):
+        async with connect(served, KEYS[4], era, extensions=extensions) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            uri = (tools["generate_image"].meta or {})["ui"]["resourceUri"]
+            page = (await client.read_resource(uri)).contents[0]
+            assert page.mime_type == "text/html;profile=mcp-app" and "<script" in getattr(page, "text", "")
+            done = expect_done(await client.call_tool("generate_image", {"prompt": f"{name} over http", "seed": 3}))
+            viewed[name] = done.get("view")
+    assert viewed["apps"] == {
+        "tool": "generate_image",
+        "arguments": {
+            "prompt": "apps over http",
+            "model": "black-forest-labs/flux-schnell",
+            "num_images": 1,
+            "seed": 3,
+        },
+        "seed": 3,
+        "kind": "image",
+    }
+    assert (viewed["plain"] is None) == (era == "2026")
 
 
 # The Inspector's CLI sends headers from 0.16 on, which needs Node 22: npx takes Node 22 from the npm registry too.

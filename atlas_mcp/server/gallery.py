@@ -105,8 +105,9 @@ def gallery_apps(settings: Settings) -> Apps:
 
 
 def with_view(ctx: Context, result: CallToolResult, call: GenerationCall, prepared: Prepared | None) -> CallToolResult:
-    """``result`` plus the ``view`` block, for a client that renders the gallery; unchanged for any other."""
-    if result.structured_content is None or not call.arguments or not client_supports_apps(ctx):
+    """``result`` plus the ``view`` block, for a client that renders the gallery or cannot say whether it does;
+    unchanged for any other."""
+    if result.structured_content is None or not call.arguments or not _may_render(ctx):
         return result  # (a call without arguments to show, such as quick_generate's, has no buttons to serve)
     seed = prepared.params.get("seed") if prepared is not None else None
     view = GalleryView(
@@ -117,6 +118,14 @@ def with_view(ctx: Context, result: CallToolResult, call: GenerationCall, prepar
     )
     structured = {**result.structured_content, "view": view.model_dump(mode="json")}
     return result.model_copy(update={"structured_content": structured})
+
+
+def _may_render(ctx: Context) -> bool:
+    """Whether the client may render the gallery. A 2025-era request over stateless HTTP carries no capabilities
+    at all (they went with an ``initialize`` that was another request), so a host that renders MCP Apps there
+    could not say so; it still needs the block for Vary and Use as input. Every client that declared its
+    capabilities gets it only if it declared Apps."""
+    return ctx.client_capabilities is None or client_supports_apps(ctx)
 
 
 def _plain(arguments: Mapping[str, Any]) -> dict[str, Any]:
