@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +21,54 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / _TICKS
+
+
+_CGROUP_V1 = Path("/sys/fs/cgroup/cpu")  # the cpu controller's own hierarchy
+_CGROUP_V2 = Path("/sys/fs/cgroup")
+_PERIOD_US = 100_000
+
+
+@contextmanager
+def cpu_limit(pid: int, cores: float) -> Iterator[bool]:
+    """Hold ``pid`` to ``cores`` of CPU time with a CFS quota in its own cgroup, as an orchestrator's CPU limit
+    (Kubernetes' ``limits.cpu``, compose's ``cpus``) holds a replica. Yields False, changing nothing, where
+    cgroups cannot be written (not root, or a read-only /sys/fs/cgroup)."""
+    quota = int(cores * _PERIOD_US)
+    if (_CGROUP_V1 / "cpu.cfs_quota_us").is_file():
+        group, settings = (
+            _CGROUP_V1 / f"atlas-bench-{pid}",
+            {"cpu.cfs_period_us": _PERIOD_US, "cpu.cfs_quota_us": quota},
+        )
+    elif "cpu" in _read(_CGROUP_V2 / "cgroup.subtree_control").split():
+        group, settings = _CGROUP_V2 / f"atlas-bench-{pid}", {"cpu.max": f"{quota} {_PERIOD_US}"}
+    else:
+        yield False
+        return
+    try:
+        group.mkdir()
+        for name, value in settings.items():
+            (group / name).write_text(f"{value}\n")
+        (group / "cgroup.procs").write_text(f"{pid}\n")
+    except OSError:
+        with suppress(OSError):
+            group.rmdir()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for left in _read(group / "cgroup.procs").split():  # still running: back to the root group
+            with suppress(OSError):
+                (group.parent / "cgroup.procs").write_text(f"{left}\n")
+        with suppress(OSError):
+            group.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def memory_mib(pid: int, field: str) -> float:
