@@ -362,7 +362,7 @@ def test_claude_code_connects_with_the_readmes_command(served: str, tmp_path: Pa
         "DISABLE_TELEMETRY": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         # A scratch HOME for Claude Code's config, but npm's own download cache, shared with the other npx tests.
-        "npm_config_cache": os.environ.get("npm_config_cache") or str(Path.home() / ".npm"),
+        "NPM_CONFIG_CACHE": os.environ.get("NPM_CONFIG_CACHE") or str(Path.home() / ".npm"),
     }
 
     def claude(*args: str) -> str:
