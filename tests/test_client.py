@@ -125,6 +125,19 @@ async def test_network_failure_on_submit_warns_it_may_have_gone_through(atlas: A
         await atlas.submit(FLUX, {"prompt": "x"})
 
 
+async def test_a_submit_after_a_pause_takes_a_new_connection(atlas: AtlasClient, emulator: Emulator) -> None:
+    """The emulator, like many servers, closes a connection idle for 5 s. A request sent on one that the server is
+    closing at that moment fails, and for a billable submit that ends as "may have gone through". The client
+    reuses an idle connection for at most 4 s, so a submit after a 4.5 s pause opens a new one."""
+    for pause in (0.0, 0.2, 4.5):
+        await anyio.sleep(pause)
+        await atlas.submit(FLUX, {"prompt": f"after {pause} s"})
+    peers = [record.peer for record in emulator.state.requests if record.path == SUBMIT_PATH]
+    assert all(peers) and len(peers) == 3
+    assert peers[0] == peers[1], "a connection idle for 0.2 s is reused"
+    assert peers[2] != peers[1], "one idle for 4.5 s is not: the server may be closing it"
+
+
 async def test_429_retry_after_is_honoured_on_gets(atlas: AtlasClient, emulator: Emulator) -> None:
     submitted = await atlas.submit(FLUX, {"prompt": "x"})
     emulator.state.add_fault(Fault(path=PREDICTION_PATH, kind="rate_limit", retry_after=0.6))

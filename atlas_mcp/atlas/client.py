@@ -103,6 +103,10 @@ _UPLOAD_CHUNK = 1024 * 1024  # per read from disk; 1 MiB took a quarter off uplo
 # A prediction may carry its outputs inline (base64 or data: URIs, megabytes each): its answers may be this big.
 _MAX_PREDICTION_BODY = 64 * 1024 * 1024
 _RECENT_SUBMITS = 1024  # ids remembered for the warm-up grace
+# An idle connection is reused for at most this long. Many servers close idle ones at 5 s (uvicorn's, Node's and
+# Apache's default), and a request sent on a connection the server is closing that moment fails with a read
+# error: harmless for a GET, which is retried, but a billable submit would then end as "may have gone through".
+_KEEPALIVE_SECONDS = 4.0
 _MAYBE_SENT = (
     "The request may still have reached Atlas: look at list_predictions before trying again, "
     "so that nothing is paid twice."
@@ -259,6 +263,7 @@ class AtlasClient:
                 timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
                 headers={"User-Agent": f"atlascloud-mcp/{__version__}", "Accept": "application/json"},
                 transport=self._transport,
+                limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_SECONDS),
                 follow_redirects=False,
                 # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR: users behind a corporate
                 # proxy connect at all only with them. The key stays bound to Atlas's origin (_BearerAuth).

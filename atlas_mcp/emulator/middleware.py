@@ -46,6 +46,7 @@ class RecordAndFaultMiddleware:
             headers=headers,
             body_size=declared,
             at=time.monotonic(),
+            peer=":".join(str(part) for part in scope.get("client") or ()),
         )
         position = self.state.record_request(record)
         received = 0

@@ -43,6 +43,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     body_size: int
     at: float  # time.monotonic() on arrival
+    peer: str = ""  # the client's address and port: one per connection, so it tells a reused one from a new one
 
     def redacted_headers(self) -> dict[str, str]:
         return {k: REDACTED if k == "authorization" else v for k, v in self.headers.items()}
