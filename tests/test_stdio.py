@@ -140,6 +140,69 @@ def _converse(process: subprocess.Popen[bytes]) -> tuple[list[bytes], int, float
     return lines, returncode, shutdown_seconds
 
 
+# Modules a start has no use for before its first tool call; each is imported where it is used (the first request
+# to Atlas, the ledger's first operation, a model choice, an image, the HTTP transport, the other commands), so
+# that a cold start pays only for what tools/list shows (docs/benchmarks.md, sections 1 and 1b).
+_NOT_BEFORE_A_CALL = (
+    "httpx",
+    "sqlite3",
+    "difflib",
+    "PIL",
+    "redis",
+    "atlas_mcp.emulator",
+    "atlas_mcp.server.http",
+    "atlas_mcp.server.sources",
+    "atlas_mcp.doctor",
+    "atlas_mcp.demo",
+)
+_SERVE_THEN_LIST_MODULES = """\
+import sys
+from atlas_mcp.__main__ import main
+status = main([])
+print("modules:", *sorted(sys.modules), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def test_answering_tools_list_imports_nothing_that_only_a_tool_call_needs(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ATLASCLOUD_")}
+    env |= {
+        "ATLASCLOUD_API_KEY": TEST_KEY,
+        "ATLASCLOUD_BASE_URL": "http://127.0.0.1:9",  # never reached: nothing here talks to Atlas
+        "ATLASCLOUD_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        "ATLASCLOUD_LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "stderr.log"
+    initialize = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw-test", "version": "0"},
+    }
+    with (
+        log.open("wb") as errors,
+        subprocess.Popen(
+            [sys.executable, "-c", _SERVE_THEN_LIST_MODULES],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=env,
+        ) as process,
+    ):
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(_rpc("initialize", initialize, 1))
+        process.stdin.write(_rpc("notifications/initialized", None, None))
+        process.stdin.write(_rpc("tools/list", {}, 2))
+        process.stdin.flush()
+        answers = [json.loads(process.stdout.readline()) for _ in range(2)]
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0
+    assert {tool["name"] for tool in answers[1]["result"]["tools"]} == ALL_TOOLS
+    report = next(line for line in log.read_text().splitlines() if line.startswith("modules:"))
+    loaded = set(report.split()[1:])
+    early = sorted(m for m in loaded if any(m == name or m.startswith(name + ".") for name in _NOT_BEFORE_A_CALL))
+    assert early == []
+
+
 def test_a_bad_setting_fails_at_start_with_one_line_naming_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLASCLOUD_")}
     env["ATLASCLOUD_WAIT_SECONDS"] = "soon"

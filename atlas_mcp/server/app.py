@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-import httpx
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
@@ -27,6 +27,9 @@ from atlas_mcp.server.spending import SpendGuard
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
 from atlas_mcp.server.transcribe import register_transcribe_audio
 from atlas_mcp.state import StateStore, open_store
+
+if TYPE_CHECKING:
+    import httpx  # the Atlas client imports it with its first request, not before the server answers
 
 __all__ = ["create_server"]
 

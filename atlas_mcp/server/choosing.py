@@ -12,7 +12,6 @@ Everything here is pure over catalogue entries and schemas; the tools fetch them
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -200,6 +199,8 @@ def _spaced(text: str) -> str:
 def _score(entry: ModelEntry, wanted: str) -> float:
     """How well ``wanted`` names ``entry``, from 0 to 1: mostly how many of its words the entry carries (in its
     id, name or tags; less in its description; misspelt a little), partly how close the whole phrase is."""
+    import difflib  # here, not at the top: only a call that chooses a model needs it, and start-up stays lighter
+
     strong = " ".join([entry.model, entry.display_name or "", *entry.tags]).lower()
     weak = (entry.profile or "").lower()
     strong_words = {word for word in _WORD.findall(strong) if len(word) >= 3}

@@ -16,17 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
 
 from atlas_mcp.errors import StateUnavailableError
 from atlas_mcp.state.base import Spending, StateStore
+
+if TYPE_CHECKING:
+    import sqlite3  # imported by the first operation: a server starts (and answers) without touching its ledger
 
 __all__ = ["SqliteStore"]
 
@@ -57,6 +59,8 @@ class SqliteStore(StateStore):
     # --- opening, and what to do when it cannot be opened --------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
+        import sqlite3
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
@@ -74,6 +78,8 @@ class SqliteStore(StateStore):
             raise self._unavailable(exc) from None
 
     def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
         connection = sqlite3.connect(
             self.path,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -119,6 +125,8 @@ class SqliteStore(StateStore):
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         def step() -> _T:
+            import sqlite3
+
             with self._lock:
                 if self._connection is None:
                     self._connection = self._open()
