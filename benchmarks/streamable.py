@@ -336,6 +336,9 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
         notes=[
             "Over HTTP a call also pays TCP through the proxy, the HTTP parse, the bearer check and an SSE frame; "
             "stdio pays a pipe. Both are small next to Atlas's own round trip over the internet.",
+            "Calls/s per replica-core (calls/s over the replicas' cores busy) can rise with replicas: one replica "
+            "holding all the callers at once keeps more requests, tasks and Atlas connections in one event loop, "
+            "and pays a little more per call for it. More than 1× per replica is that, not free capacity.",
         ],
         targets=[
             Target(
