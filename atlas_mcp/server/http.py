@@ -11,7 +11,8 @@ Whose key pays:
   clients must present; budgets and the repeat guard are then per client token.
 
 A request without an acceptable bearer gets 401 with ``WWW-Authenticate`` naming the RFC 9728
-protected-resource metadata. Host and Origin are checked against ``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS
+protected-resource metadata; a client that answers it with an OAuth sign-in is told at ``/register`` what to
+send instead. Host and Origin are checked against ``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS
 rebinding), request bodies are size-limited, and ``/healthz`` and ``/readyz`` answer probes without a token.
 """
 
