@@ -1,4 +1,5 @@
-"""Which IP addresses are on the public internet: the one test every outbound URL's host must pass.
+"""Which IP addresses are on the public internet: the one test every outbound URL's host must pass; and a URL's
+origin, the unit the key, the CSP and the allowed hosts are bound to.
 
 ``ipaddress``'s ``is_global`` counts some internal ranges as global: the NAT64 prefixes (64:ff9b::/96 and
 64:ff9b:1::/48), deprecated site-local fec0::/10 and IPv4-compatible ::a.b.c.d addresses all reach private
@@ -9,12 +10,19 @@ as that address.
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
-__all__ = ["is_loopback_host", "is_public_address"]
+__all__ = ["is_loopback_host", "is_public_address", "origin_of"]
 
 _INTERNAL_V6 = tuple(
     ipaddress.IPv6Network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "fec0::/10", "::/96")
 )
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, as written in it."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def is_loopback_host(host: str) -> bool:

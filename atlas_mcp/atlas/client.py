@@ -36,7 +36,7 @@ import anyio.to_thread
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from atlas_mcp._version import __version__
-from atlas_mcp.addresses import is_public_address
+from atlas_mcp.addresses import is_public_address, origin_of
 from atlas_mcp.atlas.models import (
     Balance,
     ChatAnswer,
@@ -185,14 +185,9 @@ class _BearerAuth:
         self._origin = origin
 
     def __call__(self, request: httpx.Request) -> httpx.Request:
-        if self._key is not None and _origin_of(str(request.url)) == self._origin:
+        if self._key is not None and origin_of(str(request.url)) == self._origin:
             request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         return request
-
-
-def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)
@@ -645,7 +640,7 @@ class AtlasClient:
 
     async def _check_download_url(self, url: str) -> bool:
         """Refuse a URL we must not fetch; return whether it is on Atlas's own origin (trusted as configured)."""
-        if _origin_of(url) == self._origin:
+        if origin_of(url) == self._origin:
             return True
         await self._check_public_https(url, "output URL")
         return False
@@ -695,7 +690,7 @@ class AtlasClient:
         """A model's OpenAPI schema document. Public: fetched without the key, from https or Atlas's origin only."""
         import httpx
 
-        elsewhere = _origin_of(schema_url) != self._origin
+        elsewhere = origin_of(schema_url) != self._origin
         try:
             if elsewhere:
                 await self._check_public_https(schema_url, "schema URL")

@@ -26,7 +26,7 @@ from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 
-from atlas_mcp.addresses import is_loopback_host
+from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
 from atlas_mcp.server.generation import GenerationCall, Prepared
 from atlas_mcp.server.results import GalleryView
@@ -52,7 +52,7 @@ def media_origins(settings: Settings) -> list[str]:
     origins = list(OUTPUT_ORIGINS)
     base = urlsplit(settings.base_url)
     if base.scheme == "http" and base.hostname is not None and is_loopback_host(base.hostname):
-        origins.append(f"{base.scheme}://{base.netloc}")
+        origins.append(origin_of(settings.base_url))
     return origins
 
 

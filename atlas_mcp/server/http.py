@@ -24,7 +24,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -36,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from atlas_mcp.addresses import is_loopback_host
+from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, ConfigError
 
@@ -136,7 +135,7 @@ def create_http_app(
     # The metadata must name an authorization server; Atlas is none, so this server names itself, and a client
     # that tries OAuth on a 401 (Claude Code does) reaches our /register and reads how to send the header.
     auth = AuthSettings(
-        issuer_url=_origin(public),  # type: ignore[arg-type]
+        issuer_url=origin_of(public),  # type: ignore[arg-type]
         resource_server_url=public,  # type: ignore[arg-type]
         required_scopes=[],
         validate_token_resource=False,
@@ -207,11 +206,6 @@ def _no_oauth(shared: bool) -> Callable[[Request], Awaitable[Response]]:
         return JSONResponse({"error": "invalid_client_metadata", "error_description": how}, status_code=400)
 
     return register
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def serve_http(settings: Settings, options: HttpOptions) -> None:

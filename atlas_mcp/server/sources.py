@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio.to_thread
 
+from atlas_mcp.addresses import origin_of
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.errors import AtlasMCPError, InputError
 from atlas_mcp.server.media import Media, identify_bytes
@@ -50,8 +51,7 @@ def decode_data(data: str, *, max_bytes: int) -> bytes:
 async def fetch_url(atlas: AtlasClient, url: str, *, max_bytes: int, origin: str) -> bytes:
     """A public ``https`` file (or one on Atlas's own ``origin``), fetched under the same rules as outputs: public
     addresses only, checked on the connected socket, size-capped."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" and f"{parts.scheme}://{parts.netloc}" != origin:
+    if urlsplit(url).scheme != "https" and origin_of(url) != origin:
         raise InputError("Not uploaded: url must be https (for a file on this machine, use path; for bytes, data).")
     try:
         data, _announced = await atlas.download(url, max_bytes=max_bytes)
