@@ -253,8 +253,9 @@ class _Endpoints:
         count = submission.num_outputs if model.unit == "image" else 1
         profile = model.answers_as(self.state.config.profile)
         quote_ = load("answers/calculate.json")["body"]
+        quoted = self.state.config.quotes.get(model.id)
         quote_["data"] |= {
-            "price": _dollars(model.price * count),
+            "price": _dollars(model.price * count if quoted is None else quoted),
             "origin_price": _dollars(float(model.origin_price) * count),
             "estimated": profile.quote_estimated,
             "estimate_partial": profile.quote_estimated,
