@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateSecurity
 
@@ -15,6 +18,7 @@ from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.server.account import register_account_tools
+from atlas_mcp.server.caller import Caller
 from atlas_mcp.server.capabilities import advertise_only_what_exists
 from atlas_mcp.server.catalog import ModelCatalog
 from atlas_mcp.server.chat import register_chat_tools
@@ -66,7 +70,7 @@ def create_server(
                     catalog=ModelCatalog(atlas),
                     previews=DecodeBudget(),
                     spend=SpendGuard(settings, spend_store),
-                    payer_key=settings.api_key.get_secret_value() if settings.api_key is not None else None,
+                    caller=Caller.of_server(settings),
                     remote=token_verifier is not None,
                 )
                 if on_state is not None:
@@ -90,6 +94,7 @@ def create_server(
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings)],
     )
+    server.middleware.append(_per_request)
     register_tools(server, settings)
     register_quick_generate(server, settings)
     register_transcribe_audio(server, settings)
@@ -97,3 +102,13 @@ def create_server(
     register_account_tools(server, settings)
     advertise_only_what_exists(server)
     return server
+
+
+async def _per_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Give each request its own copy of the state, built once: who it is (an HTTP request's bearer)."""
+    state = ctx.lifespan_context
+    if isinstance(state, AppState):
+        access = get_access_token()
+        mine = state.for_request(bearer=access.token if access is not None else None)
+        ctx = dataclasses.replace(ctx, lifespan_context=mine)
+    return await call_next(ctx)

@@ -42,6 +42,7 @@ from atlas_mcp.errors import (
     SchemaUnavailableError,
     SpendRefusedError,
 )
+from atlas_mcp.server.caller import Caller
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
@@ -53,6 +54,7 @@ from atlas_mcp.server.spending import (
     SpendReport,
     TokenRefused,
     dollars,
+    known_price,
 )
 from atlas_mcp.server.validation import describe_parameters, find_problems, normalised, safety_problems
 
@@ -87,22 +89,30 @@ _MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
 
 @dataclass
 class AppState:
-    """What lives as long as the server: the settings, the one Atlas client, the cached catalogue."""
+    """What lives as long as the server: the settings, the one Atlas client, the cached catalogue; and, in the
+    copy each request gets (:meth:`for_request`), who that request is."""
 
     settings: Settings
-    atlas: AtlasClient
+    atlas: AtlasClient  # in a request's copy: acting with that request's key (Caller.key)
     catalog: ModelCatalog
     previews: DecodeBudget  # the memory preview decodes in flight share (each holds a full-size bitmap)
     spend: SpendGuard  # budget, repeats and confirmation tokens, over the state store
-    payer_key: str | None = None  # what names the payer (only ever hashed): the API key, or a client's HTTP token
+    caller: Caller = field(default_factory=Caller)  # whose key, whose money
     remote: bool = False  # served over HTTP: the caller's files are not on this machine
 
-    def for_caller(self, bearer: str) -> AppState:
-        """This state as one HTTP request sees it. With shared-key tokens the server's key pays and the token
-        names the payer; otherwise the bearer is the caller's own Atlas key, used for this request's calls only."""
-        if self.settings.http_tokens:
-            return dataclasses.replace(self, payer_key=bearer)
-        return dataclasses.replace(self, atlas=self.atlas.with_key(bearer), payer_key=bearer)
+    @property
+    def payer_key(self) -> str | None:
+        """What names the payer (only ever hashed): the API key, or a client's HTTP token."""
+        return self.caller.payer_text
+
+    def for_request(self, *, bearer: str | None) -> AppState:
+        """This state as one request sees it. An HTTP request's bearer decides who pays (see
+        :meth:`Caller.over_http`): its own key is used for that request's calls only."""
+        if bearer is None:
+            return self
+        caller = Caller.over_http(self.settings, bearer)
+        atlas = self.atlas if self.settings.http_tokens else self.atlas.with_key(caller.key)
+        return dataclasses.replace(self, caller=caller, atlas=atlas)
 
 
 @dataclass(frozen=True)
@@ -128,11 +138,13 @@ class Prepared:
 
     def catalogue_price(self) -> float | None:
         """The list price for this request (per image for image-priced models), or None when unknown."""
-        if self.entry is None or self.entry.price is None or self.entry.price.base_price is None:
+        listed = self.entry.price if self.entry is not None else None
+        base = known_price(listed.base_price) if listed is not None else None
+        if listed is None or base is None:
             return None
-        count = self.params.get("num_images", 1) if (self.entry.price.unit or "").lower() == "image" else 1
+        count = self.params.get("num_images", 1) if (listed.unit or "").lower() == "image" else 1
         whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
-        return round(self.entry.price.base_price * (int(count) if whole and count >= 1 else 1), 6)
+        return known_price(round(base * (int(count) if whole and count >= 1 else 1), 6))
 
 
 async def prepare(
@@ -235,7 +247,7 @@ Decision = AcceptedElicitation[Any] | DeclinedElicitation | CancelledElicitation
 :class:`Verdict`, or the user's decline or cancel."""
 
 
-async def open_gate(state: AppState, call: GenerationCall, api_key: str | None) -> Gate:
+async def open_gate(state: AppState, call: GenerationCall) -> Gate:
     """Check the request, quote it, and look at the budget and the repeat index (reads only). Raises before
     anything is paid: bad input, a schema that cannot be read, a budget that would be passed, a store that
     cannot be used."""
@@ -245,7 +257,7 @@ async def open_gate(state: AppState, call: GenerationCall, api_key: str | None) 
     if call.dry_run:
         return Gate(call, prepared, await price_quote(state, prepared))
     guard = state.spend
-    payer = await guard.payer(api_key)
+    payer = await guard.payer(state.caller.payer_text)
     key = None if call.repeat else guard.repeat_key(payer, prepared.model, prepared.params, prepared.schema)
     earlier = await guard.earlier(key) if key is not None else None
     # An identical generation already sent answers this call at no cost: there is nothing to ask Atlas a price for.
@@ -426,14 +438,18 @@ def naming_the_prediction(prediction_id: str) -> Iterator[None]:
 async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
     """Atlas's quote for exactly this request; else the catalogue price as an estimate; else None.
 
-    Atlas's quote needs the key and a few hundred milliseconds; it is never allowed to hold the call longer
-    than :data:`QUOTE_WAIT_SECONDS`, and never to fail it: a price we cannot get is not a reason to refuse.
+    Atlas's quote is asked with the payer's own key (:attr:`Caller.key`: the server's, or over HTTP the
+    caller's), since Atlas may price the same request differently per account; it needs a few hundred
+    milliseconds, and is never allowed to hold the call longer than :data:`QUOTE_WAIT_SECONDS`, nor to fail it:
+    a price we cannot get is not a reason to refuse. A quote of zero or less is no price at all.
     """
-    if state.settings.api_key is not None:
+    if state.caller.key is not None:
         try:
             with anyio.fail_after(QUOTE_WAIT_SECONDS):
                 quoted = await state.atlas.quote(prepared.model, prepared.params)
-            return PriceQuote(price_usd=quoted.price, source="atlas", estimate=quoted.estimated)
+            if known_price(quoted.price) is not None:
+                return PriceQuote(price_usd=quoted.price, source="atlas", estimate=quoted.estimated)
+            logger.warning("Atlas quoted %s at %s: not a price, using the catalogue's", prepared.model, quoted.price)
         except (AtlasMCPError, TimeoutError) as exc:
             logger.info("no quote from Atlas for %s, using the catalogue price: %s", prepared.model, exc)
     listed = prepared.catalogue_price()

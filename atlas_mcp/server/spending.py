@@ -39,7 +39,16 @@ from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.shown import Shown
 from atlas_mcp.state import MICRO, Spending, StateStore
 
-__all__ = ["CONFIRM_SECONDS", "ConfirmationNeeded", "Purchase", "Repeat", "SpendGuard", "SpendReport", "TokenRefused"]
+__all__ = [
+    "CONFIRM_SECONDS",
+    "ConfirmationNeeded",
+    "Purchase",
+    "Repeat",
+    "SpendGuard",
+    "SpendReport",
+    "TokenRefused",
+    "known_price",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +121,12 @@ class TokenRefused(ConfirmationNeeded):
     """A confirmation token that cannot be used."""
 
 
+def known_price(price_usd: float | None) -> float | None:
+    """A price that can be held to a budget, or None. Nothing Atlas makes is free or pays the user back: a zero or
+    negative quote or price is a wrong answer, and taking it would free budget that was never there."""
+    return price_usd if price_usd is not None and price_usd > 0 else None
+
+
 def dollars(amount: float) -> str:
     return f"${amount:.4g}" if amount < 1000 else f"${amount:,.2f}"
 
@@ -151,6 +166,7 @@ class SpendGuard:
         threshold = self.settings.confirm_above_usd
         if threshold is None:
             return False
+        price_usd = known_price(price_usd)
         return price_usd is None or threshold == 0 or price_usd > threshold
 
     async def issue_token(
@@ -160,7 +176,7 @@ class SpendGuard:
         ``now`` (default: the wall clock)."""
         expires = int(time.time() if now is None else now) + CONFIRM_SECONDS
         nonce = secrets.token_urlsafe(9)
-        mac = self._token_mac(await self._key(), payer, request, price_usd, expires, nonce)
+        mac = self._token_mac(await self._key(), payer, request, known_price(price_usd), expires, nonce)
         return f"{expires}.{nonce}.{mac}"
 
     def _token_mac(
@@ -177,7 +193,7 @@ class SpendGuard:
         nonce, _, mac = rest.partition(".")
         if not (expires_text.isdigit() and nonce and mac):
             raise TokenRefused("the confirm value is not a token this server issued")
-        expected = self._token_mac(await self._key(), payer, request, price_usd, int(expires_text), nonce)
+        expected = self._token_mac(await self._key(), payer, request, known_price(price_usd), int(expires_text), nonce)
         if not hmac.compare_digest(mac, expected):
             raise TokenRefused(
                 "the confirm token was issued for a different request or price (the arguments, or Atlas's quote, "
@@ -204,6 +220,7 @@ class SpendGuard:
         """Why this price does not fit the budget now (a read: :meth:`buy` reserves atomically), or None."""
         if self.settings.budget_usd is None:
             return None
+        price_usd = known_price(price_usd)
         if price_usd is None:
             return self._unpriced()
         needed = to_micro(price_usd)
@@ -394,6 +411,7 @@ class SpendGuard:
         its worst case); returns the ledger entry (for :meth:`release_hold` when it is not a prediction). ``what``
         names that price in a refusal ("this chat may cost up to"). Raises :class:`SpendRefusedError` when the
         budget cannot hold it: nothing was sent."""
+        price_usd = known_price(price_usd)
         if self.settings.budget_usd is not None and price_usd is None:
             raise SpendRefusedError(self._unpriced())
         entry = secrets.token_hex(8)
@@ -417,8 +435,8 @@ class SpendGuard:
             await self.store.settle(purchase.payer, purchase.entry, 0)
             await self._release(purchase)
         elif prediction.phase == "succeeded":
-            if prediction.price is not None:
-                await self.store.settle(purchase.payer, purchase.entry, to_micro(prediction.price))
+            if (charged := known_price(prediction.price)) is not None:  # else the quote stays held
+                await self.store.settle(purchase.payer, purchase.entry, to_micro(charged))
             if purchase.claim_value is not None:
                 await self._swap(purchase, purchase.claim_value)
 

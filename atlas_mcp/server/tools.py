@@ -131,15 +131,11 @@ def _as_tool_errors() -> Iterator[None]:
 
 
 def _state(ctx: Context) -> AppState:
-    """The server's state as this call sees it: over HTTP, acting with the caller's key (or token)."""
+    """The server's state as this call sees it: its request's copy (see ``app.py``), so over HTTP acting with the
+    caller's key (or token)."""
     state = ctx.request_context.lifespan_context
     assert isinstance(state, AppState)
-    if not state.remote:
-        return state
-    from atlas_mcp.server.http import caller_token  # loaded only by a server that serves HTTP
-
-    bearer = caller_token()
-    return state.for_caller(bearer) if bearer is not None else state
+    return state
 
 
 ROOTS_WAIT_SECONDS = 5.0  # a client that declares roots but never lists them must not hold upload_media
@@ -197,8 +193,7 @@ def _gated(
 
     async def gate(ctx: Context, call: Annotated[GenerationCall, Resolve(describe)]) -> Gate:
         with _as_tool_errors():
-            state = _state(ctx)
-            return await open_gate(state, call, state.payer_key)
+            return await open_gate(_state(ctx), call)
 
     async def consent(ctx: Context, gate: Annotated[Gate, Resolve(gate)]) -> Elicit[Consent] | Verdict:
         with _as_tool_errors():
