@@ -162,7 +162,7 @@ async def test_a_negative_or_zero_price_never_frees_budget(tmp_path: Path, emula
             return None
 
         purchase, prediction = await guard.buy(
-            payer, repeat_key=None, price_usd=0.1, token=None, confirmed=True, submit=submit, waiting=waiting
+            payer, repeat_key=None, price_usd=0.1, once=None, confirmed=True, submit=submit, waiting=waiting
         )
         assert prediction is not None
         await guard.settle(purchase, prediction)

@@ -457,6 +457,6 @@ async def test_a_claim_whose_holder_died_mid_submit_is_not_sent_again(emulator: 
 
     with pytest.raises(SpendRefusedError, match="may have reached Atlas"):
         await guard.buy(
-            payer, repeat_key="request", price_usd=0.003, token=None, confirmed=True, submit=submit, waiting=waiting
+            payer, repeat_key="request", price_usd=0.003, once=None, confirmed=True, submit=submit, waiting=waiting
         )
     assert sent == []

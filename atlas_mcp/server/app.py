@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.request_state import RequestStateSecurity
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient
@@ -94,7 +95,9 @@ def create_server(
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings)],
     )
-    server.middleware.append(_per_request)
+    # Outside the SDK's request-state boundary, so that it sees a 2026-era answer's state still sealed.
+    layers = server.middleware
+    layers.insert(next(i for i, layer in enumerate(layers) if isinstance(layer, RequestStateBoundary)), _per_request)
     register_tools(server, settings)
     register_quick_generate(server, settings)
     register_transcribe_audio(server, settings)
@@ -105,10 +108,18 @@ def create_server(
 
 
 async def _per_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Give each request its own copy of the state, built once: who it is (an HTTP request's bearer)."""
+    """Give each request its own copy of the state, built once: who it is (an HTTP request's bearer) and, for a
+    2026-era call coming back with the user's answer, a digest of the sealed state it brought. The sealed form is
+    unique to one question asked; what it unseals to is the same for every copy, so only it can be spent once."""
     state = ctx.lifespan_context
     if isinstance(state, AppState):
         access = get_access_token()
-        mine = state.for_request(bearer=access.token if access is not None else None)
+        wire = ctx.params.get("requestState") if ctx.params is not None else None
+        # A lone surrogate is valid JSON text: hashed as it is, it must not be an encoding error here.
+        sealed = hashlib.sha256(wire.encode("utf-8", "surrogatepass")).hexdigest() if isinstance(wire, str) else None
+        mine = state.for_request(
+            bearer=access.token if access is not None else None,
+            sealed_state=f"answer:{sealed}" if sealed is not None else None,
+        )
         ctx = dataclasses.replace(ctx, lifespan_context=mine)
     return await call_next(ctx)

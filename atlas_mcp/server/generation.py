@@ -99,20 +99,24 @@ class AppState:
     spend: SpendGuard  # budget, repeats and confirmation tokens, over the state store
     caller: Caller = field(default_factory=Caller)  # whose key, whose money
     remote: bool = False  # served over HTTP: the caller's files are not on this machine
+    # A 2026-era call that comes back with the user's answer: a digest of the sealed request state it brought,
+    # the answer's one-use key (a replay of the same state is not a second "yes").
+    sealed_state: str | None = None
 
     @property
     def payer_key(self) -> str | None:
         """What names the payer (only ever hashed): the API key, or a client's HTTP token."""
         return self.caller.payer_text
 
-    def for_request(self, *, bearer: str | None) -> AppState:
+    def for_request(self, *, bearer: str | None, sealed_state: str | None) -> AppState:
         """This state as one request sees it. An HTTP request's bearer decides who pays (see
         :meth:`Caller.over_http`): its own key is used for that request's calls only."""
+        state = dataclasses.replace(self, sealed_state=sealed_state)
         if bearer is None:
-            return self
+            return state
         caller = Caller.over_http(self.settings, bearer)
         atlas = self.atlas if self.settings.http_tokens else self.atlas.with_key(caller.key)
-        return dataclasses.replace(self, caller=caller, atlas=atlas)
+        return dataclasses.replace(state, caller=caller, atlas=atlas)
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ class Verdict:
     """What the confirmation step decided without asking anyone: go ahead, or ask for a confirmation token."""
 
     go: bool
-    token: str | None = None  # a valid token the caller brought: spent when the call is sent
+    once: str | None = None  # the one-use key of a valid token the caller brought: spent when the call is sent
     reason: str | None = None  # why the caller must (again) ask the user
 
 
@@ -280,10 +284,10 @@ async def confirmation(ctx: Context, state: AppState, gate: Gate) -> Elicit[Cons
     assert gate.payer is not None
     if gate.call.confirm is not None:
         try:
-            await guard.check_token(gate.call.confirm, gate.payer, gate.prepared.body, gate.price)
+            once = await guard.check_token(gate.call.confirm, gate.payer, gate.prepared.body, gate.price)
         except TokenRefused as exc:
             return Verdict(go=False, reason=str(exc))
-        return Verdict(go=True, token=gate.call.confirm)
+        return Verdict(go=True, once=once)
     if can_elicit(ctx):
         return Elicit(_question(state, gate), Consent)
     return Verdict(go=False)
@@ -327,16 +331,18 @@ async def run(ctx: Context, state: AppState, gate: Gate, decision: Decision, *, 
         return _not_sent(gate, "decline")
     if isinstance(answer, Verdict) and not answer.go:
         return await _confirmation_needed(state, gate, answer.reason)
-    token = answer.token if isinstance(answer, Verdict) else None
-    confirmed = isinstance(answer, Consent) or token is not None or not state.spend.needs_confirmation(gate.price)
+    # The "yes" this call pays on, spent once: a confirm token's, or (2026 era) the sealed state the user's answer
+    # came back with. A mid-call answer (2025 era) cannot be sent twice.
+    once = answer.once if isinstance(answer, Verdict) else state.sealed_state
+    confirmed = isinstance(answer, Consent) or once is not None or not state.spend.needs_confirmation(gate.price)
     try:
-        return await _buy_and_finish(ctx, state, gate, limit=limit, token=token, confirmed=confirmed)
+        return await _buy_and_finish(ctx, state, gate, limit=limit, once=once, confirmed=confirmed)
     except ConfirmationNeeded as exc:
         return await _confirmation_needed(state, gate, str(exc))
 
 
 async def _buy_and_finish(
-    ctx: Context, state: AppState, gate: Gate, *, limit: float, token: str | None, confirmed: bool
+    ctx: Context, state: AppState, gate: Gate, *, limit: float, once: str | None, confirmed: bool
 ) -> CallToolResult:
     """Submit once (or take the identical earlier prediction) and wait up to ``limit`` seconds for the result."""
     assert gate.payer is not None
@@ -357,7 +363,7 @@ async def _buy_and_finish(
         gate.payer,
         repeat_key=gate.repeat_key,
         price_usd=gate.price,
-        token=token,
+        once=once,
         confirmed=confirmed,
         submit=submit,
         waiting=waiting,

@@ -10,7 +10,9 @@
   schema's defaults are filled in, a random seed counting as no seed) claims one key in the repeat index; every
   other call with that key gets the first call's prediction instead of a second POST;
 - **confirmation tokens**, for clients that cannot ask the user mid-call: an HMAC over the exact request and its
-  price, valid 10 minutes, spent once.
+  price, valid 10 minutes, spent once. Only the exact form this server writes is accepted, and what is spent is
+  the token's nonce, so no other spelling of one token (leading zeros, other scripts' digits) is a second "yes".
+  A 2026-era answer to the price question is spent the same way, by the sealed state it came back with.
 
 A store that cannot be used raises :class:`StateUnavailableError`: paid calls fail closed.
 """
@@ -23,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +59,13 @@ DAY = 24 * 3600.0  # the budget's rolling window
 CONFIRM_SECONDS = 600  # how long a confirmation token is good for
 _CLAIM_GRACE = 30.0  # a "sending" claim outlives the submit's own bound by this much, then frees itself
 _WAIT_STEP = 0.05  # how often a call waiting on an identical one looks again
+# A spent "yes" is remembered longer than any can be used: a token lasts CONFIRM_SECONDS, and a 2026-era sealed
+# answer the SDK's default request-state TTL (600 s).
+_SPENT_SECONDS = CONFIRM_SECONDS + 60
+# Exactly what issue_token writes: ASCII digits without a leading zero, the 12-character nonce, the 24-character
+# MAC (both unpadded base64url). Character classes, not \d: in Python that is every script's digits.
+_TOKEN = re.compile(r"([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{24})")
+_MALFORMED = "the confirm value is not a token this server issued (pass it back exactly as it was given)"
 
 
 class SpendReport(Shown):
@@ -186,21 +196,23 @@ class SpendGuard:
         digest = self._mac(secret, "confirm", payer, request, price_micro, expires, nonce)[:18]
         return base64.urlsafe_b64encode(digest).decode()
 
-    async def check_token(self, token: str, payer: str, request: dict[str, Any], price_usd: float | None) -> None:
-        """Raise :class:`TokenRefused` unless ``token`` confirms this request at this price and has not expired.
-        (Whether it was used already is settled atomically when it is spent, in :meth:`buy`.)"""
-        expires_text, _, rest = token.partition(".")
-        nonce, _, mac = rest.partition(".")
-        if not (expires_text.isdigit() and nonce and mac):
-            raise TokenRefused("the confirm value is not a token this server issued")
-        expected = self._token_mac(await self._key(), payer, request, known_price(price_usd), int(expires_text), nonce)
-        if not hmac.compare_digest(mac, expected):
+    async def check_token(self, token: str, payer: str, request: dict[str, Any], price_usd: float | None) -> str:
+        """The token's one-use key (its nonce), if ``token`` confirms this request at this price and has not
+        expired; else :class:`TokenRefused`. (Whether it was used already is settled atomically when it is spent,
+        in :meth:`buy`.) Any value that is not exactly a token this server wrote gets the same refusal."""
+        parsed = _TOKEN.fullmatch(token) if token.isascii() else None
+        if parsed is None or f"{int(parsed[1])}.{parsed[2]}.{parsed[3]}" != token:
+            raise TokenRefused(_MALFORMED)
+        expires, nonce, mac = int(parsed[1]), parsed[2], parsed[3]
+        expected = self._token_mac(await self._key(), payer, request, known_price(price_usd), expires, nonce)
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
             raise TokenRefused(
                 "the confirm token was issued for a different request or price (the arguments, or Atlas's quote, "
                 "changed since)"
             )
-        if int(expires_text) < time.time():
+        if expires < time.time():
             raise TokenRefused(f"the confirm token expired (tokens last {CONFIRM_SECONDS // 60} minutes)")
+        return f"confirm:{nonce}"
 
     # --- the budget --------------------------------------------------------------------------------------
 
@@ -284,15 +296,17 @@ class SpendGuard:
         *,
         repeat_key: str | None,
         price_usd: float | None,
-        token: str | None,
+        once: str | None,
         confirmed: bool,
         submit: Callable[[], Awaitable[Prediction]],
         waiting: Callable[[float], Awaitable[None]],
     ) -> tuple[Purchase, Prediction | None]:
-        """Claim the request, spend the token, reserve the price, then submit once.
+        """Claim the request, spend the user's "yes", reserve the price, then submit once.
 
         Returns the purchase and the new prediction, or a purchase with ``repeat_of`` and None when an identical
-        call already sent it. ``repeat_key`` None skips the repeat guard (``repeat=true``). Raises
+        call already sent it. ``repeat_key`` None skips the repeat guard (``repeat=true``). ``once`` is the
+        one-use key of the "yes" this call pays on (a token's, from :meth:`check_token`, or a sealed answer's);
+        a second call with the same one is refused. Raises
         :class:`SpendRefusedError` (nothing was sent) or whatever the submit raised, after releasing what it
         should: a refused or plainly rejected submit frees its claim and its budget; a submit whose fate is
         unclear keeps both, and marks the claim so that an identical call is not sent blindly.
@@ -306,8 +320,11 @@ class SpendGuard:
         try:
             if not confirmed:
                 raise ConfirmationNeeded("the identical earlier generation this call was going to reuse is gone")
-            if token is not None and not await self.store.spend_token(token, ttl=CONFIRM_SECONDS + 60, now=time.time()):
-                raise TokenRefused("the confirm token was used already (each one confirms one generation)")
+            if once is not None and not await self.store.spend_token(once, ttl=_SPENT_SECONDS, now=time.time()):
+                raise TokenRefused(
+                    "this confirmation was used already (each confirm token, or each answer to the question, pays "
+                    "for one generation)"
+                )
             entry = await self.hold(payer, price_usd, what="this generation is quoted at")
             purchase.entry = entry
         except BaseException:
