@@ -238,6 +238,13 @@ async def test_a_2026_answer_pays_once_in_memory(emulator: Emulator, tmp_path: P
         await replay_one_answer([client], emulator)
 
 
+async def test_a_2026_answer_pays_once_over_stdio(emulator: Emulator, tmp_path: Path) -> None:
+    env = emulator_env(emulator, tmp_path, ATLASCLOUD_CONFIRM_ABOVE_USD="0.001")
+    server = ServerProcess(env, tmp_path / "stderr.log")
+    async with Client(server.transport(), mode="auto", elicitation_callback=accept) as client:
+        await replay_one_answer([client], emulator)
+
+
 async def test_a_2026_answer_pays_once_across_http_replicas(
     emulator: Emulator, tmp_path: Path, shared_state: str
 ) -> None:
