@@ -21,6 +21,7 @@ from atlas_mcp.server.chat import register_chat_tools
 from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
+from atlas_mcp.server.outgoing import OutgoingResults
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.quick import register_quick_generate
 from atlas_mcp.server.spending import SpendGuard
@@ -89,6 +90,7 @@ def create_server(
         auth=auth,
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings)],
+        middleware=[OutgoingResults(settings, remote=token_verifier is not None, store_name=_store_name)],
     )
     register_tools(server, settings)
     register_quick_generate(server, settings)
@@ -97,3 +99,7 @@ def create_server(
     register_account_tools(server, settings)
     advertise_only_what_exists(server)
     return server
+
+
+def _store_name(state: object) -> str | None:
+    return state.spend.store.name if isinstance(state, AppState) else None
