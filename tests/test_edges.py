@@ -230,6 +230,17 @@ async def test_over_http_a_broken_state_store_is_not_named_by_its_path(emulator:
     assert str(tmp_path) not in text and "not-a-folder" not in text
 
 
+def test_escaping_leaves_languages_alone_and_survives_any_string() -> None:
+    """Right-to-left marks, joiners and scripts are how languages are written; a URL's hidden characters, a lone
+    surrogate among them, and a terminal's escape are not."""
+    from atlas_mcp.server.outgoing import escape_controls  # here: before the fix the module did not exist
+
+    prose = "مرحبا \u200f שלום 👩\u200d💻 ✓"
+    assert escape_controls(prose) == prose
+    shown = escape_controls("Output: http://x/a\u202eb\ud800c\u00a0d.png\n  note \u2066x\u2069 \x1b[31m")
+    assert shown == "Output: http://x/a%E2%80%AEb%ED%A0%80c%C2%A0d.png\n  note \\u2066x\\u2069 \\u001b[31m"
+
+
 # -- 16: every stdio line gets an answer --------------------------------------------------------------------
 
 DEEP = 1000

@@ -48,7 +48,9 @@ def _encode_url(match: re.Match[str]) -> str:
     url = match.group(0)
     if url.isascii() and url.isprintable():
         return url
-    return "".join("".join(f"%{byte:02X}" for byte in c.encode()) if _invisible(c) else c for c in url)
+    return "".join(
+        "".join(f"%{byte:02X}" for byte in c.encode(errors="surrogatepass")) if _invisible(c) else c for c in url
+    )
 
 
 def escape_controls(text: str) -> str:
