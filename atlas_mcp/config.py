@@ -124,6 +124,14 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         description="ATLASCLOUD_HTTP_MAX_BODY_MB: largest request body the HTTP server reads.",
     )
+    http_body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_HTTP_BODY_TIMEOUT: seconds a request body may take to arrive, once reading it "
+        "starts (then 408).",
+    )
     log_level: LogLevel = Field(
         default="INFO", description="ATLASCLOUD_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR (stderr)."
     )
@@ -170,6 +178,7 @@ class Settings(BaseModel):
         read("ATLASCLOUD_HTTP_PUBLIC_URL", "http_public_url", _parse_public_url)
         read("ATLASCLOUD_HTTP_STATE_KEYS", "http_state_keys", _parse_state_keys)
         read("ATLASCLOUD_HTTP_MAX_BODY_MB", "http_max_body_mb", _parse_float)
+        read("ATLASCLOUD_HTTP_BODY_TIMEOUT", "http_body_timeout", _parse_float)
         read("ATLASCLOUD_LOG_LEVEL", "log_level", str.upper)
         try:
             return cls(**values)
@@ -191,6 +200,7 @@ _VARIABLES = {
     "confirm_above_usd": "ATLASCLOUD_CONFIRM_ABOVE_USD",
     "repeat_window_s": "ATLASCLOUD_REPEAT_WINDOW_S",
     "http_max_body_mb": "ATLASCLOUD_HTTP_MAX_BODY_MB",
+    "http_body_timeout": "ATLASCLOUD_HTTP_BODY_TIMEOUT",
 }
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import string
 from collections.abc import Iterable
 from urllib.parse import quote
 
-__all__ = ["UrlQueryFilter", "redact"]
+__all__ = ["UrlQueryFilter", "redact", "without_secrets"]
 
 REDACTED = "[redacted]"
 _MAX_LEN = 500
@@ -56,6 +57,28 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text if len(text) <= _MAX_LEN else text[: _MAX_LEN - 1] + "…"
 
 
+def without_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every whole form of each secret (as is, URL-encoded, in base64, spaced out, in any case)
+    replaced, and nothing else changed: for a whole tool result, whose layout and length must stay, where an echo
+    of the key may sit in an output URL's query. (Pieces of a key are :func:`redact`'s business: they come from
+    cut excerpts of Atlas's error text, which passes through it first.) Plain searches, no patterns: a pattern
+    made of a caller's key would stay in ``re``'s cache after the request."""
+    forms = {form.translate(_ASCII_LOWER) for secret in secrets if secret for form in _forms(secret)}
+    for form in sorted((form for form in forms if len(form) >= _FRAGMENT), key=len, reverse=True):
+        lowered = text.translate(_ASCII_LOWER)  # the same length as text, so its positions are text's
+        start = lowered.find(form)
+        if start < 0:
+            continue
+        pieces, last = [], 0
+        while start >= 0:
+            pieces += [text[last:start], REDACTED]
+            last = start + len(form)
+            start = lowered.find(form, last)
+        text = "".join([*pieces, text[last:]])
+    return text
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _FRAGMENT = 8  # this many characters of a secret, together, are treated as the secret
 _RUN = re.compile(r"[\w.~+/=%-]{" + str(_FRAGMENT) + ",}", re.ASCII)  # characters keys and their encodings use
 

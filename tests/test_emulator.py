@@ -604,7 +604,7 @@ def test_control_endpoints(emulator: Emulator, client: httpx.Client) -> None:
 
     assert client.put("/_emulator/balance", json={"balance": 0}).json()["data"] == {"balance": 0.0}
     assert client.post(IMAGE, json={"model": SCHNELL, "prompt": "x"}).status_code == 402
-    assert client.post("/_emulator/reset").status_code == 200
+    assert client.post("/_emulator/reset", json={}).status_code == 200
     assert emulator.state.balance == emulator.config.balance
     assert all(not r.path.startswith("/_emulator") for r in emulator.state.requests)
 

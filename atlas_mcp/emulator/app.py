@@ -39,7 +39,7 @@ from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.images import render_picture, render_png
 from atlas_mcp.emulator.media import render_audio, render_video
-from atlas_mcp.emulator.middleware import RecordAndFaultMiddleware
+from atlas_mcp.emulator.middleware import LoopbackOnly, RecordAndFaultMiddleware
 from atlas_mcp.emulator.predictions import THUMBNAIL, Prediction, PredictionPlan
 from atlas_mcp.emulator.state import EmulatorState, Upload
 from atlas_mcp.emulator.uploads import UploadError, safe_filename, store_upload
@@ -606,7 +606,7 @@ class EmulatorApp(Starlette):
         )
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RecordAndFaultMiddleware(super().build_middleware_stack(), self.emulator_state)
+        return LoopbackOnly(RecordAndFaultMiddleware(super().build_middleware_stack(), self.emulator_state))
 
 
 def build_app(state: EmulatorState) -> EmulatorApp:

@@ -26,6 +26,7 @@ from atlas_mcp.server.chat import register_chat_tools
 from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
+from atlas_mcp.server.outgoing import OutgoingResults
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.quick import register_quick_generate
 from atlas_mcp.server.spending import SpendGuard
@@ -94,6 +95,7 @@ def create_server(
         auth=auth,
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings)],
+        middleware=[OutgoingResults(settings, remote=token_verifier is not None, store_name=_store_name)],
     )
     # Outside the SDK's request-state boundary, so that it sees a 2026-era answer's state still sealed.
     layers = server.middleware
@@ -123,3 +125,7 @@ async def _per_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext)
         )
         ctx = dataclasses.replace(ctx, lifespan_context=mine)
     return await call_next(ctx)
+
+
+def _store_name(state: object) -> str | None:
+    return state.spend.store.name if isinstance(state, AppState) else None

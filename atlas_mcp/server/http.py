@@ -12,8 +12,10 @@ Whose key pays:
 
 A request without an acceptable bearer gets 401 with ``WWW-Authenticate`` naming the RFC 9728
 protected-resource metadata; a client that answers it with an OAuth sign-in is told at ``/register`` what to
-send instead. Host and Origin are checked against ``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS
-rebinding), request bodies are size-limited, and ``/healthz`` and ``/readyz`` answer probes without a token.
+send instead. Host and Origin are checked against ``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS rebinding) before any
+route answers, request bodies are bounded in size and in time (:mod:`atlas_mcp.server.http_guard`), and
+``/healthz`` and ``/readyz`` answer probes without a token: ready or not, and which part, never why (that goes
+to the log: an address, a store's name or Atlas's words are nobody else's business).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from starlette.routing import Route
 from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, ConfigError
+from atlas_mcp.server.http_guard import AllowList, HttpGuard
 
 if TYPE_CHECKING:
     import httpx
@@ -170,9 +173,11 @@ def create_http_app(
                 with anyio.fail_after(READY_WAIT_SECONDS):  # a probe that hangs is no answer at all
                     await check()
             except TimeoutError:
+                logger.warning("/readyz: %s did not answer within %g s", part, READY_WAIT_SECONDS)
                 problems[part] = f"did not answer within {READY_WAIT_SECONDS:g} s"
             except AtlasMCPError as exc:
-                problems[part] = str(exc)
+                logger.warning("/readyz: %s is not ready: %s", part, exc)
+                problems[part] = "not ready (the server's log says why)"
         if problems:
             return JSONResponse({"ready": False, "why": problems}, status_code=503)
         return JSONResponse({"ready": True})
@@ -189,6 +194,8 @@ def create_http_app(
     app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
     app.router.routes.append(Route("/readyz", readyz, methods=["GET"]))
     app.router.routes.append(Route("/register", _no_oauth(shared), methods=["POST"]))
+    allowed = AllowList.configured(settings.http_allowed_hosts, options.port)
+    app.add_middleware(HttpGuard, allowed=allowed, body_timeout=settings.http_body_timeout)  # outermost: first
     return app
 
 

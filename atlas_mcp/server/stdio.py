@@ -6,6 +6,10 @@ the parser's depth, integers of more than 4 300 digits, a missing ``"jsonrpc"``,
 batches. So the server reads stdin itself, through :class:`ScreenedLines`, and hands the SDK only lines it will
 take; every other line is answered here, as JSON-RPC says: ``-32700`` when it is not JSON the server can read,
 ``-32600`` when it is JSON but not a message, with the request's id wherever it can be read (else ``null``).
+The SDK also takes a request whose id is ``null``, an object, a list, a boolean or a fraction for a notification
+(it drops the id) and so never answers it; MCP says an id is a string or an integer, so such a line is answered
+``-32600`` here, with id ``null``. A line nested too deep for any parser still has its top-level id read, by
+:func:`_top_level_id`, so that its caller's request is the one answered.
 
 The SDK still owns stdout (diverting fd 1 to stderr while serving, so that nothing stray reaches the wire);
 answers go out through its writer, never beside it.
@@ -42,10 +46,13 @@ def answer_for(line: str) -> types.JSONRPCError | None:
     if not line.strip():
         return None  # blank lines are skipped by everyone
     try:
-        types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        return None
+        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValueError:
         pass
+    else:
+        if isinstance(message, types.JSONRPCNotification) and _has_id(line):
+            return _error(_INVALID_REQUEST, _BAD_ID, None)
+        return None
     try:
         pydantic_core.from_json(line)
     except ValueError:
@@ -55,6 +62,18 @@ def answer_for(line: str) -> types.JSONRPCError | None:
     if isinstance(parsed, list):
         return _error(_INVALID_REQUEST, "Invalid Request: batches are not supported; send one message a line", None)
     return _error(_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message (jsonrpc, method, params)", request_id)
+
+
+_BAD_ID = "Invalid Request: an id must be a string or an integer (not null, a fraction, a boolean, an object or a list)"
+
+
+def _has_id(line: str) -> bool:
+    """Whether a line the SDK read as a notification has an ``id`` member all the same (which the SDK dropped)."""
+    try:
+        parsed = pydantic_core.from_json(line)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "id" in parsed
 
 
 def _error(code: int, message: str, request_id: int | str | None) -> types.JSONRPCError:
@@ -75,7 +94,49 @@ def _any_int(digits: str) -> int | None:
 
 
 def _lenient_id(line: str) -> int | str | None:
-    return _id_of(_lenient(line))
+    parsed = _lenient(line)
+    return _id_of(parsed) if parsed is not None else _top_level_id(line)
+
+
+_SCAN_LIMIT = 1 << 20  # an id is near the start of any real message; a scan of megabytes would be for nothing
+
+
+def _top_level_id(line: str) -> int | str | None:
+    """The ``"id"`` member of a line's outermost object, found without parsing the rest: for a line that is
+    too deep (or too broken) for a parser, whose sender still waits for an answer to its id."""
+    depth, in_string, escaped, start = 0, False, False, -1
+    for index, char in enumerate(line[:_SCAN_LIMIT]):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                if depth == 1 and line[start : index + 1] == '"id"' and _is_key(line, start, index + 1):
+                    return _value_after(line, index + 1)
+        elif char == '"':
+            in_string, start = True, index
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+    return None
+
+
+def _is_key(line: str, start: int, end: int) -> bool:
+    """A string at ``line[start:end]`` is a member name when a ``:`` follows it and ``{`` or ``,`` precedes it."""
+    before = line[:start].rstrip()
+    return before.endswith(("{", ",")) and line[end:].lstrip().startswith(":")
+
+
+def _value_after(line: str, end: int) -> int | str | None:
+    rest = line[end:].lstrip()[1:].lstrip()  # past the colon
+    try:
+        value, _ = json.JSONDecoder(parse_int=_any_int).raw_decode(rest[:1024])
+    except (ValueError, RecursionError):
+        return None
+    return _id_of({"id": value})
 
 
 def _id_of(parsed: Any) -> int | str | None:
