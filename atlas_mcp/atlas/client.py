@@ -15,6 +15,7 @@ Output files are fetched only from https hosts whose every address is public (or
 from __future__ import annotations
 
 import copy
+import http.cookiejar
 import json
 import logging
 import math
@@ -269,6 +270,9 @@ class AtlasClient:
                 transport=self._transport,
                 limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_SECONDS),
                 follow_redirects=False,
+                # One connection pool serves every caller of an HTTP server: a cookie one caller's answer set would
+                # ride along with the next caller's requests. Atlas's API needs none, so none is ever kept.
+                cookies=_no_cookies(),
                 # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR: users behind a corporate
                 # proxy connect at all only with them. The key stays bound to Atlas's origin (_BearerAuth).
                 trust_env=True,
@@ -1004,6 +1008,16 @@ def _retryable(answer: _Answer) -> bool:
     if status == 429:
         return True
     return status >= 500 and not _terminal_prediction(answer.body)
+
+
+class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        return False
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that refuses to store anything (every ``Set-Cookie`` is dropped)."""
+    return http.cookiejar.CookieJar(policy=_RefuseCookies())
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
