@@ -64,11 +64,13 @@ async def test_the_ledger_holds_a_limit_and_a_rolling_window(store: StateStore) 
 
 async def test_settling_corrects_an_entry(store: StateStore) -> None:
     await store.reserve("p", "a", 4 * MICRO, limit_micro=None, now=T0, window=DAY)
-    await store.settle("p", "a", 0)  # a failed prediction costs nothing
+    await store.reserve("p", "b", 3 * MICRO, limit_micro=None, now=T0, window=DAY)
+    await store.settle("p", "a", 0)  # a failed prediction costs nothing, and leaves no entry
+    await store.settle("p", "b", MICRO)  # a finished one costs what Atlas charged
     await store.settle("p", "missing", 7)  # an entry that is gone stays gone
-    assert (await store.spending("p", now=T0 + 1, window=DAY)).spent_micro == 0
+    assert (await store.spending("p", now=T0 + 1, window=DAY)).spent_micro == MICRO
     listed = await store.spending("p", now=T0 + 1, window=DAY, entries=True)
-    assert listed.entries == ((T0, 0),) and (await store.spending("p", now=T0 + 1, window=DAY)).entries == ()
+    assert listed.entries == ((T0, MICRO),) and (await store.spending("p", now=T0 + 1, window=DAY)).entries == ()
 
 
 async def test_a_clock_that_goes_backwards_frees_no_budget(store: StateStore) -> None:

@@ -43,6 +43,7 @@ from atlas_mcp.errors import (
     SpendRefusedError,
 )
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
+from atlas_mcp.server.ownership import record_owner
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
 from atlas_mcp.server.spending import (
@@ -360,6 +361,7 @@ async def _buy_and_finish(
     else:
         prediction_id = prediction.id
         logger.info("submitted prediction %s (%s)", prediction_id, prepared.model)
+        await record_owner(state, prediction_id)
         said = f"submitted ({prediction.status})"
     with naming_the_prediction(prediction_id):
         # From here every message names the job: a call that is cancelled or times out still leaves the id with the
@@ -394,7 +396,7 @@ async def _buy_and_finish(
             previews=prepared.kind == "image",
             quote=gate.quote,
             reused_after=time.time() - earlier.at if earlier is not None else None,
-            spend=await guard.report(gate.payer),
+            spend=await guard.report_after_paying(gate.payer),
         )
 
 

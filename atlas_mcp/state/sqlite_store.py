@@ -44,14 +44,16 @@ CREATE TABLE IF NOT EXISTS ledger (
     payer TEXT NOT NULL, entry TEXT NOT NULL, at REAL NOT NULL, micro INTEGER NOT NULL, PRIMARY KEY (payer, entry)
 );
 CREATE INDEX IF NOT EXISTS ledger_by_time ON ledger (payer, at);
+CREATE INDEX IF NOT EXISTS ledger_by_age ON ledger (at);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
 
 
 class SqliteStore(StateStore):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout  # seconds one operation queues behind another process before failing
         self.name = f"SQLite at {path}"
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -82,12 +84,12 @@ class SqliteStore(StateStore):
 
         connection = sqlite3.connect(
             self.path,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=self.busy_timeout,
             isolation_level=None,
             check_same_thread=False,  # our lock serialises
         )
         try:
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             (verdict,) = connection.execute("PRAGMA quick_check").fetchone()
@@ -161,6 +163,9 @@ class SqliteStore(StateStore):
 
     @staticmethod
     def _window(connection: sqlite3.Connection, payer: str, now: float, window: float) -> tuple[float, int]:
+        # Every payer's old entries go, not just this one's: a payer who never comes back (a key tried once)
+        # must not keep a row forever. The wall clock bounds that sweep; this payer's own never runs backwards.
+        connection.execute("DELETE FROM ledger WHERE at <= ?", (now - window,))
         (newest,) = connection.execute("SELECT max(at) FROM ledger WHERE payer = ?", (payer,)).fetchone()
         now = max(now, newest if newest is not None else now)
         connection.execute("DELETE FROM ledger WHERE payer = ? AND at <= ?", (payer, now - window))
@@ -187,11 +192,13 @@ class SqliteStore(StateStore):
         return await self._run(reserve)
 
     async def settle(self, payer: str, entry: str, micro: int) -> None:
-        await self._run(
-            lambda connection: connection.execute(
-                "UPDATE ledger SET micro = ? WHERE payer = ? AND entry = ?", (micro, payer, entry)
-            )
-        )
+        def settle(connection: sqlite3.Connection) -> None:
+            if micro == 0:  # nothing was billed: nothing to remember (a refused key leaves no row behind)
+                connection.execute("DELETE FROM ledger WHERE payer = ? AND entry = ?", (payer, entry))
+            else:
+                connection.execute("UPDATE ledger SET micro = ? WHERE payer = ? AND entry = ?", (micro, payer, entry))
+
+        await self._run(settle)
 
     async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
         def read(connection: sqlite3.Connection) -> Spending:
