@@ -258,3 +258,61 @@ async def test_an_account_wide_cap_holds_across_team_tokens(emulator: Emulator, 
     for result in (over_one, over_two):
         expect_error("generate_image", result, "Not sent", "account-wide", "ATLASCLOUD_BUDGET_ACCOUNT_USD")
     assert sent(emulator, SUBMIT) == 2
+
+
+# -- 12: a damaged state file does not reset the budget ------------------------------------------------------
+
+
+def damage_an_index(path: Path) -> None:
+    """Overwrite one page of the repeat claims' index: the file fails its integrity check, its ledger still reads."""
+    with sqlite3.connect(path) as raw:
+        rows = [(f"claim-{n:05d}-{'x' * 60}", "held", 4e9) for n in range(3000)]
+        raw.executemany("INSERT INTO claims VALUES (?, ?, ?)", rows)
+    raw = sqlite3.connect(path)
+    try:
+        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (size,) = raw.execute("PRAGMA page_size").fetchone()
+        (root,) = raw.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_claims_1'").fetchone()
+    finally:
+        raw.close()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * size : root * size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+
+
+async def test_a_damaged_state_file_carries_its_spending_and_secret_across(emulator: Emulator, tmp_path: Path) -> None:
+    settings = settings_for(emulator, tmp_path, budget_usd=0.007, confirm_above_usd=0)
+    unasked = settings.model_copy(update={"confirm_above_usd": None})
+    async with Client(create_server(settings)) as client:
+        first = await client.call_tool("generate_image", {"prompt": "paid for"})
+    token = first.structured_content["confirm"] if first.structured_content else None
+    assert token, text_of(first)
+    async with Client(create_server(settings)) as client:
+        expect_done(await client.call_tool("generate_image", {"prompt": "paid for", "confirm": token}))
+    damage_an_index(tmp_path / "state.db")
+    async with Client(create_server(unasked)) as client:
+        over = await client.call_tool("generate_image", {"prompt": "another", "num_images": 2})
+    async with Client(create_server(settings)) as client:
+        again = await client.call_tool("generate_image", {"prompt": "paid for", "confirm": token, "repeat": True})
+    assert over.is_error and "ATLASCLOUD_BUDGET_USD" in text_of(over)  # $0.003 spent before still counts
+    assert again.is_error and "used already" in text_of(again)  # the spent token stayed spent
+    assert sent(emulator, SUBMIT) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("state.db.corrupt-")]
+
+
+async def test_an_unreadable_state_file_refuses_paid_calls_until_the_user_deletes_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "state.db").write_bytes(b"this is not a database, it was damaged " * 200)
+    settings = settings_for(emulator, tmp_path, budget_usd=5)
+    async with Client(create_server(settings)) as client:
+        refused = await client.call_tool("generate_image", {"prompt": "a fox"})
+        free = await client.call_tool("list_models", {})
+    assert not free.is_error
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("state.db.unreadable-")]
+    assert len(aside) == 1
+    assert refused.is_error and f"delete {aside[0]}" in text_of(refused), text_of(refused)
+    assert sent(emulator, SUBMIT) == 0
+    aside[0].unlink()
+    async with Client(create_server(settings)) as client:
+        expect_done(await client.call_tool("generate_image", {"prompt": "a fox"}))
