@@ -316,3 +316,79 @@ async def test_an_unreadable_state_file_refuses_paid_calls_until_the_user_delete
     aside[0].unlink()
     async with Client(create_server(settings)) as client:
         expect_done(await client.call_tool("generate_image", {"prompt": "a fox"}))
+
+
+# -- 6: a re-hosted url is streamed, a few at a time, and only for a key Atlas accepts ----------------------
+
+
+def on_the_origin(emulator: Emulator, name: str, data: bytes) -> str:
+    import httpx
+
+    with httpx.Client(base_url=emulator.url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=60) as http:
+        answer = http.post("/api/v1/model/uploadMedia", files={"file": (name, data, "image/png")})
+    url: str = answer.json()["data"]["download_url"]
+    return url
+
+
+def png_with_a_long_tail(size: int) -> bytes:
+    """A real PNG (its header is what is judged) followed by ``size`` bytes after its end."""
+    import io
+
+    from PIL import Image
+
+    head = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(head, format="PNG")
+    return head.getvalue() + bytes(size)
+
+
+async def test_a_large_url_is_re_hosted_without_holding_it_in_memory(emulator: Emulator, tmp_path: Path) -> None:
+    import tracemalloc
+
+    size = 96 * 1024 * 1024
+    url = on_the_origin(emulator, "big.png", png_with_a_long_tail(size))
+    settings = settings_for(emulator, tmp_path, max_upload_mb=128)
+    async with Client(create_server(settings)) as client:
+        tracemalloc.start()
+        try:
+            result = await client.call_tool("upload_media", {"url": url})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["size_bytes"] > size
+    # The emulator shares this process and its buffers count too; a generous bound, far below the file's size.
+    assert peak < 32 * 1024 * 1024, f"peak traced memory {peak / 1e6:.1f} MB re-hosting {size / 1e6:.0f} MB"
+
+
+async def test_re_hosts_run_a_few_at_a_time(emulator: Emulator, tmp_path: Path) -> None:
+    url = on_the_origin(emulator, "small.png", png_with_a_long_tail(1024))
+    path = url.removeprefix(emulator.url)
+    emulator.state.add_fault(Fault(path=path, method="GET", kind="delay", seconds=0.6, times=None))
+    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(client.call_tool, "upload_media", {"url": url})
+    arrived = sorted(r.at for r in emulator.state.requests if r.method == "GET" and r.path == path)
+    assert len(arrived) == 8
+    started_at_once = [at for at in arrived if at - arrived[0] < 0.4]
+    assert len(started_at_once) == 4, arrived  # the rest waited for a slot
+
+
+async def test_over_http_a_key_atlas_refuses_fetches_nothing(emulator: Emulator, tmp_path: Path) -> None:
+    from .harness import expect_error
+    from .test_http import connect, http_env, http_server
+
+    url = on_the_origin(emulator, "small.png", png_with_a_long_tail(1024))
+    path = url.removeprefix(emulator.url)
+    emulator.state.config.api_key = TEST_KEY
+    try:
+        with http_server(http_env(emulator, tmp_path), tmp_path / "http.log") as origin:
+            async with connect(origin, "sk-not-an-accepted-key-0000", "2026") as client:
+                refused = await client.call_tool("upload_media", {"url": url})
+            async with connect(origin, TEST_KEY, "2025") as client:
+                accepted = await client.call_tool("upload_media", {"url": url})
+    finally:
+        emulator.state.config.api_key = None
+    expect_error("upload_media", refused, "401")
+    assert not accepted.is_error, text_of(accepted)
+    assert len([r for r in emulator.state.requests if r.method == "GET" and r.path == path]) == 1  # the good key's

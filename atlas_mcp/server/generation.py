@@ -82,6 +82,7 @@ BuildParams = Callable[[InputSchema | None], tuple[dict[str, Any], list[str]]]
 """Turns a tool's friendly inputs into body parameters for a model (its schema, or None when unchecked)."""
 
 _TOOL_FOR_TYPE = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
+REHOSTS_AT_ONCE = 4  # upload_media url re-hosts in flight per server: each holds a download and its spool
 QUOTE_WAIT_SECONDS = 5.0  # a slow quote must not eat the generation's time: past this, the catalogue price stands
 _MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
 
@@ -97,6 +98,8 @@ class AppState:
     spend: SpendGuard  # budget, repeats and confirmation tokens, over the state store
     payer_key: str | None = None  # what names the payer (only ever hashed): the API key, or a client's HTTP token
     remote: bool = False  # served over HTTP: the caller's files are not on this machine
+    # url re-hosts in flight (each holds a download and a spool); shared by every caller's view of this state
+    rehosts: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(REHOSTS_AT_ONCE))
 
     def for_caller(self, bearer: str) -> AppState:
         """This state as one HTTP request sees it. With shared-key tokens the server's key pays and the token

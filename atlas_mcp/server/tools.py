@@ -582,17 +582,17 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         given = [name for name, value in (("path", path), ("data", data), ("url", url)) if value is not None]
         if len(given) != 1:
             raise ToolError("Give exactly one of path, data or url" + (f" (got {', '.join(given)})." if given else "."))
-        if data is not None or url is not None:
-            from atlas_mcp.server.sources import decode_data, fetch_url, judged, url_name
+        if url is not None:
+            from atlas_mcp.server.sources import rehost
+
+            with _as_tool_errors():
+                return await rehost(state, url, filename)
+        if data is not None:
+            from atlas_mcp.server.sources import decode_data, judged
 
             with _as_tool_errors():
                 cap = state.settings.max_upload_bytes
-                if data is not None:
-                    received = await judged(decode_data(data, max_bytes=cap), filename, "upload")
-                else:
-                    assert url is not None
-                    fetched = await fetch_url(state.atlas, url, max_bytes=cap, origin=state.settings.base_url)
-                    received = await judged(fetched, filename, url_name(url))
+                received = await judged(decode_data(data, max_bytes=cap), filename, "upload")
                 if len(received.data) > cap:
                     raise InputError(f"Not uploaded: the file is over the upload cap of {cap // (1024 * 1024)} MiB.")
                 uploaded = await state.atlas.upload(
