@@ -123,6 +123,68 @@ async def test_a_store_locked_right_after_the_post_still_hands_back_the_predicti
     assert "could not record prediction" in caplog.text
 
 
+@contextmanager
+def private_redis(folder: Path) -> Iterator[tuple[str, int]]:
+    """A redis-server of this test's own (it will be frozen): its URL and process id."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from .conftest import free_port
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed"
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen([*command, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not come up"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", process.pid
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+async def test_a_redis_that_stops_answering_right_after_the_post_still_hands_back_the_prediction(
+    emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import signal
+
+    with private_redis(tmp_path) as (url, pid):
+        settings = settings_for(emulator, tmp_path, budget_usd=5, state_url=url)
+        emulator.state.add_fault(Fault(path=SUBMIT, method="POST", kind="delay", seconds=1.0))
+        answered: list[CallToolResult] = []
+        async with Client(create_server(settings)) as client, anyio.create_task_group() as group:
+
+            async def calling() -> None:
+                answered.append(await client.call_tool("generate_image", {"prompt": "a fox"}))
+
+            group.start_soon(calling)
+            with anyio.fail_after(10):
+                while not sent(emulator, SUBMIT):
+                    await anyio.sleep(0.01)
+            os.kill(pid, signal.SIGSTOP)  # Redis hangs: every operation times out (2 s each)
+            try:
+                with anyio.fail_after(40):
+                    while not answered:
+                        await anyio.sleep(0.05)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+    done = expect_done(answered[0])
+    assert done["prediction_id"] and done["outputs"], done
+    assert sent(emulator, SUBMIT) == 1
+    assert "could not record prediction" in caplog.text
+
+
 @pytest.mark.parametrize("era", ERAS)
 async def test_a_store_locked_right_after_a_chat_still_hands_back_the_answer(
     emulator: Emulator, tmp_path: Path, era: str
@@ -202,11 +264,31 @@ def team_env(emulator: Emulator, tmp_path: Path, **extra: str) -> dict[str, str]
     return http_env(emulator, tmp_path, ATLASCLOUD_API_KEY=TEAM_KEY, ATLASCLOUD_HTTP_TOKENS=",".join(TEAM)) | extra
 
 
-async def test_team_tokens_see_only_their_own_predictions(emulator: Emulator, tmp_path: Path) -> None:
+def state_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    return {"ATLASCLOUD_STATE_URL": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+
+
+def stored_state(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Everything the state store holds, as text."""
+    if backend == "sqlite":
+        with sqlite3.connect(tmp_path / "state.db") as raw:
+            return "\n".join(raw.iterdump())
+    import redis
+
+    with redis.Redis.from_url(request.getfixturevalue("redis_url")) as client:
+        keys = client.keys("*")
+        return "\n".join(f"{key!r} {client.dump(key)!r}" for key in keys)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_team_tokens_see_only_their_own_predictions(
+    emulator: Emulator, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     from .harness import expect_error
     from .test_http import connect, http_server
 
-    with http_server(team_env(emulator, tmp_path), tmp_path / "http.log") as origin:
+    env = team_env(emulator, tmp_path, **state_env(backend, request))
+    with http_server(env, tmp_path / "http.log") as origin:
         async with connect(origin, TEAM[0], "2026") as one, connect(origin, TEAM[1], "2025") as two:
             mine = expect_done(await one.call_tool("generate_image", {"prompt": "one's fox"}))["prediction_id"]
             theirs = expect_done(await two.call_tool("generate_image", {"prompt": "two's owl"}))["prediction_id"]
@@ -226,9 +308,8 @@ async def test_team_tokens_see_only_their_own_predictions(emulator: Emulator, tm
     for tool, result in (("get_usage", usage), ("get_costs", costs)):
         expect_error(tool, result, "whole Atlas account", "ATLASCLOUD_HTTP_SHARE_ACCOUNT_USAGE=1")
     # The state holds a hash of each token, never the token.
-    with sqlite3.connect(tmp_path / "state.db") as raw:
-        dumped = "\n".join(raw.iterdump())
-    assert not any(token in dumped for token in TEAM)
+    dumped = stored_state(backend, tmp_path, request)
+    assert "owner:" in dumped and not any(token in dumped for token in TEAM)
 
 
 async def test_account_usage_is_shown_to_team_tokens_when_the_operator_says_so(
@@ -243,12 +324,16 @@ async def test_account_usage_is_shown_to_team_tokens_when_the_operator_says_so(
     assert not usage.is_error, text_of(usage)
 
 
-async def test_an_account_wide_cap_holds_across_team_tokens(emulator: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_an_account_wide_cap_holds_across_team_tokens(
+    emulator: Emulator, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     from .harness import expect_error
     from .test_http import connect, http_server
 
     # $0.003 an image: each token could spend $0.006 of its own $0.0065, but the account only $0.0065 in all.
-    env = team_env(emulator, tmp_path, ATLASCLOUD_BUDGET_USD="0.0065", ATLASCLOUD_BUDGET_ACCOUNT_USD="0.0065")
+    budgets = {"ATLASCLOUD_BUDGET_USD": "0.0065", "ATLASCLOUD_BUDGET_ACCOUNT_USD": "0.0065"}
+    env = team_env(emulator, tmp_path, **budgets, **state_env(backend, request))
     with http_server(env, tmp_path / "http.log") as origin:
         async with connect(origin, TEAM[0], "2026") as one, connect(origin, TEAM[1], "2025") as two:
             expect_done(await one.call_tool("generate_image", {"prompt": "first"}))
@@ -364,10 +449,9 @@ async def test_re_hosts_run_a_few_at_a_time(emulator: Emulator, tmp_path: Path) 
     url = on_the_origin(emulator, "small.png", png_with_a_long_tail(1024))
     path = url.removeprefix(emulator.url)
     emulator.state.add_fault(Fault(path=path, method="GET", kind="delay", seconds=0.6, times=None))
-    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
-        async with anyio.create_task_group() as group:
-            for _ in range(8):
-                group.start_soon(client.call_tool, "upload_media", {"url": url})
+    async with Client(create_server(settings_for(emulator, tmp_path))) as client, anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(client.call_tool, "upload_media", {"url": url})
     arrived = sorted(r.at for r in emulator.state.requests if r.method == "GET" and r.path == path)
     assert len(arrived) == 8
     started_at_once = [at for at in arrived if at - arrived[0] < 0.4]
