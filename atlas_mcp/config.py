@@ -82,6 +82,15 @@ class Settings(BaseModel):
         description="ATLASCLOUD_BUDGET_USD: most that generations may cost per rolling 24 h, per API key "
         "(unset: no budget).",
     )
+    budget_account_usd: float | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        allow_inf_nan=False,
+        description="ATLASCLOUD_BUDGET_ACCOUNT_USD: most that generations paid with the server's own "
+        "ATLASCLOUD_API_KEY may cost per rolling 24 h, all callers together (HTTP team tokens included; unset: no "
+        "account-wide cap).",
+    )
     confirm_above_usd: float | None = Field(
         default=0.25,
         ge=0,
@@ -107,6 +116,11 @@ class Settings(BaseModel):
         default=(),
         description="ATLASCLOUD_HTTP_TOKENS: bearer tokens clients must present (comma-separated); set, the "
         "server's ATLASCLOUD_API_KEY pays for all of them. Unset: each request brings its own Atlas key.",
+    )
+    http_share_account_usage: bool = Field(
+        default=False,
+        description="ATLASCLOUD_HTTP_SHARE_ACCOUNT_USAGE: with ATLASCLOUD_HTTP_TOKENS, '1' lets every team token "
+        "read the whole account's usage and costs (get_usage, get_costs); unset, those tools are refused to them.",
     )
     http_public_url: str | None = Field(
         default=None,
@@ -171,10 +185,12 @@ class Settings(BaseModel):
         read("ATLASCLOUD_DEFAULT_MODEL", "default_model", str)
         read("ATLASCLOUD_STATE_URL", "state_url", lambda raw: SecretStr(parse_state_url(raw)))
         read("ATLASCLOUD_BUDGET_USD", "budget_usd", _parse_float)
+        read("ATLASCLOUD_BUDGET_ACCOUNT_USD", "budget_account_usd", _parse_float)
         read("ATLASCLOUD_CONFIRM_ABOVE_USD", "confirm_above_usd", _parse_threshold)
         read("ATLASCLOUD_REPEAT_WINDOW_S", "repeat_window_s", _parse_float)
         read("ATLASCLOUD_HTTP_ALLOWED_HOSTS", "http_allowed_hosts", _parse_hosts)
         read("ATLASCLOUD_HTTP_TOKENS", "http_tokens", _parse_tokens)
+        read("ATLASCLOUD_HTTP_SHARE_ACCOUNT_USAGE", "http_share_account_usage", _parse_switch)
         read("ATLASCLOUD_HTTP_PUBLIC_URL", "http_public_url", _parse_public_url)
         read("ATLASCLOUD_HTTP_STATE_KEYS", "http_state_keys", _parse_state_keys)
         read("ATLASCLOUD_HTTP_MAX_BODY_MB", "http_max_body_mb", _parse_float)
@@ -197,6 +213,7 @@ _VARIABLES = {
     "preview_budget_kb": "ATLASCLOUD_PREVIEW_BUDGET_KB",
     "log_level": "ATLASCLOUD_LOG_LEVEL",
     "budget_usd": "ATLASCLOUD_BUDGET_USD",
+    "budget_account_usd": "ATLASCLOUD_BUDGET_ACCOUNT_USD",
     "confirm_above_usd": "ATLASCLOUD_CONFIRM_ABOVE_USD",
     "repeat_window_s": "ATLASCLOUD_REPEAT_WINDOW_S",
     "http_max_body_mb": "ATLASCLOUD_HTTP_MAX_BODY_MB",
@@ -221,6 +238,14 @@ def _parse_float(raw: str) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _parse_switch(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1 or 0")
 
 
 def _parse_threshold(raw: str) -> float | None:

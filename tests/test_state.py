@@ -64,11 +64,13 @@ async def test_the_ledger_holds_a_limit_and_a_rolling_window(store: StateStore) 
 
 async def test_settling_corrects_an_entry(store: StateStore) -> None:
     await store.reserve("p", "a", 4 * MICRO, limit_micro=None, now=T0, window=DAY)
-    await store.settle("p", "a", 0)  # a failed prediction costs nothing
+    await store.reserve("p", "b", 3 * MICRO, limit_micro=None, now=T0, window=DAY)
+    await store.settle("p", "a", 0)  # a failed prediction costs nothing, and leaves no entry
+    await store.settle("p", "b", MICRO)  # a finished one costs what Atlas charged
     await store.settle("p", "missing", 7)  # an entry that is gone stays gone
-    assert (await store.spending("p", now=T0 + 1, window=DAY)).spent_micro == 0
+    assert (await store.spending("p", now=T0 + 1, window=DAY)).spent_micro == MICRO
     listed = await store.spending("p", now=T0 + 1, window=DAY, entries=True)
-    assert listed.entries == ((T0, 0),) and (await store.spending("p", now=T0 + 1, window=DAY)).entries == ()
+    assert listed.entries == ((T0, MICRO),) and (await store.spending("p", now=T0 + 1, window=DAY)).entries == ()
 
 
 async def test_a_clock_that_goes_backwards_frees_no_budget(store: StateStore) -> None:
@@ -146,20 +148,27 @@ async def test_two_sqlite_stores_on_one_file_share_everything(tmp_path: Path) ->
         await two.aclose()
 
 
-async def test_a_corrupt_sqlite_file_is_moved_aside_and_started_again(
+async def test_a_corrupt_sqlite_file_is_moved_aside_and_waits_for_the_user(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "state.db"
     path.write_bytes(b"this is not a database, it was damaged " * 200)
     store = SqliteStore(path)
     try:
+        # Its spending cannot be read: the budget would start from zero, which only the user may decide.
+        with pytest.raises(StateUnavailableError) as caught:
+            await store.reserve("p", "a", MICRO, limit_micro=None, now=T0, window=DAY)
+        aside = [p for p in tmp_path.iterdir() if p.name.startswith("state.db.unreadable-")]
+        assert len(aside) == 1
+        assert aside[0].read_bytes().startswith(b"this is not a database")
+        assert f"delete {aside[0]}" in str(caught.value) and "Paid generations are refused" in str(caught.value)
+        with pytest.raises(StateUnavailableError):  # and again, until the user acts
+            await store.reserve("p", "a", MICRO, limit_micro=None, now=T0, window=DAY)
+        aside[0].unlink()
         assert (await store.reserve("p", "a", MICRO, limit_micro=None, now=T0, window=DAY)).allowed
     finally:
         await store.aclose()
-    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("state.db.corrupt-")]
-    assert len(aside) == 1
-    assert (tmp_path / aside[0]).read_bytes().startswith(b"this is not a database")
-    assert "is damaged" in caplog.text and "starts again from zero" in caplog.text
+    assert "is damaged" in caplog.text and "refused until that file is deleted" in caplog.text
 
 
 async def test_a_read_only_folder_fails_closed_with_a_clear_error(tmp_path: Path) -> None:

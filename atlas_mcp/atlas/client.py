@@ -15,6 +15,7 @@ Output files are fetched only from https hosts whose every address is public (or
 from __future__ import annotations
 
 import copy
+import http.cookiejar
 import json
 import logging
 import math
@@ -269,6 +270,9 @@ class AtlasClient:
                 transport=self._transport,
                 limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_SECONDS),
                 follow_redirects=False,
+                # One connection pool serves every caller of an HTTP server: a cookie one caller's answer set would
+                # ride along with the next caller's requests. Atlas's API needs none, so none is ever kept.
+                cookies=_no_cookies(),
                 # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, SSL_CERT_DIR: users behind a corporate
                 # proxy connect at all only with them. The key stays bound to Atlas's origin (_BearerAuth).
                 trust_env=True,
@@ -584,11 +588,18 @@ class AtlasClient:
         socket. The whole fetch, redirects included, is bounded by the client's deadline. Returns the bytes
         and the announced content type.
         """
+        data = bytearray()
+        announced = await self.download_into(url, data.extend, max_bytes=max_bytes)
+        return bytes(data), announced
+
+    async def download_into(self, url: str, write: Callable[[bytes], object], *, max_bytes: int) -> str | None:
+        """:meth:`download`, handing each piece to ``write`` as it arrives (a file: nothing is held whole in
+        memory). Returns the announced content type."""
         import httpx
 
         try:
             with anyio.fail_after(self._deadline):
-                return await self._download(url, max_bytes)
+                return await self._download(url, max_bytes, write)
         except TimeoutError:
             raise UpstreamUnavailableError(
                 f"The output file took longer than {self._deadline:g} s to fetch; its URL still works for a later try."
@@ -596,7 +607,7 @@ class AtlasClient:
         except (ValueError, httpx.InvalidURL) as exc:  # Atlas's URL (or a redirect's) that is no URL at all
             raise BadResponseError(f"The output URL is malformed ({type(exc).__name__}); not fetched.") from exc
 
-    async def _download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]:
+    async def _download(self, url: str, max_bytes: int, write: Callable[[bytes], object]) -> str | None:
         import httpx
 
         for _hop in range(4):
@@ -625,14 +636,16 @@ class AtlasClient:
                 announced = response.headers.get("content-length")
                 if announced is not None and announced.isdigit() and int(announced) > max_bytes:
                     raise BadResponseError(f"The output file is larger than {max_bytes // 1048576} MiB; not fetched.")
-                data = bytearray()
+                received = 0
                 async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > max_bytes:
+                    received += len(chunk)
+                    if received > max_bytes:
                         raise BadResponseError(
                             f"The output file is larger than {max_bytes // 1048576} MiB; stopped reading."
                         )
-                return bytes(data), response.headers.get("content-type")
+                    write(chunk)
+                content_type: str | None = response.headers.get("content-type")
+                return content_type
             finally:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
@@ -1004,6 +1017,16 @@ def _retryable(answer: _Answer) -> bool:
     if status == 429:
         return True
     return status >= 500 and not _terminal_prediction(answer.body)
+
+
+class _RefuseCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        return False
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that refuses to store anything (every ``Set-Cookie`` is dropped)."""
+    return http.cookiejar.CookieJar(policy=_RefuseCookies())
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -43,6 +43,7 @@ FaultKind = Literal[
     "redirect",
     "fixture",
     "json",
+    "set_cookie",
 ]
 
 _CHUNK = 64 * 1024
@@ -69,6 +70,7 @@ class Fault:
     fixture: str = ""  # for "fixture": a recorded answer, e.g. "answers/prediction.not-visible-yet.404.json"
     body: Any = None  # for "json": this JSON body (a malicious Atlas: anything at all); for "html": the page
     message: str = "Service temporarily unavailable"
+    cookie: str = "atlas_session=emulated; Path=/"  # for "set_cookie": the Set-Cookie header added to the answer
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
@@ -204,6 +206,17 @@ async def _unenveloped(app: ASGIApp, scope: Scope, receive: Receive, send: Send)
     await app(scope, receive, capture)
 
 
+async def _with_cookie(app: ASGIApp, scope: Scope, receive: Receive, send: Send, cookie: str) -> None:
+    """Answer normally, plus a ``Set-Cookie`` (as a gateway or a load balancer's stickiness does)."""
+
+    async def add(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+        await send(message)
+
+    await app(scope, receive, add)
+
+
 async def apply_fault(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer one request the way `fault` says, calling `app` where the fault wraps a normal answer."""
     logger.debug("fault %s applied to %s %s", fault.kind, scope["method"], scope["path"])
@@ -235,6 +248,8 @@ async def apply_fault(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive
         await _trickle(scope, send, fault.size, fault.seconds)
     elif kind == "json":
         await _respond_json(send, fault.status, fault.body)
+    elif kind == "set_cookie":
+        await _with_cookie(app, scope, receive, send, fault.cookie)
     elif kind == "fixture":
         answer = load(fault.fixture)
         await _respond_json(send, int(answer["status"]), answer["body"])

@@ -18,6 +18,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import icons
 from atlas_mcp.server.generation import AppState
+from atlas_mcp.server.ownership import require_shared_usage
 from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.tools import _READING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
 
@@ -270,6 +271,7 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
     ) -> CallToolResult:
         state = _state(ctx)
         with _as_tool_errors():
+            require_shared_usage(state)
             today = datetime.datetime.now(datetime.timezone.utc).date()
             start, end = date_range(start_date, end_date, today=today)
             groups = list(dict.fromkeys(group_by or []))

@@ -251,7 +251,7 @@ def register_chat_tools(server: MCPServer[AppState], settings: Settings) -> None
                 else None,
                 price_usd=round(price, 9) if price is not None else None,
                 waited_seconds=round(time.monotonic() - started, 3),
-                spend=await guard.report(payer),
+                spend=await guard.report_after_paying(payer),
             )
             logger.info("chat with %s: %s, %d pieces", model, answer.finish_reason, pieces)
             return CallToolResult(

@@ -44,6 +44,7 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server.caller import Caller
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
+from atlas_mcp.server.ownership import record_owner
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
 from atlas_mcp.server.spending import (
@@ -83,6 +84,7 @@ BuildParams = Callable[[InputSchema | None], tuple[dict[str, Any], list[str]]]
 """Turns a tool's friendly inputs into body parameters for a model (its schema, or None when unchecked)."""
 
 _TOOL_FOR_TYPE = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
+REHOSTS_AT_ONCE = 4  # upload_media url re-hosts in flight per server: each holds a download and its spool
 QUOTE_WAIT_SECONDS = 5.0  # a slow quote must not eat the generation's time: past this, the catalogue price stands
 _MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
 
@@ -102,6 +104,8 @@ class AppState:
     # A 2026-era call that comes back with the user's answer: a digest of the sealed request state it brought,
     # the answer's one-use key (a replay of the same state is not a second "yes").
     sealed_state: str | None = None
+    # url re-hosts in flight (each holds a download and a spool); shared by every caller's view of this state
+    rehosts: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(REHOSTS_AT_ONCE))
 
     @property
     def payer_key(self) -> str | None:
@@ -378,6 +382,7 @@ async def _buy_and_finish(
     else:
         prediction_id = prediction.id
         logger.info("submitted prediction %s (%s)", prediction_id, prepared.model)
+        await record_owner(state, prediction_id)
         said = f"submitted ({prediction.status})"
     with naming_the_prediction(prediction_id):
         # From here every message names the job: a call that is cancelled or times out still leaves the id with the
@@ -412,7 +417,7 @@ async def _buy_and_finish(
             previews=prepared.kind == "image",
             quote=gate.quote,
             reused_after=time.time() - earlier.at if earlier is not None else None,
-            spend=await guard.report(gate.payer),
+            spend=await guard.report_after_paying(gate.payer),
         )
 
 

@@ -220,6 +220,15 @@ class SpendGuard:
         spending = await self.store.spending(payer, now=time.time(), window=DAY)
         return self._report(spending)
 
+    async def report_after_paying(self, payer: str) -> SpendReport | None:
+        """:meth:`report` for a result Atlas has already answered: a store that fails now costs the result its
+        spending line, never the result itself (logged)."""
+        try:
+            return await self.report(payer)
+        except AtlasMCPError:
+            logger.warning("could not read the spending for a paid result; answering without it", exc_info=True)
+            return None
+
     def _report(self, spending: Spending) -> SpendReport:
         spent = spending.spent_micro / MICRO
         budget = self.settings.budget_usd
@@ -230,38 +239,59 @@ class SpendGuard:
 
     async def budget_problem(self, payer: str, price_usd: float | None) -> str | None:
         """Why this price does not fit the budget now (a read: :meth:`buy` reserves atomically), or None."""
-        if self.settings.budget_usd is None:
-            return None
         price_usd = known_price(price_usd)
-        if price_usd is None:
-            return self._unpriced()
-        needed = to_micro(price_usd)
-        spending = await self.store.spending(payer, now=time.time(), window=DAY)
-        if spending.spent_micro + needed <= to_micro(self.settings.budget_usd):
+        account = await self._account()
+        for ledger, budget in ((payer, self.settings.budget_usd), (account, self.settings.budget_account_usd)):
+            if ledger is None or budget is None:
+                continue
+            if price_usd is None:
+                return self._unpriced()
+            needed = to_micro(price_usd)
+            spending = await self.store.spending(ledger, now=time.time(), window=DAY)
+            if spending.spent_micro + needed > to_micro(budget):
+                listed = await self.store.spending(ledger, now=time.time(), window=DAY, entries=True)
+                return self._refusal(listed, needed, whole_account=ledger == account)
+        return None
+
+    async def _account(self) -> str | None:
+        """The ledger of everything paid with the server's own key, all callers together, when an account-wide
+        cap is set (ATLASCLOUD_BUDGET_ACCOUNT_USD). Per-request-key HTTP has no server key: each caller's key is
+        its own account, held by ATLASCLOUD_BUDGET_USD."""
+        if self.settings.budget_account_usd is None or self.settings.api_key is None:
             return None
-        return self._refusal(await self.store.spending(payer, now=time.time(), window=DAY, entries=True), needed)
+        return self._mac(await self._key(), "account", self.settings.api_key.get_secret_value()).hex()[:32]
 
     def _unpriced(self) -> str:
         return (
             "Not sent, nothing was spent: Atlas gives no price for this request, so it cannot be held to your "
-            "budget (ATLASCLOUD_BUDGET_USD). Choose a model with a listed price, or unset the budget to run it."
+            "budget (ATLASCLOUD_BUDGET_USD, ATLASCLOUD_BUDGET_ACCOUNT_USD). Choose a model with a listed price, or "
+            "unset the budget to run it."
         )
 
-    def _refusal(self, spending: Spending, needed: int, what: str = "this generation is quoted at") -> str | None:
-        budget = self.settings.budget_usd
+    def _refusal(
+        self,
+        spending: Spending,
+        needed: int,
+        what: str = "this generation is quoted at",
+        *,
+        whole_account: bool = False,
+    ) -> str | None:
+        budget = self.settings.budget_account_usd if whole_account else self.settings.budget_usd
         assert budget is not None
+        variable = "ATLASCLOUD_BUDGET_ACCOUNT_USD" if whole_account else "ATLASCLOUD_BUDGET_USD"
+        whose = "the account-wide" if whole_account else "your"
         limit = to_micro(budget)
         if spending.spent_micro + needed <= limit:
             return None
-        report = self._report(spending)
+        spent = spending.spent_micro / MICRO
         head = (
             f"Not sent, nothing was spent: {what} {dollars(needed / MICRO)}, and "
-            f"{dollars(report.left_usd or 0)} is left of your {dollars(budget)} budget for any 24 hours "
-            f"(ATLASCLOUD_BUDGET_USD; {dollars(report.spent_usd)} spent)."
+            f"{dollars(max(0.0, budget - spent))} is left of {whose} {dollars(budget)} budget for any 24 hours "
+            f"({variable}; {dollars(spent)} spent{' by every caller together' if whole_account else ''})."
         )
         frees = spending.frees_at(needed, limit, DAY)
         if frees is None:
-            return f"{head} It costs more than the whole budget: raise ATLASCLOUD_BUDGET_USD to run it."
+            return f"{head} It costs more than the whole budget: raise {variable} to run it."
         when = time.strftime("%H:%M UTC", time.gmtime(frees))
         return (
             f"{head} Enough frees up at {when} (in {_duration(frees - time.time())}), when earlier spending leaves "
@@ -343,14 +373,19 @@ class SpendGuard:
             with anyio.CancelScope(shield=True):
                 await self._after_failed_submit(purchase, entry, unsent=unsent)
             raise
-        await self._mark(purchase, "sent", prediction.id)
+        try:
+            await self._mark(purchase, "sent", prediction.id)
+        except AtlasMCPError:
+            # Atlas has it and bills it: the caller gets its id whatever the store does. The claim stays
+            # "sending" and turns "unclear" by itself, so an identical call stops and looks instead of paying.
+            logger.warning("could not record prediction %s in the spend-safety state", prediction.id, exc_info=True)
         return purchase, prediction
 
     async def _after_failed_submit(self, purchase: Purchase, entry: str, *, unsent: bool) -> None:
         """Tidy up after a submit failed; a store that fails here is logged, never put in front of Atlas's error."""
         try:
             if unsent:
-                await self.store.settle(purchase.payer, entry, 0)
+                await self._settle_entry(purchase.payer, entry, 0)
                 await self._release(purchase)
             else:
                 await self._mark(purchase, "unclear", None)
@@ -421,7 +456,10 @@ class SpendGuard:
     async def forget_failed(self, purchase: Purchase) -> None:
         """The earlier identical prediction failed (unbilled): the next identical call may be sent afresh."""
         if purchase.claim_key is not None and purchase.repeat_held is not None:
-            await self.store.release(purchase.claim_key, purchase.repeat_held)
+            try:
+                await self.store.release(purchase.claim_key, purchase.repeat_held)
+            except AtlasMCPError:
+                logger.warning("could not free a failed prediction's repeat claim; it frees itself in time")
 
     async def hold(self, payer: str, price_usd: float | None, *, what: str) -> str:
         """Reserve a paid call's price in the ledger before it is sent (a generation at its quote, a chat answer at
@@ -431,31 +469,60 @@ class SpendGuard:
         price_usd = known_price(price_usd)
         if self.settings.budget_usd is not None and price_usd is None:
             raise SpendRefusedError(self._unpriced())
+        account = await self._account()
+        if account is not None and price_usd is None:
+            raise SpendRefusedError(self._unpriced())
         entry = secrets.token_hex(8)
         needed = to_micro(price_usd) if price_usd is not None else 0
         limit = to_micro(self.settings.budget_usd) if self.settings.budget_usd is not None else None
         spending = await self.store.reserve(payer, entry, needed, limit_micro=limit, now=time.time(), window=DAY)
         if not spending.allowed:
             raise SpendRefusedError(self._refusal(spending, needed, what) or "Not sent: the budget is used up.")
+        if account is not None:
+            # Each ledger's step is atomic, so the account's cap holds however many callers race; a refusal here
+            # gives the caller's own reservation back.
+            cap = to_micro(self.settings.budget_account_usd or 0)
+            whole = await self.store.reserve(account, entry, needed, limit_micro=cap, now=time.time(), window=DAY)
+            if not whole.allowed:
+                with anyio.CancelScope(shield=True):
+                    await self.store.settle(payer, entry, 0)
+                refusal = self._refusal(whole, needed, what, whole_account=True)
+                raise SpendRefusedError(refusal or "Not sent: the account-wide budget is used up.")
         return entry
 
+    async def _settle_entry(self, payer: str, entry: str, micro: int) -> None:
+        """Correct one reservation in every ledger that holds it (the caller's, and the account's)."""
+        await self.store.settle(payer, entry, micro)
+        account = await self._account()
+        if account is not None and account != payer:
+            await self.store.settle(account, entry, micro)
+
     async def release_hold(self, payer: str, entry: str, price_usd: float) -> None:
-        """Correct a :meth:`hold` to what the call really cost (0 for one Atlas refused)."""
-        await self.store.settle(payer, entry, to_micro(price_usd))
+        """Correct a :meth:`hold` to what the call really cost (0 for one Atlas refused). Atlas has answered by
+        now: a store that fails here is logged (the hold stays, over-counting), never put in front of the answer."""
+        try:
+            await self._settle_entry(payer, entry, to_micro(price_usd))
+        except AtlasMCPError:
+            logger.warning("could not settle a paid call's hold in the spend-safety state", exc_info=True)
 
     async def settle(self, purchase: Purchase, prediction: Prediction) -> None:
         """Once the prediction has an outcome: a failure costs nothing and frees the request for a retry; a
         success costs what Atlas says it did, and counts as "just finished" for the repeat window from now."""
         if purchase.entry is None:
             return
-        if prediction.phase == "failed":
-            await self.store.settle(purchase.payer, purchase.entry, 0)
-            await self._release(purchase)
-        elif prediction.phase == "succeeded":
-            if (charged := known_price(prediction.price)) is not None:  # else the quote stays held
-                await self.store.settle(purchase.payer, purchase.entry, to_micro(charged))
-            if purchase.claim_value is not None:
-                await self._swap(purchase, purchase.claim_value)
+        try:
+            if prediction.phase == "failed":
+                await self._settle_entry(purchase.payer, purchase.entry, 0)
+                await self._release(purchase)
+            elif prediction.phase == "succeeded":
+                if (charged := known_price(prediction.price)) is not None:  # else the quote stays held
+                    await self._settle_entry(purchase.payer, purchase.entry, to_micro(charged))
+                if purchase.claim_value is not None:
+                    await self._swap(purchase, purchase.claim_value)
+        except AtlasMCPError:
+            # The result is paid for and in hand: it goes to the caller. The reservation stays at its quote (the
+            # budget errs on the safe side) and the repeat claim frees itself when its time is up.
+            logger.warning("could not settle prediction %s in the spend-safety state", prediction.id, exc_info=True)
 
 
 def _duration(seconds: float) -> str:

@@ -17,7 +17,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, Elicit, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, ToolAnnotations
+from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import ModelEntry
@@ -49,6 +49,7 @@ from atlas_mcp.server.listing import (
     model_info_result,
     models_result,
 )
+from atlas_mcp.server.ownership import only_owned, require_owner
 from atlas_mcp.server.results import GenerationResult, UploadResult, upload_result
 
 __all__ = ["INSTRUCTIONS", "generate", "register_tools", "wait_limit"]
@@ -536,6 +537,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         state = _state(ctx)
         with _as_tool_errors():
             started = time.monotonic()
+            await require_owner(state, prediction_id)
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
                 limit = wait_limit(state.settings, wait, max_wait_seconds)
@@ -575,17 +577,17 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         given = [name for name, value in (("path", path), ("data", data), ("url", url)) if value is not None]
         if len(given) != 1:
             raise ToolError("Give exactly one of path, data or url" + (f" (got {', '.join(given)})." if given else "."))
-        if data is not None or url is not None:
-            from atlas_mcp.server.sources import decode_data, fetch_url, judged, url_name
+        if url is not None:
+            from atlas_mcp.server.sources import rehost
+
+            with _as_tool_errors():
+                return await rehost(state, url, filename)
+        if data is not None:
+            from atlas_mcp.server.sources import decode_data, judged
 
             with _as_tool_errors():
                 cap = state.settings.max_upload_bytes
-                if data is not None:
-                    received = await judged(decode_data(data, max_bytes=cap), filename, "upload")
-                else:
-                    assert url is not None
-                    fetched = await fetch_url(state.atlas, url, max_bytes=cap, origin=state.settings.base_url)
-                    received = await judged(fetched, filename, url_name(url))
+                received = await judged(decode_data(data, max_bytes=cap), filename, "upload")
                 if len(received.data) > cap:
                     raise InputError(f"Not uploaded: the file is over the upload cap of {cap // (1024 * 1024)} MiB.")
                 uploaded = await state.atlas.upload(
@@ -704,7 +706,12 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             history = await app.atlas.list_predictions(
                 page=page, size=page_size, model=model, model_prefix=model_prefix, state=state
             )
-        return history_result(history)
+            history, hidden = await only_owned(app, history)
+        listed = history_result(history)
+        if hidden:
+            note = "Only predictions made with your team token are listed; others on this page were left out."
+            listed.content.insert(0, TextContent(text=note))
+        return listed
 
 
 def _haystack(entry: ModelEntry) -> str:

@@ -67,7 +67,8 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     async def settle(self, payer: str, entry: str, micro: int) -> None:
-        """Correct a recorded entry once the real price is known (0 for a prediction Atlas did not bill)."""
+        """Correct a recorded entry once the real price is known; 0 (a prediction Atlas did not bill, a key it
+        refused) removes the entry. Old entries of every payer are forgotten, not only of those who come back."""
 
     @abc.abstractmethod
     async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
@@ -117,6 +118,10 @@ class MemoryStore(StateStore):
         return self._secret
 
     def _window(self, payer: str, now: float, window: float) -> tuple[dict[str, tuple[float, int]], float]:
+        for other in [
+            name for name, held in self._ledger.items() if all(when <= now - window for when, _ in held.values())
+        ]:
+            del self._ledger[other]  # payers who never come back leave nothing behind
         entries = self._ledger.setdefault(payer, {})
         now = max([now, *(when for when, _ in entries.values())])
         for entry, (when, _) in list(entries.items()):
@@ -140,7 +145,9 @@ class MemoryStore(StateStore):
 
     async def settle(self, payer: str, entry: str, micro: int) -> None:
         entries = self._ledger.get(payer, {})
-        if entry in entries:
+        if entry in entries and micro == 0:
+            del entries[entry]
+        elif entry in entries:
             entries[entry] = (entries[entry][0], micro)
 
     async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:

@@ -56,8 +56,16 @@ end
 return {record and 0 or 1, spent, tostring(now), listed}
 """
 
+# KEYS: the payer's times and amounts. A settlement to 0 removes the entry: nothing billed, nothing kept (the keys
+# themselves vanish with their last entry, and every ledger expires on its own a window after its last use).
 _SETTLE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+if tonumber(ARGV[2]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
 return 1
 """
 
@@ -165,7 +173,7 @@ class RedisStore(StateStore):
         return await self._ledger_step(payer, entry, micro, limit_micro, now, window, record=True)
 
     async def settle(self, payer: str, entry: str, micro: int) -> None:
-        await self._call(self._settle(keys=self._ledger_keys(payer)[1:], args=[entry, micro]))
+        await self._call(self._settle(keys=self._ledger_keys(payer), args=[entry, micro]))
 
     async def spending(self, payer: str, *, now: float, window: float, entries: bool = False) -> Spending:
         return await self._ledger_step(payer, "", 0, None, now, window, record=False, listing=entries)
