@@ -112,6 +112,7 @@ _RECENT_SUBMITS = 1024  # ids remembered for the warm-up grace
 # Apache's default), and a request sent on a connection the server is closing that moment fails with a read
 # error: harmless for a GET, which is retried, but a billable submit would then end as "may have gone through".
 _KEEPALIVE_SECONDS = 4.0
+HEAD_BYTES = 4096  # what download_head_first reads of a file before asking whether the rest is wanted
 _MAYBE_SENT = (
     "The request may still have reached Atlas: look at list_predictions before trying again, "
     "so that nothing is paid twice."
@@ -592,14 +593,35 @@ class AtlasClient:
         announced = await self.download_into(url, data.extend, max_bytes=max_bytes)
         return bytes(data), announced
 
+    async def download_head_first(
+        self, url: str, *, max_bytes: int, wanted: Callable[[str | None, bytes], bool]
+    ) -> tuple[bytes, str | None, bool]:
+        """:meth:`download`, but asks ``wanted`` (with the announced content type and the first
+        :data:`HEAD_BYTES`) whether the rest is worth reading. Returns the bytes read, the content type and whether
+        the file is complete: a file nobody wants stops after its head (a 40 MB 3D model is not read to make a
+        preview it cannot be)."""
+        data = bytearray()
+        announced, complete = await self._bounded_download(url, max_bytes, data.extend, wanted)
+        return bytes(data), announced, complete
+
     async def download_into(self, url: str, write: Callable[[bytes], object], *, max_bytes: int) -> str | None:
         """:meth:`download`, handing each piece to ``write`` as it arrives (a file: nothing is held whole in
         memory). Returns the announced content type."""
+        announced, _complete = await self._bounded_download(url, max_bytes, write, None)
+        return announced
+
+    async def _bounded_download(
+        self,
+        url: str,
+        max_bytes: int,
+        write: Callable[[bytes], object],
+        wanted: Callable[[str | None, bytes], bool] | None,
+    ) -> tuple[str | None, bool]:
         import httpx
 
         try:
             with anyio.fail_after(self._deadline):
-                return await self._download(url, max_bytes, write)
+                return await self._download(url, max_bytes, write, wanted)
         except TimeoutError:
             raise UpstreamUnavailableError(
                 f"The output file took longer than {self._deadline:g} s to fetch; its URL still works for a later try."
@@ -607,7 +629,15 @@ class AtlasClient:
         except (ValueError, httpx.InvalidURL) as exc:  # Atlas's URL (or a redirect's) that is no URL at all
             raise BadResponseError(f"The output URL is malformed ({type(exc).__name__}); not fetched.") from exc
 
-    async def _download(self, url: str, max_bytes: int, write: Callable[[bytes], object]) -> str | None:
+    async def _download(
+        self,
+        url: str,
+        max_bytes: int,
+        write: Callable[[bytes], object],
+        wanted: Callable[[str | None, bytes], bool] | None = None,
+    ) -> tuple[str | None, bool]:
+        """The fetch itself: the announced content type, and whether the whole file was read (``wanted`` may stop
+        it after its head)."""
         import httpx
 
         for _hop in range(4):
@@ -636,7 +666,9 @@ class AtlasClient:
                 announced = response.headers.get("content-length")
                 if announced is not None and announced.isdigit() and int(announced) > max_bytes:
                     raise BadResponseError(f"The output file is larger than {max_bytes // 1048576} MiB; not fetched.")
+                content_type: str | None = response.headers.get("content-type")
                 received = 0
+                head = bytearray() if wanted is not None else None
                 async for chunk in response.aiter_bytes():
                     received += len(chunk)
                     if received > max_bytes:
@@ -644,8 +676,15 @@ class AtlasClient:
                             f"The output file is larger than {max_bytes // 1048576} MiB; stopped reading."
                         )
                     write(chunk)
-                content_type: str | None = response.headers.get("content-type")
-                return content_type
+                    if head is not None and wanted is not None:
+                        head += chunk
+                        if len(head) >= HEAD_BYTES:
+                            if not wanted(content_type, bytes(head)):
+                                return content_type, False
+                            head = None
+                if head is not None and wanted is not None and not wanted(content_type, bytes(head)):
+                    return content_type, False
+                return content_type, True
             finally:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()

@@ -44,6 +44,7 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server.caller import Caller
 from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
+from atlas_mcp.server.outputs import Family, family_of
 from atlas_mcp.server.ownership import record_owner
 from atlas_mcp.server.previews import DecodeBudget
 from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
@@ -523,9 +524,11 @@ async def finish(
             "predictions are not billed; change the prompt or parameters before trying again.",
             prediction=prediction,
         )
-    if prediction.done:
-        if previews is None:  # only a finished prediction has outputs whose kind matters
-            entry = await state.catalog.entry(prediction.model) if prediction.model else None
+    family: Family = "image"
+    if prediction.done:  # only a finished prediction has outputs whose kind matters
+        entry = await state.catalog.entry(prediction.model) if prediction.model else None
+        family = family_of(prediction.model, entry.type if entry else None, entry.tags if entry else ())
+        if previews is None:
             previews = entry is None or (entry.type or "Image").lower() == "image"
         count = len(prediction.outputs)
         fetching = f"fetching {count} output{'s' if count != 1 else ''}"
@@ -541,6 +544,7 @@ async def finish(
         quote=quote,
         reused_after=reused_after,
         spend=spend,
+        family=family,
     )
 
 

@@ -27,7 +27,7 @@ from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, Tr
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.files import output_path
-from atlas_mcp.server.media import identify_bytes
+from atlas_mcp.server.outputs import Family, identify_output, identify_solid, plan_for, solid_label
 from atlas_mcp.server.previews import DecodeBudget, Preview, make_preview, probe_image
 from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.spending import SpendReport
@@ -195,16 +195,24 @@ async def generation_result(
     quote: PriceQuote | None = None,
     reused_after: float | None = None,
     spend: SpendReport | None = None,
+    family: Family = "image",
 ) -> CallToolResult:
     """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
 
     ``previews`` False keeps media out of the result (video and audio link their files instead). ``budget``
     is the memory decodes in flight share, across calls: each holds a full-size bitmap, so a burst of
-    concurrent calls would otherwise hold dozens.
+    concurrent calls would otherwise hold dozens. ``family`` is what the model makes (see
+    :mod:`atlas_mcp.server.outputs`): a text family's outputs are its text, never links to fetch.
     """
     outputs: list[OutputInfo] = []
     images: list[Preview | None] = []
-    if prediction.phase == "succeeded" and prediction.outputs:
+    heard = prediction.transcript if prediction.phase == "succeeded" else None
+    if family == "text" and prediction.phase == "succeeded":
+        outputs = [_text_info(output) for output in prediction.outputs]
+        said = "\n".join(output.url or output.text or "" for output in prediction.outputs if not output.inline)
+        if heard is None and said.strip():
+            heard = Transcript(text=said.strip())
+    elif prediction.phase == "succeeded" and prediction.outputs:
         fetching = prediction.outputs[:MAX_FETCHED_OUTPUTS]
         budget_each = settings.preview_budget_kb * 1024 // len(fetching) if previews else 0
         fetched: list[tuple[OutputInfo, Preview | None]] = [(_plain_info(o), None) for o in prediction.outputs]
@@ -215,7 +223,7 @@ async def generation_result(
         async def fetch(index: int, output: Output) -> None:
             try:
                 fetched[index] = await _fetch_output(
-                    prediction.id, index, output, atlas, settings, budget_each, budget or DecodeBudget()
+                    prediction.id, index, output, atlas, settings, budget_each, budget or DecodeBudget(), family
                 )
             except Exception as exc:  # a defect, or a file built to break us: this output gets a note, not the call
                 logger.exception("output %d of prediction %s could not be handled", index, prediction.id)
@@ -227,11 +235,11 @@ async def generation_result(
                 group.start_soon(fetch, index, output)
         outputs = [info for info, _ in fetched]
         images = [preview for _, preview in fetched]
-        if not previews and prediction.thumbnail and settings.preview_budget_kb > 0:
+        shows_image = any(image is not None for image in images)
+        if (not previews or not shows_image) and prediction.thumbnail and settings.preview_budget_kb > 0:
             images.append(await _thumbnail(prediction, atlas, settings, budget or DecodeBudget()))
     else:
         outputs = [_plain_info(output) for output in prediction.outputs]
-    heard = prediction.transcript if prediction.phase == "succeeded" else None
 
     result = GenerationResult(
         prediction_id=prediction.id,
@@ -371,30 +379,48 @@ async def _fetch_output(
     settings: Settings,
     preview_budget: int,
     budget: DecodeBudget,
+    family: Family = "image",
 ) -> tuple[OutputInfo, Preview | None]:
-    """Fetch (or take the inline bytes of) one output, save it and make its preview, as the settings ask."""
+    """Fetch (or take the inline bytes of) one output, save it and make its preview, as the settings ask.
+
+    What the file is decides what is done with it, and is decided from its head before the rest is read: an
+    output that will be neither shown nor saved is not downloaded."""
     url = output.url
     if url is None and output.data is None:
         return _plain_info(output), None  # a text output: nothing to fetch
-    wants_file = settings.output_dir is not None
-    wants_preview = preview_budget > 0 and (url is None or _looks_like_image(url))
-    if not (wants_file or wants_preview):
+    saving = settings.output_dir is not None
+    plan = plan_for(family, saving=saving, previews=preview_budget > 0, url_extension=_url_extension(url or ""))
+    if output.data is not None:
+        plan = plan_for(family, saving=saving, previews=preview_budget > 0, url_extension="")
+    if not plan.fetch:
         return _plain_info(output), None
     if output.data is not None:
         data = output.data
     else:
         assert url is not None
+
+        def wanted(_content_type: str | None, head: bytes) -> bool:
+            # Saved whatever it is (its kind is judged whole, below); else read on only for a picture to show.
+            return saving or _may_be_image(head)
+
         try:
-            data, _announced = await atlas.download(url, max_bytes=MAX_OUTPUT_BYTES)
+            data, _announced, complete = await atlas.download_head_first(url, max_bytes=MAX_OUTPUT_BYTES, wanted=wanted)
         except AtlasMCPError as exc:
             logger.info("output %d of %s not fetched: %s", index, prediction_id, exc)
             return OutputInfo(url=url, note=f"not fetched: {exc}"), None
-    media = await anyio.to_thread.run_sync(identify_bytes, data)
+        if not complete:
+            solid = identify_solid(data)
+            what = solid_label(solid, None) if solid is not None else "not an image"
+            note = f"not downloaded: {what}, so no preview; set ATLASCLOUD_OUTPUT_DIR to keep such files"
+            return OutputInfo(url=url, media_type=solid.mime if solid else None, note=note), None
+    media = await anyio.to_thread.run_sync(identify_output, data)
     notes: list[str] = []
     saved: str | None = None
-    if settings.output_dir is not None and media is None:
+    if saving and media is None:
         # An .exe, .hta, .html, .desktop or an SVG with script must not land in the user's folder under any name.
-        notes.append("not saved: the file is not a recognised image, video or audio file (its URL still works)")
+        notes.append(
+            "not saved: the file is not a recognised image, video, audio, 3D model or archive (its URL still works)"
+        )
     elif settings.output_dir is not None and media is not None:
         try:
             target = output_path(settings.output_dir, prediction_id, index, media.extension)
@@ -402,29 +428,12 @@ async def _fetch_output(
             saved = str(target)
         except (OSError, AtlasMCPError) as exc:
             notes.append(f"not saved: {getattr(exc, 'strerror', None) or exc}")
+    if media is not None and (label := solid_label(media, len(data))) is not None:
+        notes.insert(0, label)
     preview = None
     probe = None
-    if wants_preview and media is not None and media.is_image:
-        probe = await anyio.to_thread.run_sync(lambda: probe_image(data, max_side=settings.preview_max_side))
-        if probe is None:
-            notes.append("no inline preview: the image could not be decoded")
-        elif not budget.fits(probe.decoded_bytes):
-            notes.append(
-                f"no inline preview: at {probe.width}×{probe.height} it would take {probe.decoded_bytes >> 20} MiB to "
-                "decode, more than the server allows; the saved file and the URL have it"
-            )
-        else:
-            try:
-                async with budget.hold(probe.decoded_bytes):
-                    preview = await anyio.to_thread.run_sync(
-                        lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget)
-                    )
-            except Exception as exc:  # a broken or hostile file makes Pillow raise nearly anything
-                logger.warning("no preview for output %d of %s", index, prediction_id, exc_info=True)
-                notes.append(f"no inline preview: the image could not be decoded ({type(exc).__name__})")
-            else:
-                if preview is None:
-                    notes.append("no inline preview: the image could not be shrunk into the result's size budget")
+    if plan.preview and media is not None and media.is_image:
+        preview, probe = await _preview(data, settings, preview_budget, budget, notes, (index, prediction_id))
     if output.inline and saved is None and settings.output_dir is None:
         notes.append(_INLINE_NOTE)
     return (
@@ -443,6 +452,62 @@ async def _fetch_output(
     )
 
 
+async def _preview(
+    data: bytes,
+    settings: Settings,
+    preview_budget: int,
+    budget: DecodeBudget,
+    notes: list[str],
+    which: tuple[int, str],
+) -> tuple[Preview | None, Any]:
+    """An inline preview of an image within the byte and memory budgets, or None with a note saying why."""
+    probe = await anyio.to_thread.run_sync(lambda: probe_image(data, max_side=settings.preview_max_side))
+    if probe is None:
+        notes.append("no inline preview: the image could not be decoded")
+        return None, None
+    if not budget.fits(probe.decoded_bytes):
+        notes.append(
+            f"no inline preview: at {probe.width}×{probe.height} it would take {probe.decoded_bytes >> 20} MiB to "
+            "decode, more than the server allows; the saved file and the URL have it"
+        )
+        return None, probe
+    try:
+        async with budget.hold(probe.decoded_bytes):
+            preview = await anyio.to_thread.run_sync(
+                lambda: make_preview(data, max_side=settings.preview_max_side, max_base64_bytes=preview_budget)
+            )
+    except Exception as exc:  # a broken or hostile file makes Pillow raise nearly anything
+        logger.warning("no preview for output %d of %s", *which, exc_info=True)
+        notes.append(f"no inline preview: the image could not be decoded ({type(exc).__name__})")
+        return None, probe
+    if preview is None:
+        notes.append("no inline preview: the image could not be shrunk into the result's size budget")
+    return preview, probe
+
+
+def _may_be_image(head: bytes) -> bool:
+    """Whether a file's first bytes could start an image a preview can be made of (Pillow judges the whole)."""
+    signatures = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+    return (
+        head.startswith(signatures)
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or head[4:12]
+        in (
+            b"ftypavif",
+            b"ftypavis",
+        )
+    )
+
+
+def _text_info(output: Output) -> OutputInfo:
+    """A text family's output: its words (never a link to fetch, even when they look like one), in short."""
+    if output.inline:
+        return _plain_info(output)
+    text = output.url or output.text or ""
+    short = text if len(text) <= 300 else text[:299] + "…"
+    return OutputInfo(text=short, note="text: the whole of it is in `transcript`" if short != text else None)
+
+
 def _write_atomically(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=target.suffix)
@@ -454,11 +519,6 @@ def _write_atomically(target: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-
-
-def _looks_like_image(url: str) -> bool:
-    extension = _url_extension(url)
-    return extension == "" or extension in {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tiff", ".avif"}
 
 
 def _url_extension(url: str) -> str:
