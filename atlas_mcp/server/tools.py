@@ -209,6 +209,7 @@ def _media_params(friendly: list[tuple[tuple[str, ...], Any]], params: dict[str,
 
     def build(schema: InputSchema | None) -> tuple[dict[str, Any], list[str]]:
         body = dict(params or {})
+        not_used: list[str] = []
         if "model" in body:
             raise InputError("params cannot contain model: use the model argument (params never replace it).")
         for names, value in friendly:
@@ -216,8 +217,12 @@ def _media_params(friendly: list[tuple[tuple[str, ...], Any]], params: dict[str,
                 continue
             if clash := [name for name in names if name in body]:
                 raise InputError(f"params cannot contain {clash[0]}: use the tool's own argument for it.")
-            body[next((name for name in names if schema is None or schema.takes(name)), names[0])] = value
-        return body, []
+            taken = next((name for name in names if schema is None or schema.takes(name)), None)
+            if taken is None:  # a model that takes no prompt (an upscaler, lipsync...): sending one is refused
+                not_used.append(f"{names[0]} (this model takes no {names[0]})")
+                continue
+            body[taken] = value
+        return body, not_used
 
     return build
 
@@ -226,7 +231,7 @@ def _media_params(friendly: list[tuple[tuple[str, ...], Any]], params: dict[str,
 class ImageRequest:
     """The friendly inputs of generate_image, before they meet a model's schema."""
 
-    prompt: str
+    prompt: str | None
     width: int | None
     height: int | None
     size: str | None
@@ -251,8 +256,13 @@ class ImageRequest:
         if self.size is not None and self.width is not None:
             raise InputError("Give either size or width/height, not both.")
 
-        params: dict[str, Any] = {"prompt": self.prompt, **self.params}
+        params: dict[str, Any] = dict(self.params)
         not_used: list[str] = []
+        # Sent only to a model whose schema has it: image-to-3D, upscalers and background removal take none.
+        if self.prompt is not None and (schema is None or schema.takes("prompt")):
+            params = {"prompt": self.prompt, **params}
+        elif self.prompt is not None:
+            not_used.append("prompt (this model takes no prompt)")
 
         def offer(name: str, value: Any, *, aliases: tuple[str, ...] = ()) -> None:
             if value is None:
@@ -324,7 +334,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     ]
 
     async def image_call(
-        prompt: str,
+        prompt: str | None,
         model: str,
         width: int | None,
         height: int | None,
@@ -411,8 +421,16 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         annotations=_GENERATING,
     )
     async def generate_image(
-        prompt: Annotated[str, Field(min_length=1, max_length=4000, description="What the image should show.")],
         ctx: Context,
+        prompt: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=4000,
+                description="What the image should show (models that take no prompt, such as image-to-3D or "
+                "upscalers, need only params.image).",
+            ),
+        ] = None,
         model: Annotated[
             str, Field(max_length=200, pattern=MODEL_ID, description="Atlas model id (see list_models).")
         ] = settings.default_model,
