@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
@@ -27,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -35,6 +36,7 @@ from atlas_mcp.emulator import wire
 from atlas_mcp.emulator.account import BadQuery, key_label, parse_query, usage_page
 from atlas_mcp.emulator.catalogue import MODELS, ModelType, catalogue_entry, find_model, schema_document
 from atlas_mcp.emulator.chat import chat_completion
+from atlas_mcp.emulator.families import render_mp3, render_solid, render_solid_zip
 from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.images import render_picture, render_png
@@ -51,8 +53,20 @@ logger = logging.getLogger("atlas_mcp.emulator")
 SYNC_WAIT_CAP_SECONDS = 120.0
 MAX_SEED = 2_147_483_647
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
-_OUTPUT_NAME = re.compile(r"(\d{1,2})\.([a-z0-9]+)")
-_MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "wav": "audio/wav"}
+_OUTPUT_NAME = re.compile(r"(\d{1,2})(?:\.([a-z0-9]+))?")
+_MEDIA_TYPES = {
+    "png": "image/png",
+    "webp": "image/webp",
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "glb": "model/gltf-binary",
+    "obj": "model/obj",
+    "usdz": "model/vnd.usdz+zip",
+    "fbx": "application/octet-stream",
+    "stl": "model/stl",
+    "zip": "application/zip",
+}
+_SERVE_CHUNK = 64 * 1024
 _URL_LIFETIME_SECONDS = 3600  # how long a signed output URL works
 _STATES = {"running", "succeeded", "failed"}  # the history's newer `state` filter
 _FAULTS = TypeAdapter(Fault | list[Fault])
@@ -66,13 +80,19 @@ def _origin(request: Request) -> str:
 def _render_output(prediction: Prediction, index: int) -> bytes:
     submission = prediction.submission
     model = submission.model
+    if model.answers == "3d":
+        return render_solid(prediction.output_extension, pad_to=prediction.plan.pad_to_bytes)
+    if model.answers == "3d-zip":
+        return render_solid_zip()
+    if model.answers == "mp3":
+        return render_mp3(seed=prediction.seed, index=index)
     if model.type == "Audio":
         return render_audio(
             text=submission.params["text"], speed=float(submission.params["speed"]), seed=prediction.seed
         )
     render = render_video if model.type == "Video" else render_png
     return render(
-        prompt=submission.params["prompt"],
+        prompt=str(submission.params.get("prompt") or model.display_name),  # an upscaler takes no prompt
         seed=prediction.seed,
         index=index,
         width=submission.width,
@@ -86,7 +106,7 @@ def _render_thumbnail(prediction: Prediction) -> bytes:
     submission = prediction.submission
     scale = min(1.0, 320 / max(submission.width, submission.height))
     picture = render_picture(
-        prompt=submission.params["prompt"],
+        prompt=str(submission.params.get("prompt") or submission.model.display_name),
         seed=prediction.seed,
         index=0,
         width=max(round(submission.width * scale), 16),
@@ -139,7 +159,7 @@ class _Endpoints:
         self, prediction: Prediction, origin: str, now: float, *, inline: bool = True
     ) -> list[str] | None:
         """A finished prediction's outputs in its profile's form: signed URLs, or the files themselves inline."""
-        if prediction.running(now) or prediction.plan.fail is not None or prediction.submission.model.transcribes:
+        if prediction.running(now) or prediction.plan.fail is not None or prediction.submission.model.answers_text:
             return None  # nothing to show yet, or text (a transcript) that has no other form
         count = prediction.submission.num_outputs
         form = prediction.profile.outputs
@@ -150,7 +170,7 @@ class _Endpoints:
             encoded = [base64.b64encode(data).decode("ascii") for data in files]
             if form == "base64":
                 return encoded
-            media_type = _MEDIA_TYPES[prediction.submission.model.output_extension]
+            media_type = _MEDIA_TYPES[prediction.output_extension]
             return [f"data:{media_type};base64,{text}" for text in encoded]
         if form == "signed-url":
             return [self._signed(origin, prediction.output_path(index)) for index in range(count)]
@@ -415,23 +435,42 @@ class _Endpoints:
         name: str = request.path_params["name"]
         match = _OUTPUT_NAME.fullmatch(name)
         prediction = self.state.get_prediction(prediction_id) if _HEX_ID.fullmatch(prediction_id) else None
-        if name == THUMBNAIL and prediction is not None and prediction.submission.model.type == "Video":
+        stills = ("Video", "3d", "3d-zip")
+        if (
+            name == THUMBNAIL
+            and prediction is not None
+            and {prediction.submission.model.type, prediction.submission.model.answers} & set(stills)
+        ):
             still = await to_thread.run_sync(_render_thumbnail, prediction)
             return Response(still, media_type="image/jpeg")
         if (
             prediction is None
             or match is None
-            or match[2] != prediction.submission.model.output_extension
+            or name != prediction.output_link_name(int(match[1]))
             or not prediction.has_output(int(match[1]))
         ):
             return wire.not_found("file not found")
         if prediction.profile.outputs == "signed-url" and (refusal := self._refuse_unsigned(request)) is not None:
             return refusal
-        await self._output_bytes(prediction, int(match[1]))
-        path = self.state.storage_dir / "outputs" / prediction.id / name
-        return FileResponse(
-            path, media_type=_MEDIA_TYPES[match[2]], headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        index = int(match[1])
+        await self._output_bytes(prediction, index)
+        stored = prediction.output_name(index)
+        path = self.state.storage_dir / "outputs" / prediction.id / stored
+        return StreamingResponse(
+            self._served(request.url.path, path),
+            media_type=_MEDIA_TYPES[prediction.output_extension],
+            headers={
+                "Content-Disposition": f'attachment; filename="{stored}"',
+                "Content-Length": str(path.stat().st_size),
+            },
         )
+
+    async def _served(self, link: str, path: Path) -> AsyncIterator[bytes]:
+        """A stored file, counted as it goes out: tests see how much of it a client really read."""
+        with path.open("rb") as handle:
+            while chunk := await to_thread.run_sync(handle.read, _SERVE_CHUNK):
+                self.state.count_served(link, len(chunk))
+                yield chunk
 
     def _refuse_unsigned(self, request: Request) -> Response | None:
         """An object store's answer to a link whose signature is missing, wrong or expired, or that comes with a

@@ -16,6 +16,9 @@ from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.profiles import Profile, profile_named
 
 ModelType = Literal["Image", "Video", "Audio", "Text"]
+# What a model's outputs are: the default media of its type, a 3D file in the requested format, Seed3D's ZIP,
+# songs (MP3), or text in outputs[0] (speech-to-text, lyrics) that must never be fetched.
+Answers = Literal["media", "3d", "3d-zip", "mp3", "speech-text", "lyrics"]
 
 # Pixel bounds for a free-form `size` ("W*H") and for the `width`/`height` keys some samples send.
 MIN_SIDE = 256
@@ -53,6 +56,8 @@ class ModelSpec:
     # Answers with a transcript (text and ``stt_result``, as answers/prediction.completed.transcript.json) instead of
     # files: a speech-to-text model.
     transcribes: bool = False
+    answers: Answers = "media"
+    outputs_per_run: int = 1  # files each run makes (songs come in twos) unless num_images says otherwise
 
     @property
     def organization(self) -> str:
@@ -70,6 +75,20 @@ class ModelSpec:
     @property
     def output_extension(self) -> str:
         return _OUTPUT_EXTENSIONS.get(self.type, "bin")
+
+    def extension_for(self, params: dict[str, Any]) -> str:
+        """The extension of this model's files for a request (a 3D model's follows the `format` asked for)."""
+        if self.answers == "3d":
+            return str(params.get("format") or "glb").lower()
+        if self.answers == "3d-zip":
+            return "zip"
+        if self.answers == "mp3":
+            return "mp3"
+        return self.output_extension
+
+    @property
+    def answers_text(self) -> bool:
+        return self.transcribes or self.answers in ("speech-text", "lyrics")
 
     @property
     def document(self) -> dict[str, Any]:
@@ -235,6 +254,97 @@ MODELS: tuple[ModelSpec, ...] = (
         supported_protocols=("/chat/completions", "/responses", "/messages"),
     ),
 )
+
+# --- The families beyond pictures (issue 21): 3D models (listed as Image), songs, speech-to-text and lyrics that
+# answer text in outputs[0], and an image model that takes no prompt. Each is a stand-in whose shape the
+# reference (atlas-api.md, "Model families and live answer shapes") gives; tests/fixtures/atlas/README.md says which.
+FAMILY_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="tencent/hunyuan3d-v2.1/image-to-3d",
+        display_name="Hunyuan3D 2.1 Image-to-3D",
+        type="Image",
+        profile_text="Turns one picture into a textured 3D model: GLB, OBJ, USDZ, FBX or STL.",
+        tags=("image-to-3d", "3d"),
+        categories=("Image to 3D",),
+        base_price="0.16",
+        origin_price="0.2",
+        unit="model",
+        schema_file="image-to-3d.hunyuan3d-v2.1.json",
+        profile="signed-urls",
+        answers="3d",
+    ),
+    ModelSpec(
+        id="bytedance/seed3d-2.0/image-to-3d",
+        display_name="Seed3D 2.0 Image-to-3D",
+        type="Image",
+        profile_text="ByteDance's image-to-3D model; answers one ZIP with the model and its textures.",
+        tags=("image-to-3d", "3d", "seed3d"),
+        categories=("Image to 3D",),
+        base_price="0.35",
+        origin_price="0.35",
+        unit="model",
+        schema_file="image-to-3d.seed3d-2.0.json",
+        profile="extensionless",
+        answers="3d-zip",
+    ),
+    ModelSpec(
+        id="atlascloud/real-esrgan/upscale",
+        display_name="Real-ESRGAN Upscale",
+        type="Image",
+        profile_text="Upscales an image 2x or 4x; takes no prompt.",
+        tags=("upscale", "image-to-image"),
+        categories=("Image to Image",),
+        base_price="0.002",
+        origin_price="0.002",
+        unit="image",
+        schema_file="no-prompt.real-esrgan-upscale.json",
+        profile="plain",
+    ),
+    ModelSpec(
+        id="bytedance/seed-asr-2.0/speech-to-text",
+        display_name="Seed ASR 2.0",
+        type="Audio",
+        profile_text="Speech to text, priced per minute of audio: the transcript is the output itself.",
+        tags=("speech-to-text", "asr"),
+        categories=("Audio to Text",),
+        base_price="0.009",
+        origin_price="0.009",
+        unit="minute",
+        schema_file="speech-to-text.seed-asr-2.0.json",
+        profile="plain",
+        answers="speech-text",
+    ),
+    ModelSpec(
+        id="minimax/lyrics-generation",
+        display_name="MiniMax Lyrics Generation",
+        type="Audio",
+        profile_text="Writes a song's lyrics from a theme: the lyrics are the output itself.",
+        tags=("lyrics", "text-generation"),
+        categories=("Text to Lyrics",),
+        base_price="0.001",
+        origin_price="0.001",
+        unit="request",
+        schema_file="lyrics.minimax-lyrics.json",
+        profile="plain",
+        answers="lyrics",
+    ),
+    ModelSpec(
+        id="minimax/music-2.6",
+        display_name="MiniMax Music 2.6",
+        type="Audio",
+        profile_text="Songs from a prompt and lyrics; two takes a run, as MP3.",
+        tags=("text-to-music", "music"),
+        categories=("Text to Music",),
+        base_price="0.03",
+        origin_price="0.035",
+        unit="song",
+        schema_file="music.minimax-music-2.6.json",
+        profile="signed-urls",
+        answers="mp3",
+        outputs_per_run=2,
+    ),
+)
+MODELS = MODELS + FAMILY_MODELS
 
 _BY_ID = {model.id: model for model in MODELS}
 

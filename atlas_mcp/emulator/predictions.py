@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict
 
+from atlas_mcp.emulator.families import lyrics_text, speech_text
 from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.profiles import Profile
 from atlas_mcp.emulator.validation import Submission
@@ -41,6 +42,10 @@ class PredictionPlan:
     # (a plain-http URL, a private address, a host of another origin...).
     output_urls: list[str] | None = None
     error_code: int | None = None  # for profiles that give error objects; None: the fixture's code
+    # A model's file padded to this many bytes (3D models of tens of megabytes), for clients' download policies.
+    pad_to_bytes: int | None = None
+    # What a speech-to-text or lyric model answers in outputs[0] instead of its own text (one that looks like a URL).
+    text_output: str | None = None
 
     def __post_init__(self) -> None:
         if self.seconds is not None and self.seconds < 0:
@@ -111,13 +116,27 @@ class Prediction:
     def has_output(self, index: int, now: float | None = None) -> bool:
         """Whether output ``index`` is a file in storage by now (a transcript is text: no files)."""
         finished = not self.running(now) and self.plan.fail is None
-        return finished and not self.submission.model.transcribes and 0 <= index < self.submission.num_outputs
+        return finished and not self.submission.model.answers_text and 0 <= index < self.submission.num_outputs
+
+    @property
+    def output_extension(self) -> str:
+        return self.submission.model.extension_for(self.submission.params)
 
     def output_name(self, index: int) -> str:
-        return f"{index}.{self.submission.model.output_extension}"
+        """The stored file's name; the link leaves the extension out for profiles whose links carry none."""
+        return f"{index}.{self.output_extension}"
+
+    def output_link_name(self, index: int) -> str:
+        return str(index) if self.profile.extensionless else self.output_name(index)
 
     def output_path(self, index: int) -> str:
-        return f"/emulator-storage/outputs/{self.id}/{self.output_name(index)}"
+        return f"/emulator-storage/outputs/{self.id}/{self.output_link_name(index)}"
+
+    def text(self) -> str:
+        """What a speech-to-text model heard (about 5,000 characters) or a lyric model wrote."""
+        if self.submission.model.answers == "lyrics":
+            return lyrics_text(str(self.submission.params.get("prompt", "")))
+        return speech_text(seed=self.seed)
 
     def payload(
         self,
@@ -157,12 +176,15 @@ class Prediction:
         if self.submission.model.transcribes:  # the fixed transcript, in the recorded shape
             recorded = load("answers/prediction.completed.transcript.json")["body"]["data"]
             outputs, data["stt_result"] = recorded["outputs"], recorded["stt_result"]
+        elif self.submission.model.answers_text:  # the text itself is the output (the audio docs' warning)
+            outputs = [self.plan.text_output if self.plan.text_output is not None else self.text()]
         elif self.plan.output_urls is not None:
             outputs = self.plan.output_urls
         elif outputs is None:
             outputs = [origin + self.output_path(i) for i in range(count)]
         data[self.plan.outputs_key] = outputs
         data["has_nsfw_contents"] = [False] * len(data[self.plan.outputs_key])
-        if self.submission.model.type == "Video":  # as answers/prediction.completed.other-fields.json
+        if self.submission.model.type == "Video" or self.submission.model.answers in ("3d", "3d-zip"):
+            # as answers/prediction.completed.other-fields.json; 3D models give a still of the model too
             data["thumbnail"] = f"{origin}/emulator-storage/outputs/{self.id}/{THUMBNAIL}"
         return data

@@ -31,6 +31,8 @@ class Profile:
     outputs: OutputForm = "url"
     # The quote (/api/v1/model/calculate) says its price is an estimate.
     quote_estimated: bool = False
+    # Output links carry no file extension (signed object-store keys such as Seed3D's): only the bytes say what it is.
+    extensionless: bool = False
 
 
 PROFILES: dict[str, Profile] = {
@@ -44,6 +46,7 @@ PROFILES: dict[str, Profile] = {
         Profile("warm-up-400", not_visible_seconds=0.6, not_visible_status=400),
         Profile("base64-outputs", outputs="base64"),
         Profile("data-uri-outputs", outputs="data-uri", quote_estimated=True),
+        Profile("extensionless", outputs="signed-url", extensionless=True),
     )
 }
 

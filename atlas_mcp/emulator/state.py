@@ -76,6 +76,7 @@ class _ArmedFault:
 @dataclass
 class _Store:
     requests: list[RecordedRequest] = field(default_factory=list)
+    served: dict[str, int] = field(default_factory=dict)  # output link path -> bytes sent so far
     faults: list[_ArmedFault] = field(default_factory=list)
     plans: list[PredictionPlan] = field(default_factory=list)
     predictions: dict[str, Prediction] = field(default_factory=dict)
@@ -102,6 +103,15 @@ class EmulatorState:
         """Every request received so far (control endpoints excepted), oldest first."""
         with self._lock:
             return list(self._store.requests)
+
+    def count_served(self, path: str, size: int) -> None:
+        with self._lock:
+            self._store.served[path] = self._store.served.get(path, 0) + size
+
+    def served_bytes(self, path: str) -> int:
+        """How many bytes of the output at ``path`` went out, over every request for it."""
+        with self._lock:
+            return self._store.served.get(path, 0)
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -136,6 +146,7 @@ class EmulatorState:
         so URLs handed out earlier keep working."""
         with self._lock:
             self._store.requests.clear()
+            self._store.served.clear()
             self._store.faults.clear()
             self._store.plans.clear()
             self._balance = self.config.balance

@@ -112,7 +112,7 @@ def _validate(model: ModelSpec, raw: dict[str, Any]) -> Submission:
         known |= {"width", "height"}
     width, height = _dimensions(params)
     ignored = tuple(sorted(key for key in raw if key not in known))
-    count = params.get("num_images", 1)
+    count = params.get("num_images", model.outputs_per_run)
     return Submission(model, params, ignored, width, height, int(count) if isinstance(count, int) else 1)
 
 
