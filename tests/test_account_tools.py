@@ -57,15 +57,24 @@ async def test_get_balance_reports_the_accounts_money(emulator: Emulator, tmp_pa
         result = await client.call_tool("get_balance", {})
     assert tool.annotations is not None and tool.annotations.read_only_hint is True
     assert not result.is_error, text_of(result)
+    zero = {"granted": 0.0, "used": 0.0, "remaining_overdraft": 0.0, "overdrawn": 0.0}
     assert result.structured_content == {
         "available": 12.5,
         "cash": 12.5,
         "bonus": 0.0,
+        "subscription_bonus": 0.0,
         "frozen": 0.0,
         "currency": "USD",
         "account": "acct_emulator",
+        "account_name": "Emulator account",
+        "account_type": "personal",
+        "credit_grant": {"status": "inactive", **zero},
+        "adds_up": True,
     }
-    assert text_of(result) == "Available: 12.50 USD (cash 12.50 USD)"
+    assert text_of(result) == (
+        "Account: Emulator account (personal account)\n"
+        "Available: 12.50 USD = cash 12.50 USD + bonus 0.00 USD + subscription bonus 0.00 USD"
+    )
 
 
 @pytest.mark.parametrize("era", ERAS)

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 
 from atlas_mcp.config import Settings
-from atlas_mcp.emulator import Emulator, PredictionPlan
+from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
 
 from .conftest import TEST_KEY
@@ -203,3 +203,19 @@ async def test_every_family_over_stdio(fast: Emulator, stdio_clients: dict[str, 
         else:
             assert all(Path(o["saved_path"]).suffix == extension for o in done["outputs"]), (tool, arguments)
             assert [o["media_type"] for o in checked["outputs"]] == [o["media_type"] for o in done["outputs"]]
+
+
+@pytest.mark.parametrize("era", list(ERAS))
+async def test_the_live_balance_shows_the_account_the_subscription_bonus_and_the_credit_grant(
+    emulator: Emulator, stdio_clients: dict[str, tuple[Client, Path]], era: str
+) -> None:
+    emulator.state.add_fault(Fault(path="/public/v1/balance", kind="fixture", fixture="answers/balance.json"))
+    client, _out = stdio_clients[era]
+    result = await client.call_tool("get_balance", {})
+    said, balance = text_of(result), result.structured_content or {}
+    assert "Account: Harbour Studio (team account)" in said
+    assert "Available: 125.50 USD = cash 100.00 USD + bonus 20.50 USD + subscription bonus 5.00 USD" in said
+    assert "Credit grant (active): granted 50.00 USD, used 12.00 USD, remaining overdraft 38.00 USD" in said
+    assert balance["adds_up"] is True and balance["subscription_bonus"] == 5
+    assert balance["cash"] + balance["bonus"] + balance["subscription_bonus"] == balance["available"]
+    assert balance["credit_grant"]["remaining_overdraft"] == 38 and "{" not in said  # no Python dict printed

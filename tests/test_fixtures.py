@@ -157,8 +157,15 @@ async def test_quotes_are_read(
 async def test_balance_history_and_upload_answers_are_read(atlas: AtlasClient, emulator: Emulator) -> None:
     replay(emulator, "/public/v1/balance", "balance")
     balance = await atlas.balance()
-    assert (balance.available.value, balance.available.currency) == (pytest.approx(12.34), "USD")
-    assert balance.frozen is not None and balance.frozen.value == pytest.approx(0.16)
+    assert (balance.available.value, balance.available.currency) == (pytest.approx(125.5), "usd")
+    assert balance.account is not None and (balance.account.name, balance.account.type) == ("Harbour Studio", "team")
+    assert balance.subscription_bonus is not None and balance.subscription_bonus.value == pytest.approx(5)
+    grant = balance.credit_grant
+    assert grant is not None and grant.status == "active" and grant.used is not None and grant.used.value == 12
+    replay(emulator, "/public/v1/balance", "balance.older")
+    older = await atlas.balance()
+    assert older.account is not None and older.account.id == "acct_7d2c" and older.available.value == 12.34
+    assert older.credit_grant is not None and older.credit_grant.granted is not None
     replay(emulator, "/api/v1/model/history", "history.page")
     [item] = (await atlas.list_predictions()).items
     assert item.id == HEX_ID and item.request_body == {

@@ -13,10 +13,12 @@ from atlas_mcp.atlas.client import (
     validate_prediction_id,
 )
 from atlas_mcp.atlas.models import (
+    AccountInfo,
     Balance,
     ChatAnswer,
     ChatChunk,
     ChatUsage,
+    CreditGrant,
     HistoryItem,
     HistoryPage,
     ModelEntry,
@@ -34,11 +36,13 @@ from atlas_mcp.atlas.models import (
 __all__ = [
     "CHAT_PATH",
     "NOT_VISIBLE_YET",
+    "AccountInfo",
     "AtlasClient",
     "Balance",
     "ChatAnswer",
     "ChatChunk",
     "ChatUsage",
+    "CreditGrant",
     "HistoryItem",
     "HistoryPage",
     "HistoryState",

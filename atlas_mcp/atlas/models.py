@@ -381,18 +381,57 @@ class Money(_Wire):
         return {"value": _number(raw)}  # a bare number or numeric string
 
 
+class AccountInfo(_Wire):
+    """Whose balance it is: ``{id, name, type}`` (an older shape gave the id alone)."""
+
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {key: None if raw.get(key) is None else str(raw[key]) for key in ("id", "name", "type")}
+        return {"id": None if raw is None else str(raw)}
+
+
+class CreditGrant(_Wire):
+    """Credit Atlas extends beyond the balance: ``{status, granted, used, remaining_overdraft, overdrawn}``, each
+    amount a :class:`Money` (an older shape gave one amount, read as ``granted``)."""
+
+    status: str | None = None
+    granted: Money | None = None
+    used: Money | None = None
+    remaining_overdraft: Money | None = None
+    overdrawn: Money | None = None  # an amount; a bare true/false is kept as 1/0 of no currency
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not ({"status", "granted", "used"} & set(raw)):
+            return {"granted": raw}
+        data = dict(raw)
+        if isinstance(data.get("overdrawn"), bool):
+            data["overdrawn"] = {"value": int(data["overdrawn"])}
+        if data.get("status") is not None:
+            data["status"] = str(data["status"])
+        return data
+
+
 class Balance(_Wire):
     """The account's money (``/public/v1/balance``); each amount is ``{"value", "currency"}`` or a bare number."""
 
-    account: str | None = None
+    account: AccountInfo | None = None
     scope: str | None = None
     available: Money = Field(default_factory=Money)
     cash: Money | None = None
     bonus: Money | None = None
+    subscription_bonus: Money | None = None
     frozen: Money | None = None
-    credit_grant: Money | None = None
+    credit_grant: CreditGrant | None = None
 
-    @field_validator("account", "scope", mode="before")
+    @field_validator("scope", mode="before")
     @classmethod
     def _to_text(cls, value: Any) -> str | None:
         return None if value is None else str(value)

@@ -288,14 +288,21 @@ class _Endpoints:
             return wire.unauthorized()
         answer = load("answers/balance.json")["body"]
         currency = answer["available"]["currency"]
-        left = _dollars(self.state.balance, places=2)
+
+        def money(value: float) -> dict[str, str]:
+            return {"value": f"{value:.6f}", "currency": currency}  # six places, as the live service writes them
+
         answer |= {
-            "account": "acct_emulator",
-            "available": {"value": left, "currency": currency},
-            "cash": {"value": left, "currency": currency},
-            "bonus": {"value": "0.00", "currency": currency},
-            "frozen": {"value": "0.00", "currency": currency},
-            "credit_grant": {"value": "0.00", "currency": currency},
+            "account": {"id": "acct_emulator", "name": "Emulator account", "type": "personal"},
+            "available": money(self.state.balance),
+            "cash": money(self.state.balance),
+            "bonus": money(0),
+            "subscription_bonus": money(0),
+            "frozen": money(0),
+        }
+        answer["credit_grant"] = {
+            "status": "inactive",
+            **{name: money(0) for name in ("granted", "used", "remaining_overdraft", "overdrawn")},
         }
         return JSONResponse(answer)
 

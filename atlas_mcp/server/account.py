@@ -13,7 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
-from atlas_mcp.atlas import Balance, Money, UsagePage, UsageReport
+from atlas_mcp.atlas import Balance, CreditGrant, Money, UsagePage, UsageReport
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import icons
@@ -29,15 +29,32 @@ DEFAULT_DAYS = 7
 _SHOWN_ROWS = 40  # rows in the text table; the structured result has them all
 
 
+class CreditGrantInfo(Shown):
+    """Credit Atlas extends to the account beyond its balance."""
+
+    status: str | None = Field(default=None, description="Atlas's word for the grant (e.g. active).")
+    granted: float | None = Field(default=None, description="How much credit was granted.")
+    used: float | None = Field(default=None, description="How much of it is used.")
+    remaining_overdraft: float | None = Field(default=None, description="How much more may be overdrawn.")
+    overdrawn: float | None = Field(default=None, description="How much is overdrawn now.")
+
+
 class BalanceResult(Shown):
     """The account's money, in the account's currency."""
 
-    available: float | None = Field(description="What can be spent now.")
+    available: float | None = Field(description="What can be spent now (cash + bonus + subscription bonus).")
     cash: float | None = Field(default=None, description="Money paid in.")
     bonus: float | None = Field(default=None, description="Credit granted by Atlas.")
+    subscription_bonus: float | None = Field(default=None, description="Credit that comes with a subscription.")
     frozen: float | None = Field(default=None, description="Held for running jobs.")
     currency: str = Field(description="The currency of every amount, e.g. USD.")
     account: str | None = Field(default=None, description="Atlas's id of the account.")
+    account_name: str | None = Field(default=None, description="The account's name.")
+    account_type: str | None = Field(default=None, description="The kind of account (personal, team...).")
+    credit_grant: CreditGrantInfo | None = Field(default=None, description="Credit beyond the balance, if any.")
+    adds_up: bool | None = Field(
+        default=None, description="Whether cash + bonus + subscription bonus equals available (None: not all given)."
+    )
 
 
 class UsageRow(Shown):
@@ -106,29 +123,79 @@ def _amount(money: Money | None) -> float | None:
 
 
 def balance_result(balance: Balance) -> CallToolResult:
-    currency = next(
-        (m.currency for m in (balance.available, balance.cash, balance.bonus, balance.frozen) if m and m.currency),
-        "USD",
-    )
+    grant = balance.credit_grant
+    amounts = [balance.available, balance.cash, balance.bonus, balance.subscription_bonus, balance.frozen]
+    if grant is not None:
+        amounts += [grant.granted, grant.used, grant.remaining_overdraft, grant.overdrawn]
+    currency = next((m.currency for m in amounts if m and m.currency), "USD")
+    parts = (balance.cash, balance.bonus, balance.subscription_bonus)
+    adds_up = None
+    if balance.available.value is not None and all(m is not None and m.value is not None for m in parts):
+        adds_up = abs(sum(m.value for m in parts if m and m.value is not None) - balance.available.value) < 0.005
+    account = balance.account
     result = BalanceResult(
         available=balance.available.value,
         cash=_amount(balance.cash),
         bonus=_amount(balance.bonus),
+        subscription_bonus=_amount(balance.subscription_bonus),
         frozen=_amount(balance.frozen),
         currency=currency.upper(),
-        account=balance.account,
+        account=account.id if account else None,
+        account_name=account.name if account else None,
+        account_type=account.type if account else None,
+        credit_grant=_grant(grant),
+        adds_up=adds_up,
+    )
+    return CallToolResult(
+        content=[TextContent(text=_balance_text(result))], structured_content=result.model_dump(mode="json")
     )
 
+
+def _grant(grant: CreditGrant | None) -> CreditGrantInfo | None:
+    if grant is None:
+        return None
+    return CreditGrantInfo(
+        status=grant.status,
+        granted=_amount(grant.granted),
+        used=_amount(grant.used),
+        remaining_overdraft=_amount(grant.remaining_overdraft),
+        overdrawn=_amount(grant.overdrawn),
+    )
+
+
+def _balance_text(result: BalanceResult) -> str:
     def shown(amount: float | None) -> str:
         return "unknown" if amount is None else f"{amount:,.2f} {result.currency}"
 
-    parts = [f"{name} {shown(amount)}" for name, amount in (("cash", result.cash), ("bonus", result.bonus)) if amount]
-    lines = [f"Available: {shown(result.available)}" + (f" ({', '.join(parts)})" if parts else "")]
+    lines = []
+    if result.account_name or result.account:
+        kind = f" ({result.account_type} account)" if result.account_type else ""
+        lines.append(f"Account: {result.account_name or result.account}{kind}")
+    named = (("cash", result.cash), ("bonus", result.bonus), ("subscription bonus", result.subscription_bonus))
+    parts = [f"{name} {shown(amount)}" for name, amount in named if amount is not None]
+    line = f"Available: {shown(result.available)}"
+    if parts:
+        line += f" = {' + '.join(parts)}" if result.adds_up else f" ({', '.join(parts)})"
+    lines.append(line)
+    if result.adds_up is False:
+        lines.append("(Atlas's parts do not add up to its available figure; available is what can be spent.)")
     if result.frozen:
         lines.append(f"Frozen (held for running jobs): {shown(result.frozen)}")
-    return CallToolResult(
-        content=[TextContent(text="\n".join(lines))], structured_content=result.model_dump(mode="json")
-    )
+    grant = result.credit_grant
+    if grant is not None and any(v for v in (grant.granted, grant.used, grant.remaining_overdraft, grant.overdrawn)):
+        facts = [
+            f"{name} {shown(amount)}"
+            for name, amount in (
+                ("granted", grant.granted),
+                ("used", grant.used),
+                ("remaining overdraft", grant.remaining_overdraft),
+                ("overdrawn", grant.overdrawn),
+            )
+            if amount is not None
+        ]
+        status = f" ({grant.status})" if grant.status else ""
+        lines.append(f"Credit grant{status}: {', '.join(facts)}")
+    return "\n".join(lines)
 
 
 def _row(date: str, partial: bool, raw: dict[str, Any], secrets_: Sequence[str]) -> tuple[UsageRow, set[str]]:
@@ -251,7 +318,10 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
     @server.tool(
         title="Get balance",
         icons=icons.SERVER,
-        description="The Atlas Cloud account's balance (free): available, cash, bonus and frozen amounts; currency.",
+        description=(
+            "The Atlas Cloud account's balance (free): the account, available = cash + bonus + subscription bonus, "
+            "frozen amounts, any credit grant; currency."
+        ),
         annotations=_READING,
     )
     async def get_balance(ctx: Context) -> Annotated[CallToolResult, BalanceResult]:
