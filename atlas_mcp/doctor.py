@@ -233,7 +233,7 @@ async def _check_key(atlas: AtlasClient, settings: Settings, report: Report) -> 
     except AtlasMCPError as exc:
         report.fail(f"API key {shown}: the balance could not be read: {exc}", "try again in a minute.")
         return False
-    value, currency = balance.available.value, balance.available.currency or "USD"
+    value, currency = balance.available.value, (balance.available.currency or "USD").upper()
     money = f"{value:.2f} {currency}" if value is not None else "an unreadable amount"
     low = " Top up before generating." if value is not None and value <= 0 else ""
     report.ok(f"API key {shown} is accepted: {money} available.{low}")
