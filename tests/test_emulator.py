@@ -749,7 +749,7 @@ def test_the_quote_and_the_balance(emulator: Emulator, client: httpx.Client) -> 
     assert (emulator.state.prediction_count, emulator.state.balance) == (before, balance_before)  # nothing ran or paid
     emulator.state.balance = 12.5
     balance = client.get("/public/v1/balance").json()
-    assert balance["available"] == {"value": "12.50", "currency": "USD"}
+    assert balance["available"] == {"value": "12.500000", "currency": "usd"}  # as answers/balance.json writes it
     assert httpx.get(f"{emulator.url}/public/v1/balance").status_code == 401
 
 

@@ -219,3 +219,21 @@ async def test_the_live_balance_shows_the_account_the_subscription_bonus_and_the
     assert balance["adds_up"] is True and balance["subscription_bonus"] == 5
     assert balance["cash"] + balance["bonus"] + balance["subscription_bonus"] == balance["available"]
     assert balance["credit_grant"]["remaining_overdraft"] == 38 and "{" not in said  # no Python dict printed
+
+
+async def test_a_submit_answered_with_request_id_is_polled_and_finished(fast: Emulator, tmp_path: Path) -> None:
+    fast.state.config.profile = "request-id"
+    async with Client(create_server(settings_for(fast, tmp_path, wait_seconds=0))) as client:
+        early = (await client.call_tool("generate_image", {"prompt": "a fox", "wait": False})).structured_content
+        assert early is not None and early["prediction_id"]
+        done = expect_done(await client.call_tool("check_prediction", {"prediction_id": early["prediction_id"]}))
+    assert done["prediction_id"] == early["prediction_id"] and Path(done["outputs"][0]["saved_path"]).is_file()
+
+
+async def test_ids_that_disagree_are_refused_naming_both(fast: Emulator, tmp_path: Path) -> None:
+    body = {"code": 200, "data": {"id": "a" * 32, "request_id": "b" * 32, "status": "created"}}
+    fast.state.add_fault(Fault(path="/api/v1/model/generateImage", kind="json", status=200, body=body))
+    async with Client(create_server(settings_for(fast, tmp_path))) as client:
+        result = await client.call_tool("generate_image", {"prompt": "a fox"})
+    said = expect_error("generate_image", result, "a" * 32, "b" * 32, "list_predictions")
+    assert "request_id" in said

@@ -49,6 +49,7 @@ from atlas_mcp.atlas.models import (
     UploadedFile,
     UsagePage,
     error_text,
+    named_ids,
     unwrap,
 )
 from atlas_mcp.errors import (
@@ -294,13 +295,16 @@ class AtlasClient:
         if not model.strip():
             raise InputError("A model id is required, e.g. 'black-forest-labs/flux-schnell'.")
         body = _generation_body(model, params)
+        named = ""
         try:
             answer = await self._send(
                 "POST", _SUBMIT_PATHS[kind], json_body=body, idempotent=False, max_body=self._max_prediction
             )
+            named = named_ids(unwrap(answer.body))
             prediction = self._prediction(answer)
         except BadResponseError as exc:  # Atlas said yes (2xx) in a form we cannot read: it may be running
-            raise BadResponseError(f"{exc} {_MAYBE_SENT}") from exc
+            said = f" The answer named {named}: look for it with check_prediction." if named else ""
+            raise BadResponseError(f"{exc}{said} {_MAYBE_SENT}") from exc
         self._submitted[prediction.id] = (time.monotonic(), prediction.model or model)
         while len(self._submitted) > _RECENT_SUBMITS:
             self._submitted.popitem(last=False)
@@ -1043,7 +1047,7 @@ def _effective_status(answer: _Answer) -> int:
 
 def _terminal_prediction(body: Any) -> bool:
     data = unwrap(body)
-    if not isinstance(data, dict) or not data.get("id"):
+    if not isinstance(data, dict) or not named_ids(data):
         return False
     try:
         return Prediction.model_validate(data).phase == "failed"

@@ -11,6 +11,7 @@ import datetime
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
 
@@ -222,6 +223,11 @@ class Prediction(_Wire):
         if not isinstance(raw, dict):
             return raw
         data = dict(raw)
+        ids = _ids(data)
+        if len(set(ids.values())) > 1:  # two names for two predictions: which one this is cannot be known
+            raise ValueError(f"the answer names more than one prediction id: {named_ids(data)}")
+        if ids:
+            data["id"] = next(iter(ids.values()))
         if not data.get("outputs") and data.get("output") is not None:
             data["outputs"] = data["output"]
         outputs = data.get("outputs")
@@ -269,6 +275,24 @@ class Prediction(_Wire):
     @property
     def done(self) -> bool:
         return self.phase != "running"
+
+
+_ID_NAMES = ("id", "prediction_id", "request_id")  # the docs say id; Atlas's own client accepts all three
+
+
+def _ids(data: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        name: str(data[name]).strip()
+        for name in _ID_NAMES
+        if isinstance(data.get(name), (str, int)) and not isinstance(data[name], bool) and str(data[name]).strip()
+    }
+
+
+def named_ids(body: Any) -> str:
+    """The prediction ids an answer names, for a message (``id "a", request_id "b"``); empty when there are none."""
+    if not isinstance(body, Mapping):
+        return ""
+    return ", ".join(f'{name} "{value[:128]}"' for name, value in _ids(body).items())
 
 
 def _number(value: Any) -> float | None:
@@ -481,7 +505,7 @@ class HistoryItem(_Wire):
     @field_validator("result", mode="before")
     @classmethod
     def _empty_result(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) and value.get("id") else None
+        return value if isinstance(value, dict) and _ids(value) else None
 
 
 class HistoryPage(_Wire):

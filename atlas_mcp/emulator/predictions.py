@@ -153,7 +153,7 @@ class Prediction:
         """
         status = self.status(now)
         data: dict[str, Any] = {
-            "id": self.id,
+            self.profile.id_name: self.id,
             "model": self.model_id,
             "status": status,
             self.plan.outputs_key: [],

@@ -33,6 +33,8 @@ class Profile:
     quote_estimated: bool = False
     # Output links carry no file extension (signed object-store keys such as Seed3D's): only the bytes say what it is.
     extensionless: bool = False
+    # What the prediction's id is called: the docs say `id`; Atlas's own client also reads these two.
+    id_name: Literal["id", "prediction_id", "request_id"] = "id"
 
 
 PROFILES: dict[str, Profile] = {
@@ -47,6 +49,7 @@ PROFILES: dict[str, Profile] = {
         Profile("base64-outputs", outputs="base64"),
         Profile("data-uri-outputs", outputs="data-uri", quote_estimated=True),
         Profile("extensionless", outputs="signed-url", extensionless=True),
+        Profile("request-id", id_name="request_id"),
     )
 }
 
