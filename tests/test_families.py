@@ -223,10 +223,11 @@ async def test_the_live_balance_shows_the_account_the_subscription_bonus_and_the
 
 async def test_a_submit_answered_with_request_id_is_polled_and_finished(fast: Emulator, tmp_path: Path) -> None:
     fast.state.config.profile = "request-id"
-    async with Client(create_server(settings_for(fast, tmp_path, wait_seconds=0))) as client:
+    async with Client(create_server(settings_for(fast, tmp_path))) as client:
         early = (await client.call_tool("generate_image", {"prompt": "a fox", "wait": False})).structured_content
         assert early is not None and early["prediction_id"]
-        done = expect_done(await client.call_tool("check_prediction", {"prediction_id": early["prediction_id"]}))
+        checked = await client.call_tool("check_prediction", {"prediction_id": early["prediction_id"], "wait": True})
+        done = expect_done(checked)
     assert done["prediction_id"] == early["prediction_id"] and Path(done["outputs"][0]["saved_path"]).is_file()
 
 

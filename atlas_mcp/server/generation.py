@@ -143,7 +143,10 @@ class Prepared:
     def count(self) -> str:
         """What the request makes, in words: "1 image", "4 images", "1 video"."""
         number = self.params.get("num_images", 1) if self.kind == "image" else 1
-        return f"{number} {self.kind}{'s' if number != 1 else ''}"
+        entry = self.entry
+        family = family_of(self.model, entry.type if entry else self.kind, entry.tags if entry else ())
+        noun = {"3d": "3D model", "text": "text"}.get(family, self.kind)  # a 3D model is an Image-type model's
+        return f"{number} {noun}{'s' if number != 1 else ''}"
 
     def catalogue_price(self) -> float | None:
         """The list price for this request (per image for image-priced models), or None when unknown."""
