@@ -277,6 +277,7 @@ class Prediction(_Wire):
         return self.phase != "running"
 
 
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _ID_NAMES = ("id", "prediction_id", "request_id")  # the docs say id; Atlas's own client accepts all three
 
 
@@ -292,7 +293,11 @@ def named_ids(body: Any) -> str:
     """The prediction ids an answer names, for a message (``id "a", request_id "b"``); empty when there are none."""
     if not isinstance(body, Mapping):
         return ""
-    return ", ".join(f'{name} "{value[:128]}"' for name, value in _ids(body).items())
+    # Atlas's text, not ours: only an id's safe shape is written into a message (no control codes, no paths).
+    return ", ".join(
+        f'{name} "{value}"' if _SAFE_ID.fullmatch(value) else f"{name} (not a usable id)"
+        for name, value in _ids(body).items()
+    )
 
 
 def _number(value: Any) -> float | None:
