@@ -34,7 +34,7 @@ from starlette.types import ASGIApp
 
 from atlas_mcp.emulator import wire
 from atlas_mcp.emulator.account import BadQuery, key_label, parse_query, usage_page
-from atlas_mcp.emulator.catalogue import MODELS, ModelType, catalogue_entry, find_model, schema_document
+from atlas_mcp.emulator.catalogue import ModelType, catalogue_listing, find_model, schema_document
 from atlas_mcp.emulator.chat import chat_completion
 from atlas_mcp.emulator.families import render_mp3, render_solid, render_solid_zip
 from atlas_mcp.emulator.faults import Fault
@@ -426,7 +426,7 @@ class _Endpoints:
 
     async def models(self, request: Request) -> Response:
         origin = _origin(request)
-        return wire.success([catalogue_entry(model, origin) for model in MODELS], key="msg")
+        return wire.success(catalogue_listing(origin, self.state.config.catalogue_size), key="msg")
 
     # --- public storage -------------------------------------------------------------------
 

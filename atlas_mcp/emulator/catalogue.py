@@ -349,6 +349,38 @@ MODELS = MODELS + FAMILY_MODELS
 _BY_ID = {model.id: model for model in MODELS}
 
 
+# The live catalogue's families, in proportion (2026-08-22: Video ~177, Image ~118 with 3D, LLM ~65, Audio ~17),
+# and the served model each padding entry copies its shape, prices and schema link from.
+_FAMILY_SHARES: tuple[tuple[str, int], ...] = (
+    ("alibaba/wan-2.2/t2v-480p", 177),
+    ("black-forest-labs/flux-schnell", 118),
+    ("deepseek-ai/deepseek-v3.2", 65),
+    ("minimax/speech-2.5-hd", 17),
+)
+
+
+def catalogue_listing(origin: str, size: int = 0) -> list[dict[str, Any]]:
+    """Every entry of ``GET /api/v1/models``: the served models, then padding up to ``size`` entries (listed only:
+    a padding model cannot be run; its schema link is its template's)."""
+    entries = [catalogue_entry(model, origin) for model in MODELS]
+    missing = max(size - len(entries), 0)
+    weight = sum(share for _, share in _FAMILY_SHARES)
+    counts = [missing * share // weight for _, share in _FAMILY_SHARES]
+    counts[0] += missing - sum(counts)
+    for (template_id, _), count in zip(_FAMILY_SHARES, counts, strict=True):
+        template = _BY_ID[template_id]
+        for n in range(1, count + 1):
+            entry = catalogue_entry(template, origin)
+            family = template.type.lower()
+            entry |= {
+                "model": f"atlas-catalogue/{family}-{n:03d}",
+                "displayName": f"{template.display_name} variant {n}",
+                "organization": "atlas-catalogue",
+            }
+            entries.append(entry)
+    return entries
+
+
 def find_model(model_id: str) -> ModelSpec | None:
     return _BY_ID.get(model_id)
 

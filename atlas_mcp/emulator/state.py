@@ -33,6 +33,9 @@ class EmulatorConfig:
     # Model id -> what /api/v1/model/calculate quotes for a request to it, whatever its list price: Atlas prices
     # some models by duration, size or quality, so its quote can be far from the catalogue's base price.
     quotes: dict[str, float] = field(default_factory=dict)
+    # Pad GET /api/v1/models to this many entries (the live catalogue holds about 400): listed, real-shaped, spread
+    # over the families as live; each copies a served model's schema link. 0: the served models only.
+    catalogue_size: int = 0
 
 
 @dataclass(frozen=True, repr=False)

@@ -38,8 +38,11 @@ class ModelSummary(Shown):
 
 
 class ModelsResult(Shown):
-    models: list[ModelSummary] = Field(description="The matching models (at most `limit`).")
+    models: list[ModelSummary] = Field(description="The matching models (at most `limit`, from `offset`).")
     total: int = Field(description="How many models matched before the limit.")
+    offset: int = Field(default=0, description="How many matches were skipped before these.")
+    has_more: bool = Field(default=False, description="More matches follow: call again with the next offset.")
+    next_offset: int | None = Field(default=None, description="The offset of the next page, if has_more.")
 
 
 class ParameterInfo(Shown):
@@ -107,10 +110,25 @@ def _price_text(summary: ModelSummary | ModelInfoResult) -> str:
     return f"${price:.4g}/{unit or 'run'}" if price is not None else "price not listed"
 
 
-def models_result(entries: Sequence[ModelEntry], *, total: int) -> CallToolResult:
-    result = ModelsResult(models=[_summary(entry) for entry in entries], total=total)
-    lines = [f"{len(result.models)} of {total} matching models:"] if result.models else ["No model matches."]
-    lines += [f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m)})" for m in result.models]
+def models_result(entries: Sequence[ModelEntry], *, total: int, offset: int = 0) -> CallToolResult:
+    end = offset + len(entries)
+    more = end < total
+    result = ModelsResult(
+        models=[_summary(entry) for entry in entries],
+        total=total,
+        offset=offset,
+        has_more=more,
+        next_offset=end if more else None,
+    )
+    if not result.models:
+        head = f"No model matches beyond offset {offset} (there are {total})." if total else "No model matches."
+    elif offset or more:
+        head = f"Models {offset + 1}–{end} of {total} matching:"
+    else:
+        head = f"{len(result.models)} of {total} matching models:"
+    lines = [head, *(f"- {m.model} — {m.name or ''} ({m.type or '?'}, {_price_text(m)})" for m in result.models)]
+    if more:
+        lines.append(f"More: call list_models again with offset={end}.")
     if result.models:
         lines.append("Call get_model_info with a model id to see its parameters.")
     return _result("\n".join(lines), result)

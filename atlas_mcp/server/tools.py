@@ -648,7 +648,8 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         icons=icons.SERVER,
         description=(
             "List Atlas Cloud models with their type and price (free). Filter by type (Image, Video, Audio, "
-            "Text) and a keyword matched against id, name, tags and description. Then call get_model_info."
+            "Text) and a keyword matched against id, name, tags and description; page with offset while has_more. "
+            "Then call get_model_info."
         ),
         annotations=_READING,
     )
@@ -662,6 +663,9 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
         ] = None,
         include_hidden: Annotated[bool, Field(description="Also list models Atlas hides from its console.")] = False,
         limit: Annotated[int, Field(ge=1, le=200, description="At most this many models.")] = 50,
+        offset: Annotated[
+            int, Field(ge=0, le=100_000, description="Skip this many matches (the next page: offset + limit).")
+        ] = 0,
     ) -> Annotated[CallToolResult, ModelsResult]:
         state = _state(ctx)
         with _as_tool_errors():
@@ -674,7 +678,7 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             and (type is None or (entry.type or "").lower() == type.lower())
             and all(word in _haystack(entry) for word in words)
         ]
-        return models_result(matching[:limit], total=len(matching))
+        return models_result(matching[offset : offset + limit], total=len(matching), offset=offset)
 
     @server.tool(
         title="Get model info",
