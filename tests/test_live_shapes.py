@@ -223,3 +223,91 @@ async def test_paging_over_stdio_and_past_the_end(emulator: Emulator, tmp_path: 
     assert len(set(seen)) == big_catalogue
     assert not beyond.is_error and (beyond.structured_content or {})["models"] == []
     assert "beyond offset 1000 (there are 400)" in text_of(beyond)
+
+
+# --- Catalogue entries without a schema, and every live price field ----------------------------------------------
+
+NO_SCHEMA = "moonshotai/kimi-k2-instruct"  # catalogue-entry.text-no-schema.json
+PER_IMAGE = "openai/gpt-image-1.5/text-to-image"  # catalogue-entry.output-image-price.json
+PER_REQUEST = "bria/background-remove"  # catalogue-entry.request-price.json
+
+
+@pytest.fixture
+def live_catalogue(emulator: Emulator) -> Iterator[None]:
+    emulator.state.config.catalogue_live_shapes = True
+    try:
+        yield
+    finally:
+        emulator.state.config.catalogue_live_shapes = False
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_get_model_info_shows_a_schema_less_llm_entry(
+    emulator: Emulator, tmp_path: Path, era: str, live_catalogue: None
+) -> None:
+    async with Client(create_server(settings_for(emulator, tmp_path)), mode=ERAS[era]) as client:
+        result = await client.call_tool("get_model_info", {"model": NO_SCHEMA})
+    assert not result.is_error, text_of(result)
+    info = result.structured_content or {}
+    assert (info["type"], info["tool"], info["parameters_published"], info["parameters"]) == ("Text", "chat", False, [])
+    assert (info["input_price_usd"], info["output_price_usd"], info["cache_price_usd"]) == (0.57, 2.3, 0.15)
+    assert (info["discount"], info["context_length"], info["max_output_tokens"]) == (0.95, 131072, 16384)
+    assert info["strengths"] == ["coding", "tool use", "long context"] and info["use_cases"] == [
+        "agents",
+        "code review",
+    ]
+    text = text_of(result)
+    for phrase in (
+        "$0.57 in / $2.3 out per 1M tokens",
+        "Context length: 131,072 tokens",
+        "Max output tokens: 16,384",
+        "Strengths: coding, tool use, long context",
+        "Use cases: agents, code review",
+        "Average latency: 1.2s",
+        "$0.15 per million cached tokens",
+        "Atlas publishes no parameters for this model",
+        "Run it with chat.",
+    ):
+        assert phrase in text, text
+
+
+async def test_get_model_info_over_stdio_for_a_schema_less_entry(
+    emulator: Emulator, tmp_path: Path, live_catalogue: None
+) -> None:
+    params = StdioServerParameters(command=CONSOLE_SCRIPT, args=[], env=emulator_env(emulator, tmp_path))
+    async with Client(params) as client:
+        result = await client.call_tool("get_model_info", {"model": NO_SCHEMA})
+    assert not result.is_error, text_of(result)
+    assert "Atlas publishes no parameters for this model" in text_of(result)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_prices_given_only_per_image_or_per_request_are_read(
+    emulator: Emulator, tmp_path: Path, era: str, live_catalogue: None
+) -> None:
+    async with Client(create_server(settings_for(emulator, tmp_path)), mode=ERAS[era]) as client:
+        listed = await client.call_tool("list_models", {"type": "Image", "limit": 200})
+        per_image = await client.call_tool("get_model_info", {"model": PER_IMAGE})
+    models = {m["model"]: m for m in (listed.structured_content or {})["models"]}
+    assert (models[PER_IMAGE]["price_usd"], models[PER_IMAGE]["unit"]) == (0.04, "image")
+    assert (models[PER_REQUEST]["price_usd"], models[PER_REQUEST]["unit"]) == (0.018, "request")
+    assert f"{PER_IMAGE} — GPT Image 1.5 (Image, $0.04/image)" in text_of(listed)
+    info = per_image.structured_content or {}
+    assert (info["output_image_price_usd"], info["discount"], info["unit"]) == (0.04, 0.8, "image")
+    assert "$0.04 per image made" in text_of(per_image) and "discount factor 0.8" in text_of(per_image)
+
+
+@pytest.mark.parametrize(("model", "price"), [(PER_IMAGE, 0.16), (PER_REQUEST, 0.018)])
+async def test_the_fallback_estimate_prices_4_images_as_4(
+    emulator: Emulator, tmp_path: Path, live_catalogue: None, model: str, price: float
+) -> None:
+    """Without a key there is no quote from Atlas: the catalogue's price is the estimate, per image made when the
+    entry prices per image, once when it prices per request."""
+    async with Client(create_server(settings_for(emulator, tmp_path, api_key=None))) as client:
+        result = await client.call_tool(
+            "generate_image", {"prompt": "four foxes", "model": model, "num_images": 4, "dry_run": True}
+        )
+    assert not result.is_error, text_of(result)
+    quote = (result.structured_content or {})["quote"]
+    assert quote == {"price_usd": pytest.approx(price), "source": "catalogue", "estimate": True}
+    assert f"Cost: about ${price:.4g} (estimated from the catalogue price)" in text_of(result)

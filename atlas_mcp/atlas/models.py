@@ -331,22 +331,49 @@ class UploadedFile(_Wire):
 
 
 class Price(_Wire):
-    """A catalogue price: ``base_price`` per ``unit`` for media models; for LLMs, ``input_price`` and
-    ``output_price`` in dollars per million tokens (the catalogue writes all of them as strings)."""
+    """A catalogue price, in dollars: ``base_price``; for LLMs ``input_price``, ``output_price`` and ``cache_price``
+    per million tokens; ``output_image_price`` per image made; ``request_price`` per request. Live entries carry
+    no ``unit`` (older ones did); ``discount`` sits beside ``actual`` (the catalogue writes all as strings)."""
 
     base_price: float | None = None
     unit: str | None = None
     input_price: float | None = None
     output_price: float | None = None
+    cache_price: float | None = None
+    output_image_price: float | None = None
+    request_price: float | None = None
+    discount: float | None = None
 
-    @field_validator("base_price", "input_price", "output_price", mode="before")
+    @field_validator(
+        "base_price",
+        "input_price",
+        "output_price",
+        "cache_price",
+        "output_image_price",
+        "request_price",
+        "discount",
+        mode="before",
+    )
     @classmethod
     def _to_number(cls, value: Any) -> float | None:
         return _number(value)
 
+    @field_validator("unit", mode="before")
+    @classmethod
+    def _unit_text(cls, value: Any) -> str | None:
+        return str(value) if isinstance(value, (str, int)) and str(value).strip() else None
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    """A list of phrases, or one string of them (as LLM entries give strengths and use cases)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(str(item) for item in value if item is not None) if isinstance(value, list) else ()
+
 
 class ModelEntry(_Wire):
-    """One entry of the public model catalogue."""
+    """One entry of the public model catalogue. LLM entries may have no ``schema``, and carry what Atlas's own
+    client shows instead: context length, most output tokens, strengths, use cases, latency."""
 
     model: str = Field(min_length=1)
     display_name: str | None = Field(default=None, validation_alias="displayName")
@@ -358,6 +385,11 @@ class ModelEntry(_Wire):
     price: Price | None = None
     display_console: bool = True
     supported_protocols: tuple[str, ...] = ()  # what an LLM speaks besides chat: "/responses", "/messages"...
+    context_length: int | None = Field(default=None, validation_alias="contextLength")
+    max_output_tokens: int | None = Field(default=None, validation_alias="maxCompletionTokens")
+    strengths: tuple[str, ...] = Field(default=(), validation_alias="coreStrengths")
+    use_cases: tuple[str, ...] = Field(default=(), validation_alias="useCases")
+    avg_latency: str | None = Field(default=None, validation_alias="avgLatency")
 
     @model_validator(mode="before")
     @classmethod
@@ -367,7 +399,10 @@ class ModelEntry(_Wire):
         data = dict(raw)
         price = data.get("price")
         if isinstance(price, dict):
-            data["price"] = price.get("actual") if isinstance(price.get("actual"), dict) else price
+            actual: dict[str, Any] = price["actual"] if isinstance(price.get("actual"), dict) else price
+            if price.get("discount") is not None and actual.get("discount") is None:
+                actual = {**actual, "discount": price["discount"]}  # live: beside `actual`, not inside it
+            data["price"] = actual
         elif price is not None:
             data["price"] = {"base_price": price}
         tags = data.get("tags")
@@ -376,6 +411,15 @@ class ModelEntry(_Wire):
         data["supported_protocols"] = tuple(str(p) for p in protocols) if isinstance(protocols, list) else ()
         if data.get("display_console") is None:
             data.pop("display_console", None)
+        if not isinstance(data.get("schema"), str) or not data["schema"].strip():
+            data.pop("schema", None)
+        for key in ("contextLength", "maxCompletionTokens"):
+            number = _number(data.get(key))
+            data[key] = int(number) if number is not None and number > 0 else None
+        for key in ("coreStrengths", "useCases"):
+            data[key] = _words(data.get(key))
+        latency = data.get("avgLatency")
+        data["avgLatency"] = None if latency is None or isinstance(latency, (dict, list)) else str(latency)
         return data
 
 

@@ -426,7 +426,9 @@ class _Endpoints:
 
     async def models(self, request: Request) -> Response:
         origin = _origin(request)
-        return wire.success(catalogue_listing(origin, self.state.config.catalogue_size), key="msg")
+        config = self.state.config
+        listing = catalogue_listing(origin, config.catalogue_size, live_shapes=config.catalogue_live_shapes)
+        return wire.success(listing, key="msg")
 
     # --- public storage -------------------------------------------------------------------
 

@@ -359,10 +359,35 @@ _FAMILY_SHARES: tuple[tuple[str, int], ...] = (
 )
 
 
-def catalogue_listing(origin: str, size: int = 0) -> list[dict[str, Any]]:
-    """Every entry of ``GET /api/v1/models``: the served models, then padding up to ``size`` entries (listed only:
-    a padding model cannot be run; its schema link is its template's)."""
-    entries = [catalogue_entry(model, origin) for model in MODELS]
+# --- Live catalogue shapes (issue 21, account and catalogue): listed as recorded, not run -----------------------
+# A schema-less LLM entry (contextLength, maxCompletionTokens, coreStrengths... and no `schema`), a model priced
+# only per output image, and one priced per request: no `unit`, `discount` beside `actual`. The two image entries
+# link FLUX [schnell]'s schema, so a dry run can check and price them.
+_LIVE_SHAPES = (
+    "catalogue-entry.text-no-schema.json",
+    "catalogue-entry.output-image-price.json",
+    "catalogue-entry.request-price.json",
+)
+_SCHEMA_TEMPLATE = "black-forest-labs/flux-schnell"
+
+
+def _live_shapes(origin: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    for name in _LIVE_SHAPES:
+        entry: dict[str, Any] = load(name)
+        if "schema" in entry:
+            entry["schema"] = origin + schema_path(_BY_ID[_SCHEMA_TEMPLATE])
+        entries.append(entry)
+    return entries
+
+
+# --- end of the live catalogue shapes ---------------------------------------------------------------------------
+
+
+def catalogue_listing(origin: str, size: int = 0, *, live_shapes: bool = False) -> list[dict[str, Any]]:
+    """Every entry of ``GET /api/v1/models``: the served models, the recorded live shapes if asked for, then padding
+    up to ``size`` entries (listed only: a padding model cannot be run; its schema link is its template's)."""
+    entries = [catalogue_entry(model, origin) for model in MODELS] + (_live_shapes(origin) if live_shapes else [])
     missing = max(size - len(entries), 0)
     weight = sum(share for _, share in _FAMILY_SHARES)
     counts = [missing * share // weight for _, share in _FAMILY_SHARES]

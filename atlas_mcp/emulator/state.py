@@ -36,6 +36,9 @@ class EmulatorConfig:
     # Pad GET /api/v1/models to this many entries (the live catalogue holds about 400): listed, real-shaped, spread
     # over the families as live; each copies a served model's schema link. 0: the served models only.
     catalogue_size: int = 0
+    # Also list the recorded live catalogue shapes (a schema-less LLM, prices only per image or per request); they
+    # are listed, not run, so they are off unless a test asks: a keyword search must not pick one to run.
+    catalogue_live_shapes: bool = False
 
 
 @dataclass(frozen=True, repr=False)

@@ -149,14 +149,25 @@ class Prepared:
         return f"{number} {noun}{'s' if number != 1 else ''}"
 
     def catalogue_price(self) -> float | None:
-        """The list price for this request (per image for image-priced models), or None when unknown."""
+        """The list price for this request, or None when unknown. Live entries name no unit, so an image model's
+        ``base_price`` counts per image, as ``output_image_price`` always does: 4 images are never priced as 1;
+        ``request_price`` is paid once."""
         listed = self.entry.price if self.entry is not None else None
-        base = known_price(listed.base_price) if listed is not None else None
-        if listed is None or base is None:
+        if listed is None:
             return None
-        count = self.params.get("num_images", 1) if (listed.unit or "").lower() == "image" else 1
+        count = self.params.get("num_images", 1) if self.kind == "image" else 1
         whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
-        return known_price(round(base * (int(count) if whole and count >= 1 else 1), 6))
+        images = int(count) if whole and count >= 1 else 1
+        per_image = (listed.unit or "image").lower() == "image" and listed.output_image_price is None
+        parts = [
+            (listed.base_price, images if per_image else 1),
+            (listed.output_image_price, images),
+            (listed.request_price, 1),
+        ]
+        given = [(amount, times) for amount, times in parts if amount is not None]
+        if any(amount < 0 for amount, _ in given):
+            return None  # a wrong listing: no estimate rather than one that frees budget
+        return known_price(round(sum(amount * times for amount, times in given), 6))
 
 
 async def prepare(

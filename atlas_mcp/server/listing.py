@@ -10,7 +10,8 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import HistoryPage, ModelEntry
-from atlas_mcp.server.catalog import ModelDetails
+from atlas_mcp.atlas.models import Price
+from atlas_mcp.server.catalog import InputSchema
 from atlas_mcp.server.choosing import transcribes
 from atlas_mcp.server.shown import Shown
 from atlas_mcp.server.validation import is_nullable, type_text
@@ -69,7 +70,17 @@ class ModelInfoResult(Shown):
     unit: str | None = None
     input_price_usd: float | None = None
     output_price_usd: float | None = None
+    cache_price_usd: float | None = Field(default=None, description="LLMs: dollars per million cached tokens.")
+    output_image_price_usd: float | None = Field(default=None, description="Dollars per image made.")
+    request_price_usd: float | None = Field(default=None, description="Dollars per request.")
+    discount: float | None = Field(default=None, description="Atlas's discount factor on the list price (1: none).")
+    context_length: int | None = Field(default=None, description="LLMs: the context window, in tokens.")
+    max_output_tokens: int | None = Field(default=None, description="LLMs: the most tokens one answer may have.")
+    strengths: list[str] = Field(default_factory=list, description="What Atlas says the model is good at.")
+    use_cases: list[str] = Field(default_factory=list, description="What Atlas suggests using it for.")
+    avg_latency: str | None = Field(default=None, description="Atlas's typical latency for it.")
     tool: str | None = Field(default=None, description="The tool that runs this model.")
+    parameters_published: bool = Field(default=True, description="False: Atlas publishes no parameter schema.")
     parameters: list[ParameterInfo] = Field(default_factory=list)
 
 
@@ -90,14 +101,28 @@ class HistoryResult(Shown):
     has_more: bool
 
 
+def _headline(price: Price | None) -> tuple[float | None, str | None]:
+    """The one price a listing shows, and what it is per: live entries name no unit, so it follows the field."""
+    if price is None:
+        return None, None
+    if price.base_price is not None:
+        return price.base_price, price.unit
+    if price.output_image_price is not None:
+        return price.output_image_price, "image"
+    if price.request_price is not None:
+        return price.request_price, "request"
+    return None, price.unit
+
+
 def _summary(entry: ModelEntry) -> ModelSummary:
     price = entry.price
+    headline, unit = _headline(price)
     return ModelSummary(
         model=entry.model,
         name=entry.display_name,
         type=entry.type,
-        price_usd=price.base_price if price else None,
-        unit=price.unit if price else None,
+        price_usd=headline,
+        unit=unit,
         input_price_usd=price.input_price if price else None,
         output_price_usd=price.output_price if price else None,
     )
@@ -137,9 +162,79 @@ def models_result(entries: Sequence[ModelEntry], *, total: int, offset: int = 0)
 _TOOLS = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio", "text": "chat"}
 
 
-def model_info_result(details: ModelDetails) -> CallToolResult:
-    entry, schema = details.entry, details.schema
-    parameters = [
+def model_info_result(entry: ModelEntry, schema: InputSchema | None) -> CallToolResult:
+    """One model: its parameters from ``schema``, or, for an entry Atlas publishes none for (LLMs may have none),
+    what the catalogue does say: prices, context length, most output tokens, strengths."""
+    parameters = [] if schema is None else _parameters(schema)
+    summary, price = _summary(entry), entry.price
+    tool = _TOOLS.get((entry.type or "").lower())
+    result = ModelInfoResult(
+        model=entry.model,
+        name=entry.display_name,
+        type=entry.type,
+        description=entry.profile,
+        price_usd=summary.price_usd,
+        unit=summary.unit,
+        input_price_usd=summary.input_price_usd,
+        output_price_usd=summary.output_price_usd,
+        cache_price_usd=price.cache_price if price else None,
+        output_image_price_usd=price.output_image_price if price else None,
+        request_price_usd=price.request_price if price else None,
+        discount=price.discount if price else None,
+        context_length=entry.context_length,
+        max_output_tokens=entry.max_output_tokens,
+        strengths=list(entry.strengths),
+        use_cases=list(entry.use_cases),
+        avg_latency=entry.avg_latency,
+        tool="transcribe_audio" if schema is not None and transcribes(schema) else tool,
+        parameters_published=schema is not None,
+        parameters=parameters,
+    )
+    lines = [f"{entry.model} — {entry.display_name or ''} ({entry.type or '?'}, {_price_text(result)})"]
+    lines += _catalogue_facts(result)
+    if entry.profile:
+        lines.append(entry.profile)
+    lines.append(f"Run it with {result.tool}." if result.tool else "This server does not run models of this type.")
+    if schema is None:
+        lines.append("Atlas publishes no parameters for this model (its catalogue entry has no schema).")
+        return _result("\n".join(lines), result)
+    lines.append("Parameters:")
+    lines += [_parameter_line(p) for p in parameters]
+    lines.append(
+        "The server sets model itself, and does the waiting: enable_sync_mode and enable_base64_output are not taken."
+    )
+    return _result("\n".join(lines), result)
+
+
+def _catalogue_facts(result: ModelInfoResult) -> list[str]:
+    """The prices beyond the headline one, and what an LLM entry says of itself."""
+    prices = [
+        f"${amount:.4g} {what}"
+        for what, amount in (
+            ("per million cached tokens", result.cache_price_usd),
+            ("per image made", result.output_image_price_usd),
+            ("per request", result.request_price_usd),
+        )
+        if amount is not None
+    ]
+    if result.discount is not None and result.discount != 1:
+        prices.append(f"discount factor {result.discount:g}")
+    lines = ["Also priced: " + ", ".join(prices)] if prices else []
+    if result.context_length:
+        lines.append(f"Context length: {result.context_length:,} tokens")
+    if result.max_output_tokens:
+        lines.append(f"Max output tokens: {result.max_output_tokens:,}")
+    if result.strengths:
+        lines.append("Strengths: " + ", ".join(result.strengths))
+    if result.use_cases:
+        lines.append("Use cases: " + ", ".join(result.use_cases))
+    if result.avg_latency:
+        lines.append(f"Average latency: {result.avg_latency}")
+    return lines
+
+
+def _parameters(schema: InputSchema) -> list[ParameterInfo]:
+    return [
         ParameterInfo(
             name=name,
             type=type_text(rules),
@@ -156,44 +251,23 @@ def model_info_result(details: ModelDetails) -> CallToolResult:
         )
         for name, rules in schema.offered.items()
     ]
-    summary = _summary(entry)
-    result = ModelInfoResult(
-        model=entry.model,
-        name=entry.display_name,
-        type=entry.type,
-        description=entry.profile,
-        price_usd=summary.price_usd,
-        unit=summary.unit,
-        input_price_usd=summary.input_price_usd,
-        output_price_usd=summary.output_price_usd,
-        tool="transcribe_audio" if transcribes(schema) else _TOOLS.get((entry.type or "").lower()),
-        parameters=parameters,
-    )
-    price = _price_text(result)
-    lines = [f"{entry.model} — {entry.display_name or ''} ({entry.type or '?'}, {price})"]
-    if entry.profile:
-        lines.append(entry.profile)
-    lines.append(f"Run it with {result.tool}." if result.tool else "This server does not run models of this type.")
-    lines.append("Parameters:")
-    for p in parameters:
-        facts = [p.type]
-        if p.required:
-            facts.append("required")
-        elif p.default is not None:
-            facts.append(f"default {p.default!r}")
-        if p.enum:
-            facts.append("one of " + ", ".join(map(repr, p.enum)))
-        if p.minimum is not None or p.maximum is not None:
-            low = "…" if p.minimum is None else _shown(p.minimum)
-            high = "…" if p.maximum is None else _shown(p.maximum)
-            facts.append(f"range {low}–{high}")
-        if p.accepts:
-            facts.append(f"a URL of {p.accepts}" + (f" up to {p.max_size_mb:g} MB" if p.max_size_mb else ""))
-        lines.append(f"- {p.name} ({'; '.join(facts)}): {p.description or ''}".rstrip(": "))
-    lines.append(
-        "The server sets model itself, and does the waiting: enable_sync_mode and enable_base64_output are not taken."
-    )
-    return _result("\n".join(lines), result)
+
+
+def _parameter_line(p: ParameterInfo) -> str:
+    facts = [p.type]
+    if p.required:
+        facts.append("required")
+    elif p.default is not None:
+        facts.append(f"default {p.default!r}")
+    if p.enum:
+        facts.append("one of " + ", ".join(map(repr, p.enum)))
+    if p.minimum is not None or p.maximum is not None:
+        low = "…" if p.minimum is None else _shown(p.minimum)
+        high = "…" if p.maximum is None else _shown(p.maximum)
+        facts.append(f"range {low}–{high}")
+    if p.accepts:
+        facts.append(f"a URL of {p.accepts}" + (f" up to {p.max_size_mb:g} MB" if p.max_size_mb else ""))
+    return f"- {p.name} ({'; '.join(facts)}): {p.description or ''}".rstrip(": ")
 
 
 def _shown(number: float) -> str:

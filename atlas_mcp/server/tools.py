@@ -693,7 +693,11 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
     async def get_model_info(model: ModelId, ctx: Context) -> Annotated[CallToolResult, ModelInfoResult]:
         state = _state(ctx)
         with _as_tool_errors():
-            return model_info_result(await state.catalog.details(model))
+            entry = await state.catalog.entry(model)
+            if entry is not None and entry.schema_url is None:  # LLM entries may have none: show what is known
+                return model_info_result(entry, None)
+            details = await state.catalog.details(model)
+            return model_info_result(details.entry, details.schema)
 
     @server.tool(
         title="List predictions",
