@@ -129,6 +129,7 @@ def polled(emulator: Emulator, prediction_id: str) -> int:
 async def test_a_submit_answered_with_an_id_alias_is_polled_and_finished(
     emulator: Emulator, tmp_path: Path, era: str, profile: str
 ) -> None:
+    before = emulator.state.config.prediction_seconds
     emulator.state.config.profile = profile
     emulator.state.config.prediction_seconds = 0.3
     try:
@@ -141,6 +142,7 @@ async def test_a_submit_answered_with_an_id_alias_is_polled_and_finished(
             later = await client.call_tool("check_prediction", {"prediction_id": later_id, "wait": True})
     finally:
         emulator.state.config.profile = None
+        emulator.state.config.prediction_seconds = before
     done = expect_done(waited)
     assert polled(emulator, done["prediction_id"]) >= 1  # polled under the aliased id, to the end
     assert Path(done["outputs"][0]["saved_path"]).is_file()
@@ -311,3 +313,35 @@ async def test_the_fallback_estimate_prices_4_images_as_4(
     quote = (result.structured_content or {})["quote"]
     assert quote == {"price_usd": pytest.approx(price), "source": "catalogue", "estimate": True}
     assert f"Cost: about ${price:.4g} (estimated from the catalogue price)" in text_of(result)
+
+
+# --- Long families: a wait cut to the server's cap is said, with what such jobs take -----------------------------
+
+VIDEO = "alibaba/wan-2.2/t2v-480p"
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_wait_cut_to_the_cap_is_said_with_what_long_jobs_take(
+    emulator: Emulator, tmp_path: Path, era: str
+) -> None:
+    before, emulator.state.config.prediction_seconds = emulator.state.config.prediction_seconds, 4
+    try:
+        settings = settings_for(emulator, tmp_path, wait_seconds=1)
+        async with Client(create_server(settings), mode=ERAS[era]) as client:
+            long = await client.call_tool(
+                "generate_video", {"model": VIDEO, "prompt": "waves", "max_wait_seconds": 600}
+            )
+            prediction_id = (long.structured_content or {})["prediction_id"]
+            checked = await client.call_tool(
+                "check_prediction", {"prediction_id": prediction_id, "wait": True, "max_wait_seconds": 600}
+            )
+            within = await client.call_tool("check_prediction", {"prediction_id": prediction_id, "wait": True})
+    finally:
+        emulator.state.config.prediction_seconds = before
+    for result in (long, checked):
+        assert not result.is_error, text_of(result)
+        text = text_of(result)
+        assert "max_wait_seconds=600 was capped at this server's 1 s (ATLASCLOUD_WAIT_SECONDS)" in text
+        assert "3D models usually take 2–5 minutes, songs minutes, videos 1–5 minutes" in text
+        assert "check_prediction" in text
+    assert "capped" not in text_of(within)  # no cap applied: nothing said

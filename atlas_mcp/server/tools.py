@@ -315,6 +315,27 @@ def wait_limit(settings: Settings, wait: bool, max_wait_seconds: float | None) -
     return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
 
 
+_TYPICAL_DURATIONS = "3D models usually take 2–5 minutes, songs minutes, videos 1–5 minutes"
+
+
+def cap_note(settings: Settings, wait: bool, max_wait_seconds: float | None) -> str | None:
+    """Said in the result when the caller asked to wait longer than this server waits, so a long job still
+    running is not mistaken for a hung one (the cap itself is ATLASCLOUD_WAIT_SECONDS)."""
+    bound = settings.wait_seconds
+    if not wait or max_wait_seconds is None or max_wait_seconds <= bound:
+        return None
+    return (
+        f"max_wait_seconds={max_wait_seconds:g} was capped at this server's {bound:g} s (ATLASCLOUD_WAIT_SECONDS). "
+        f"{_TYPICAL_DURATIONS}: if it is still running, finish it with check_prediction."
+    )
+
+
+def with_cap_note(result: CallToolResult, note: str | None) -> CallToolResult:
+    if note is None:
+        return result
+    return result.model_copy(update={"content": [*result.content, TextContent(text=note)]})
+
+
 async def generate(
     ctx: Context, gate: Gate, decision: Decision, *, wait: bool, max_wait_seconds: float | None
 ) -> CallToolResult:
@@ -323,6 +344,7 @@ async def generate(
     state = _state(ctx)
     with _as_tool_errors():
         result = await run(ctx, state, gate, decision, limit=wait_limit(state.settings, wait, max_wait_seconds))
+    result = with_cap_note(result, cap_note(state.settings, wait, max_wait_seconds))
     return with_view(ctx, result, gate.call, gate.prepared)
 
 
@@ -559,7 +581,8 @@ def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
                 limit = wait_limit(state.settings, wait, max_wait_seconds)
-                return await finish(ctx, state, prediction, limit=limit, started=started)
+                finished = await finish(ctx, state, prediction, limit=limit, started=started)
+                return with_cap_note(finished, cap_note(state.settings, wait, max_wait_seconds))
 
     @server.tool(
         title="Upload media",
