@@ -15,7 +15,7 @@ from atlas_mcp.emulator import Emulator, Fault
 from atlas_mcp.server import create_server
 
 from .conftest import TEST_KEY
-from .harness import CONSOLE_SCRIPT, emulator_env, expect_done, expect_error, text_of
+from .harness import CONSOLE_SCRIPT, emulator_env, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -50,126 +50,7 @@ def replay(emulator: Emulator, path: str, fixture: str) -> None:
     emulator.state.add_fault(Fault(path=path, kind="fixture", fixture=fixture))
 
 
-def adds_up(balance: dict[str, Any]) -> bool:
-    return bool(
-        balance["available"] == pytest.approx(balance["cash"] + balance["bonus"] + balance["subscription_bonus"])
-    )
-
-
-@pytest.mark.parametrize("era", ERAS)
-async def test_the_live_balance_shows_the_account_subscription_bonus_and_credit_grant(
-    emulator: Emulator, tmp_path: Path, era: str
-) -> None:
-    replay(emulator, "/public/v1/balance", "answers/balance.json")
-    async with Client(create_server(settings_for(emulator, tmp_path)), mode=ERAS[era]) as client:
-        result = await client.call_tool("get_balance", {})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content == LIVE_BALANCE
-    assert adds_up(result.structured_content)
-    assert text_of(result) == LIVE_TEXT
-    assert "{" not in text_of(result)  # the account is not printed as a Python dict
-
-
-async def test_the_live_balance_over_stdio(emulator: Emulator, tmp_path: Path) -> None:
-    replay(emulator, "/public/v1/balance", "answers/balance.json")
-    params = StdioServerParameters(command=CONSOLE_SCRIPT, args=[], env=emulator_env(emulator, tmp_path))
-    async with Client(params) as client:
-        result = await client.call_tool("get_balance", {})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content == LIVE_BALANCE
-    assert text_of(result) == LIVE_TEXT
-
-
-async def test_the_older_balance_shape_is_still_read_and_its_parts_shown_honestly(
-    emulator: Emulator, tmp_path: Path
-) -> None:
-    """The shape we accepted before (account a string, the grant one amount): read, and where Atlas's parts do
-    not make the available figure, the text says what they add to instead of writing a false sum."""
-    replay(emulator, "/public/v1/balance", "answers/balance.older.json")
-    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
-        result = await client.call_tool("get_balance", {})
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    assert result.structured_content["account"] == "acct_7d2c"
-    assert result.structured_content["account_name"] is None
-    assert result.structured_content["credit_grant"] == {
-        "status": None,
-        "granted": 0.0,
-        "used": None,
-        "remaining_overdraft": None,
-        "overdrawn": None,
-    }
-    assert text_of(result) == (
-        "Account: acct_7d2c\n"
-        "Available: 12.34 USD (Atlas's parts: cash 10.00 USD, bonus 2.50 USD, adding to 12.50 USD)\n"
-        "Frozen (held for running jobs): 0.16 USD"
-    )
-
-
-async def test_the_emulators_own_balance_adds_up(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.state.balance = 7.25
-    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
-        result = await client.call_tool("get_balance", {})
-    assert result.structured_content is not None and adds_up(result.structured_content)
-    assert result.structured_content["available"] == 7.25
-
-
-# --- A prediction id named request_id or prediction_id --------------------------------------------------------
-
-SUBMIT = "/api/v1/model/generateImage"
-RECORDED_ID = "6fca9369e2fa4998a0fcad1e61bdd30a"  # answers/submit.request-id.json
-
-
-def polled(emulator: Emulator, prediction_id: str) -> int:
-    return len([r for r in emulator.state.requests if r.method == "GET" and r.path.endswith("/" + prediction_id)])
-
-
-@pytest.mark.parametrize("era", ERAS)
-@pytest.mark.parametrize("profile", ["request-id", "prediction-id"])
-async def test_a_submit_answered_with_an_id_alias_is_polled_and_finished(
-    emulator: Emulator, tmp_path: Path, era: str, profile: str
-) -> None:
-    before = emulator.state.config.prediction_seconds
-    emulator.state.config.profile = profile
-    emulator.state.config.prediction_seconds = 0.3
-    try:
-        settings = settings_for(emulator, tmp_path, output_dir=tmp_path)
-        async with Client(create_server(settings), mode=ERAS[era]) as client:
-            waited = await client.call_tool("generate_image", {"prompt": "a fox"})
-            early = await client.call_tool("generate_image", {"prompt": "later", "wait": False})
-            assert not early.is_error, text_of(early)
-            later_id = (early.structured_content or {})["prediction_id"]
-            later = await client.call_tool("check_prediction", {"prediction_id": later_id, "wait": True})
-    finally:
-        emulator.state.config.profile = None
-        emulator.state.config.prediction_seconds = before
-    done = expect_done(waited)
-    assert polled(emulator, done["prediction_id"]) >= 1  # polled under the aliased id, to the end
-    assert Path(done["outputs"][0]["saved_path"]).is_file()
-    assert expect_done(later)["prediction_id"] == later_id
-
-
-async def test_the_recorded_request_id_answer_hands_back_its_id(emulator: Emulator, tmp_path: Path) -> None:
-    replay(emulator, SUBMIT, "answers/submit.request-id.json")
-    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
-        result = await client.call_tool("generate_image", {"prompt": "a fox", "wait": False})
-    assert not result.is_error, text_of(result)
-    assert (result.structured_content or {})["prediction_id"] == RECORDED_ID
-
-
-@pytest.mark.parametrize("era", ERAS)
-async def test_ids_that_disagree_are_refused_naming_both_so_nothing_paid_is_lost(
-    emulator: Emulator, tmp_path: Path, era: str
-) -> None:
-    other = "0" * 32
-    body = {"code": 200, "data": {"id": RECORDED_ID, "request_id": other, "status": "queued", "outputs": []}}
-    emulator.state.add_fault(Fault(path=SUBMIT, kind="json", status=200, body=body))
-    async with Client(create_server(settings_for(emulator, tmp_path)), mode=ERAS[era]) as client:
-        result = await client.call_tool("generate_image", {"prompt": "a fox"})
-    text = expect_error("generate_image", result, RECORDED_ID, other, "disagree", "list_predictions")
-    assert polled(emulator, RECORDED_ID) == polled(emulator, other) == 0  # not polled under a guess
-    assert len([r for r in emulator.state.requests if r.path == SUBMIT]) == 1  # and never sent twice
-    assert TEST_KEY not in text
+# The live balance and the id aliases are tested in tests/test_families.py and tests/test_fixtures.py.
 
 
 # --- A 400-model catalogue, paged with offset -------------------------------------------------------------------
