@@ -127,7 +127,8 @@ class TranscriptInfo(Shown):
     segment_count: int = Field(default=0, description="How many segments the model gave in all.")
     saved_text_path: str | None = Field(default=None, description="The transcript saved as .txt, when saving is on.")
     saved_json_path: str | None = Field(
-        default=None, description="The transcript with its segments saved as .json, when saving is on."
+        default=None,
+        description="The transcript with its segments saved as .json, when saving is on and there are segments.",
     )
     note: str | None = Field(default=None, description="Why it was not saved, when it was not.")
 
@@ -297,11 +298,13 @@ async def _transcript(prediction: Prediction, heard: Transcript, settings: Setti
         text_path = output_path(settings.output_dir, prediction.id, 0, ".txt")
         json_path = output_path(settings.output_dir, prediction.id, 0, ".json")
         await anyio.to_thread.run_sync(_write_atomically, text_path, heard.text.encode() + b"\n")
-        encoded = json.dumps(document, ensure_ascii=False, indent=2).encode()
-        await anyio.to_thread.run_sync(_write_atomically, json_path, encoded)
+        if segments:  # the .json is for the timings; text alone (lyrics, a plain transcript) is all in the .txt
+            encoded = json.dumps(document, ensure_ascii=False, indent=2).encode()
+            await anyio.to_thread.run_sync(_write_atomically, json_path, encoded)
     except (OSError, AtlasMCPError) as exc:
         return info.model_copy(update={"note": f"not saved: {getattr(exc, 'strerror', None) or exc}"})
-    return info.model_copy(update={"saved_text_path": str(text_path), "saved_json_path": str(json_path)})
+    saved_json = str(json_path) if segments else None
+    return info.model_copy(update={"saved_text_path": str(text_path), "saved_json_path": saved_json})
 
 
 async def _thumbnail(
@@ -613,7 +616,8 @@ def _transcript_lines(transcript: TranscriptInfo) -> list[str]:
             more = transcript.segment_count - SEGMENTS_IN_TEXT
             lines.append(f"(and {more} more: see the structured result or the .json file)")
     if transcript.saved_text_path:
-        lines.append(f"Saved to {transcript.saved_text_path} and {transcript.saved_json_path}")
+        also = f" and {transcript.saved_json_path}" if transcript.saved_json_path else ""
+        lines.append(f"Saved to {transcript.saved_text_path}{also}")
     if transcript.note:
         lines.append(f"Transcript {transcript.note}")
     return lines
