@@ -159,3 +159,21 @@ async def test_the_inspector_renders_the_gallery_over_http_with_a_header(emulato
                 await check_the_gallery(page, problems, lambda: submits(emulator))
     paid = [r for r in emulator.state.requests if r.path.endswith("/generateImage")]
     assert paid and all(r.headers.get("authorization") == f"Bearer {KEYS[2]}" for r in paid)
+
+
+async def test_a_call_the_inspector_abandons_is_said_so_within_70_seconds(emulator: Emulator, tmp_path: Path) -> None:
+    """Nobody answers the price question: the Inspector gives up on the call at 60 s and tells the view nothing."""
+    env = emulator_env(emulator, tmp_path, ATLASCLOUD_CONFIRM_ABOVE_USD="0")
+    config = {"mcpServers": {"atlas": {"command": CONSOLE_SCRIPT, "args": [], "env": env}}}
+    (tmp_path / "inspector.json").write_text(json.dumps(config))
+    with inspector(tmp_path, "--config", str(tmp_path / "inspector.json"), "--server", "atlas") as url:
+        async with apps_tab(url) as (page, _):
+            started = time.monotonic()
+            frame = await open_generate_image(page, {"prompt": "a paper boat on a pond"})
+            await frame.locator("section.abandoned").wait_for(timeout=80_000)
+            assert time.monotonic() - started < 75
+            assert "has probably given up waiting" in await frame.locator("section.abandoned").inner_text()
+            # The Inspector names no tool in hostContext.toolInfo, and guessing which paid tool to run again would
+            # be wrong: there the note tells the user to ask the assistant instead (test_gallery_hosts covers it).
+            assert await frame.get_by_role("button", name="Run again").count() == 0
+    assert submits(emulator) == 0  # nobody said yes, nothing was paid
