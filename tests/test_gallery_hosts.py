@@ -231,16 +231,3 @@ async def test_a_result_in_time_leaves_no_abandoned_note(emulator: Emulator, tmp
             await view.locator("section img").first.wait_for()
             await page.wait_for_timeout(1500)
             assert await view.locator("section.abandoned").count() == 0
-
-
-async def test_progress_values_are_rounded(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.state.config.prediction_seconds = 2
-    seen: list[float] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        seen.append(progress)
-
-    async with Client(create_server(settings_for(emulator, tmp_path))) as client:
-        expect_done(await client.call_tool("generate_image", {"prompt": "a kite"}, progress_callback=on_progress))
-    assert len(seen) >= 2, seen
-    assert all(value == round(value, 1) for value in seen), seen  # hosts print the value raw

@@ -339,7 +339,7 @@ async def _buy_and_finish(
 
     async def waiting(seconds: float) -> None:
         message = f"An identical generation is being sent by another call; waiting for it ({seconds:.1f} s)"
-        await ctx.report_progress(round(seconds, 1), limit or None, message)
+        await ctx.report_progress(seconds, limit or None, message)
 
     purchase, prediction = await guard.buy(
         gate.payer,
@@ -364,9 +364,7 @@ async def _buy_and_finish(
     with naming_the_prediction(prediction_id):
         # From here every message names the job: a call that is cancelled or times out still leaves the id with the
         # assistant, who can fetch the result (check_prediction) instead of paying for it again.
-        await ctx.report_progress(
-            round(time.monotonic() - started, 1), limit or None, f"Prediction {prediction_id}: {said}"
-        )
+        await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction_id}: {said}")
         if prediction is None:
             assert earlier is not None
             found = await state.atlas.get_prediction(prediction_id)
@@ -449,9 +447,7 @@ async def wait_for(
 
     async def on_poll(current: Prediction, polls: int) -> None:
         elapsed = time.monotonic() - started
-        await ctx.report_progress(
-            round(elapsed, 1), limit or None, f"Prediction {current.id}: {_phrase(current, elapsed)}"
-        )
+        await ctx.report_progress(elapsed, limit or None, f"Prediction {current.id}: {_phrase(current, elapsed)}")
 
     if prediction.done or limit <= 0:
         return prediction
@@ -506,9 +502,7 @@ async def finish(
             previews = entry is None or (entry.type or "Image").lower() == "image"
         count = len(prediction.outputs)
         fetching = f"fetching {count} output{'s' if count != 1 else ''}"
-        await ctx.report_progress(
-            round(time.monotonic() - started, 1), limit or None, f"Prediction {prediction.id}: {fetching}"
-        )
+        await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction.id}: {fetching}")
     return await generation_result(
         prediction,
         atlas=state.atlas,
