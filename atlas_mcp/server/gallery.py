@@ -8,7 +8,11 @@ block, the few facts the buttons need.
 
 The page is one self-contained document (no CDN, no fonts, no fetch) with its own Content-Security-Policy:
 its one script and one style sheet are allowed by hash, and media only from Atlas's output hosts (and the
-emulator's loopback origin, when that is the Atlas we talk to).
+emulator's loopback origin, when that is the Atlas we talk to). A host may drop that policy: the MCP Inspector
+wraps the document in its own ``<head>``, so only the host's policy, built from ``_meta.ui.csp``, applies (with
+inline script allowed). The page is written to stay safe under that too: no inline handlers, DOM by
+``textContent`` only, no Referer sent with media. ``data:`` is in ``resourceDomains`` so inline previews (base64
+outputs, posters) load in a host that honours it; the page says so visibly where a host blocks them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ OUTPUT_ORIGINS = (
     "https://*.volces.com",
     "https://*.atlascloud.ai",
 )
+
+
+INLINE = "data:"
+"""The scheme of the inline previews; hosts copy ``resourceDomains`` into ``img-src`` and ``media-src``."""
 
 
 def media_origins(settings: Settings) -> list[str]:
@@ -98,7 +106,7 @@ def gallery_apps(settings: Settings) -> Apps:
         name="gallery",
         title="Atlas Cloud gallery and player",
         description="Shows generated images, video and audio, with Vary and Use as input buttons.",
-        csp=ResourceCsp(resource_domains=origins),
+        csp=ResourceCsp(resource_domains=[INLINE, *origins]),
         prefers_border=True,
     )
     return apps
