@@ -287,7 +287,7 @@ def spellings(draw: st.DrawFn, token: str) -> str:
         )
         if how == "script":  # each digit of the expiry from its own script, same value
             parts[0] = "".join(draw(st.sampled_from(SCRIPT_DIGITS[int(ch)])) if ch.isascii() else ch for ch in expires)
-        elif how == "digit-like":
+        elif how == "digit-like" and parts[0]:  # a "length" step may have emptied the expiry
             at = draw(st.integers(0, len(parts[0]) - 1))
             parts[0] = parts[0][:at] + draw(st.sampled_from(DIGIT_LIKE)) + parts[0][at + 1 :]
         elif how == "pad":
@@ -295,7 +295,7 @@ def spellings(draw: st.DrawFn, token: str) -> str:
             parts[0] = zero * draw(st.integers(1, 5)) + parts[0]
         elif how == "sign":
             parts[0] = draw(st.sampled_from(["+", "-", " +"])) + parts[0]
-        elif how == "underscore":
+        elif how == "underscore" and len(parts[0]) > 1:
             at = draw(st.integers(1, len(parts[0]) - 1))
             parts[0] = parts[0][:at] + "_" + parts[0][at:]
         elif how == "case":
@@ -307,7 +307,7 @@ def spellings(draw: st.DrawFn, token: str) -> str:
             parts[which] = parts[which][:cut] + draw(st.text(max_size=4))
         elif how == "dot":
             separators[draw(st.integers(0, 1))] = draw(st.sampled_from(["\uff0e", "\u3002", "..", "", ","]))
-        else:
+        elif how == "affix":
             prefix, suffix = draw(st.text(max_size=4)), draw(st.text(max_size=4))
     return prefix + parts[0] + separators[0] + parts[1] + separators[1] + parts[2] + suffix
 
