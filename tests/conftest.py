@@ -1,7 +1,17 @@
-"""Shared fixtures: one Atlas emulator on a free loopback port, reset between tests."""
+"""Shared fixtures: one Atlas emulator on a free loopback port, reset between tests; the test lanes.
+
+Lanes. ``uv run pytest`` runs the fast lane: unit and in-memory server tests and the real stdio server, with
+nothing but uv and Python. Tests that start more (redis-server, tinyproxy, HTTP server processes, replicas) are
+``integration``; tests that drive a browser, HAProxy replicas, uv/uvx installs, wheel builds or npx clients are
+``e2e``. A test lands in a lane through what it needs: a module's ``pytestmark``, or a fixture below (a test
+that asks for ``redis_server`` is an integration test wherever it lives). A missing binary skips with one line
+saying what to install, except in strict mode (``CI`` or ``ATLAS_MCP_STRICT_TESTS`` set, as .ci/run does),
+where nothing may be skipped for want of a part.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -34,6 +44,47 @@ ALL_TOOLS = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full-load", action="store_true", help="run load and soak checks at the issue's full sizes")
+
+
+def strict() -> bool:
+    """CI mode: a part the tests need and cannot find is a failure, not a skip."""
+    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false") for name in _STRICT)
+
+
+_STRICT = ("CI", "ATLAS_MCP_STRICT_TESTS")
+
+
+def require_binary(*names: str, install: str) -> str:
+    """The path of the first of ``names`` on PATH; else skip (locally) or fail (strict) saying what to install."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"{names[0]} is not installed: {install}"
+    if strict():
+        pytest.fail(f"{message} (strict mode: CI or ATLAS_MCP_STRICT_TESTS is set)", pytrace=False)
+    pytest.skip(message)
+
+
+# Fixtures that start a part beyond our own stdio server put their tests into a lane, wherever those tests live.
+_LANE_OF_FIXTURE = {"redis_server": "integration", "redis_url": "integration", "npx": "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, lane in _LANE_OF_FIXTURE.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, lane))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    chosen = config.getoption("markexpr")
+    left_out = "" if chosen != DEFAULT_LANE else " (integration and e2e left out: see README, Development)"
+    return f"lane: -m {chosen!r}{left_out}" + ("; strict" if strict() else "")
+
+
+DEFAULT_LANE = "not integration and not e2e"
 
 
 @pytest.fixture(scope="session")
@@ -96,10 +147,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def npx() -> str:
+    """npx, for the MCP clients written in JavaScript (the MCP Inspector, Claude Code); it fetches Node 22 itself."""
+    return require_binary("npx", install="Node.js with npm (https://nodejs.org), which brings npx")
+
+
+@pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the session; its URL. .ci/run installs it when missing."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: apt-get install redis-server (.ci/run does this)"
+    binary = require_binary("redis-server", install="apt-get install redis-server")
     port = free_port()
     workdir: Path = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(

@@ -126,15 +126,13 @@ async def test_a_store_locked_right_after_the_post_still_hands_back_the_predicti
 @contextmanager
 def private_redis(folder: Path) -> Iterator[tuple[str, int]]:
     """A redis-server of this test's own (it will be frozen): its URL and process id."""
-    import shutil
     import socket
     import subprocess
     import time
 
-    from .conftest import free_port
+    from .conftest import free_port, require_binary
 
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed"
+    binary = require_binary("redis-server", install="apt-get install redis-server")
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen([*command, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

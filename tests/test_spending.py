@@ -363,6 +363,7 @@ async def two_servers(env: dict[str, str], tmp_path: Path, era: str) -> AsyncIte
         yield clients
 
 
+@pytest.mark.integration  # two stdio server processes side by side
 @pytest.mark.parametrize("era", ERAS)
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_two_server_processes_share_budget_repeats_and_tokens(
