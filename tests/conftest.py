@@ -18,9 +18,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, EmulatorConfig
 
 TEST_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"  # recognisable, so a leak is easy to find
@@ -123,6 +125,18 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.config.profile = None
 
 
+def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
+    """Our server's settings against the emulator: the test key, files and spend-safety state in ``tmp_path``."""
+    values: dict[str, Any] = {
+        "api_key": TEST_KEY,
+        "base_url": emulator.url,
+        "output_dir": tmp_path / "out",
+        "wait_seconds": 10,
+        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+    return Settings(**(values | overrides))
+
+
 _FIGURES = pytest.StashKey[list[str]]()
 
 
@@ -132,7 +146,22 @@ def figures(request: pytest.FixtureRequest) -> list[str]:
     return request.config.stash.setdefault(_FIGURES, [])
 
 
+_LEFT_OUT = pytest.StashKey[list[pytest.Item]]()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash.setdefault(_LEFT_OUT, []).extend(items)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    left_out = config.stash.get(_LEFT_OUT, [])
+    if left_out and config.getoption("markexpr") == DEFAULT_LANE:
+        lanes = {lane: sum(1 for item in left_out if item.get_closest_marker(lane)) for lane in ("integration", "e2e")}
+        terminalreporter.write_line(
+            f"fast lane: left out {lanes['integration']} integration and {lanes['e2e']} e2e tests; "
+            'run them with -m "integration and not e2e" and -m e2e (README, Development)'
+        )
     lines = config.stash.get(_FIGURES, [])
     if lines:
         terminalreporter.section("load and soak figures")
