@@ -72,12 +72,27 @@ def require_binary(*names: str, install: str) -> str:
 _LANE_OF_FIXTURE = {"redis_server": "integration", "redis_url": "integration", "npx": "e2e"}
 
 
+# Helpers (not fixtures) that start a part: a test whose body calls one is in that lane too.
+_LANE_OF_HELPER = {"http_server": "integration", "private_redis": "integration"}
+
+
+def _lanes_of(item: pytest.Item) -> set[str]:
+    lanes = {lane for fixture, lane in _LANE_OF_FIXTURE.items() if fixture in getattr(item, "fixturenames", ())}
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    if code is not None:
+        called = set(code.co_names) | set(code.co_varnames)  # a module-level import, or one inside the test
+        lanes |= {lane for helper, lane in _LANE_OF_HELPER.items() if helper in called}
+    # A test parametrized over the Redis backend asks for redis_url at run time (request.getfixturevalue).
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "redis" in callspec.params.values():
+        lanes.add("integration")
+    return lanes
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        for fixture, lane in _LANE_OF_FIXTURE.items():
-            if fixture in names:
-                item.add_marker(getattr(pytest.mark, lane))
+        for lane in _lanes_of(item):
+            item.add_marker(getattr(pytest.mark, lane))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
