@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -73,14 +74,23 @@ _LANE_OF_FIXTURE = {"redis_server": "integration", "redis_url": "integration", "
 
 
 # Helpers (not fixtures) that start a part: a test whose body calls one is in that lane too.
-_LANE_OF_HELPER = {"http_server": "integration", "private_redis": "integration"}
+_LANE_OF_HELPER = {"http_server": "integration", "replicas": "integration", "private_redis": "integration"}
+
+
+def _names_in(code: CodeType) -> set[str]:
+    """Names a function uses, a module-level import or one inside it, and those of its comprehensions."""
+    names = set(code.co_names) | set(code.co_varnames)
+    for inner in code.co_consts:
+        if isinstance(inner, CodeType):
+            names |= _names_in(inner)
+    return names
 
 
 def _lanes_of(item: pytest.Item) -> set[str]:
     lanes = {lane for fixture, lane in _LANE_OF_FIXTURE.items() if fixture in getattr(item, "fixturenames", ())}
     code = getattr(getattr(item, "function", None), "__code__", None)
     if code is not None:
-        called = set(code.co_names) | set(code.co_varnames)  # a module-level import, or one inside the test
+        called = _names_in(code)
         lanes |= {lane for helper, lane in _LANE_OF_HELPER.items() if helper in called}
     # A test parametrized over the Redis backend asks for redis_url at run time (request.getfixturevalue).
     callspec = getattr(item, "callspec", None)
@@ -170,12 +180,17 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    left_out = config.stash.get(_LEFT_OUT, [])
-    if left_out and config.getoption("markexpr") == DEFAULT_LANE:
-        lanes = {lane: sum(1 for item in left_out if item.get_closest_marker(lane)) for lane in ("integration", "e2e")}
+    if config.getoption("markexpr") == DEFAULT_LANE:
+        # Under pytest-xdist the workers deselect, so only a run without it can count here.
+        left_out = config.stash.get(_LEFT_OUT, [])
+        counts = {lane: sum(1 for item in left_out if item.get_closest_marker(lane)) for lane in ("integration", "e2e")}
+        what = (
+            f"{counts['integration']} integration and {counts['e2e']} e2e tests"
+            if left_out
+            else "the integration and e2e tests"
+        )
         terminalreporter.write_line(
-            f"fast lane: left out {lanes['integration']} integration and {lanes['e2e']} e2e tests; "
-            'run them with -m "integration and not e2e" and -m e2e (README, Development)'
+            f'fast lane: left out {what}; run them with -m "integration and not e2e" and -m e2e (README, Development)'
         )
     lines = config.stash.get(_FIGURES, [])
     if lines:
