@@ -1,16 +1,29 @@
-"""Shared fixtures: one Atlas emulator on a free loopback port, reset between tests."""
+"""Shared fixtures: one Atlas emulator on a free loopback port, reset between tests; the test lanes.
+
+Lanes. ``uv run pytest`` runs the fast lane: unit and in-memory server tests and the real stdio server, with
+nothing but uv and Python. Tests that start more (redis-server, tinyproxy, HTTP server processes, replicas) are
+``integration``; tests that drive a browser, HAProxy replicas, uv/uvx installs, wheel builds or npx clients are
+``e2e``. A test lands in a lane through what it needs: a module's ``pytestmark``, or a fixture below (a test
+that asks for ``redis_server`` is an integration test wherever it lives). A missing binary skips with one line
+saying what to install, except in strict mode (``CI`` or ``ATLAS_MCP_STRICT_TESTS`` set, as .ci/run does),
+where nothing may be skipped for want of a part.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
+from typing import Any
 
 import pytest
 
+from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, EmulatorConfig
 
 TEST_KEY = "sk-test-7f3a9c1e5b2d4f6a8c0e"  # recognisable, so a leak is easy to find
@@ -34,6 +47,71 @@ ALL_TOOLS = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--full-load", action="store_true", help="run load and soak checks at the issue's full sizes")
+
+
+def strict() -> bool:
+    """CI mode: a part the tests need and cannot find is a failure, not a skip."""
+    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false") for name in _STRICT)
+
+
+_STRICT = ("CI", "ATLAS_MCP_STRICT_TESTS")
+
+
+def require_binary(*names: str, install: str) -> str:
+    """The path of the first of ``names`` on PATH; else skip (locally) or fail (strict) saying what to install."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"{names[0]} is not installed: {install}"
+    if strict():
+        pytest.fail(f"{message} (strict mode: CI or ATLAS_MCP_STRICT_TESTS is set)", pytrace=False)
+    pytest.skip(message)
+
+
+# Fixtures that start a part beyond our own stdio server put their tests into a lane, wherever those tests live.
+_LANE_OF_FIXTURE = {"redis_server": "integration", "redis_url": "integration", "npx": "e2e"}
+
+
+# Helpers (not fixtures) that start a part: a test whose body calls one is in that lane too.
+_LANE_OF_HELPER = {"http_server": "integration", "replicas": "integration", "private_redis": "integration"}
+
+
+def _names_in(code: CodeType) -> set[str]:
+    """Names a function uses, a module-level import or one inside it, and those of its comprehensions."""
+    names = set(code.co_names) | set(code.co_varnames)
+    for inner in code.co_consts:
+        if isinstance(inner, CodeType):
+            names |= _names_in(inner)
+    return names
+
+
+def _lanes_of(item: pytest.Item) -> set[str]:
+    lanes = {lane for fixture, lane in _LANE_OF_FIXTURE.items() if fixture in getattr(item, "fixturenames", ())}
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    if code is not None:
+        called = _names_in(code)
+        lanes |= {lane for helper, lane in _LANE_OF_HELPER.items() if helper in called}
+    # A test parametrized over the Redis backend asks for redis_url at run time (request.getfixturevalue).
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "redis" in callspec.params.values():
+        lanes.add("integration")
+    return lanes
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for lane in _lanes_of(item):
+            item.add_marker(getattr(pytest.mark, lane))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    chosen = config.getoption("markexpr")
+    left_out = "" if chosen != DEFAULT_LANE else " (integration and e2e left out: see README, Development)"
+    return f"lane: -m {chosen!r}{left_out}" + ("; strict" if strict() else "")
+
+
+DEFAULT_LANE = "not integration and not e2e"
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +150,18 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.config.profile = None
 
 
+def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
+    """Our server's settings against the emulator: the test key, files and spend-safety state in ``tmp_path``."""
+    values: dict[str, Any] = {
+        "api_key": TEST_KEY,
+        "base_url": emulator.url,
+        "output_dir": tmp_path / "out",
+        "wait_seconds": 10,
+        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+    return Settings(**(values | overrides))
+
+
 _FIGURES = pytest.StashKey[list[str]]()
 
 
@@ -81,7 +171,27 @@ def figures(request: pytest.FixtureRequest) -> list[str]:
     return request.config.stash.setdefault(_FIGURES, [])
 
 
+_LEFT_OUT = pytest.StashKey[list[pytest.Item]]()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash.setdefault(_LEFT_OUT, []).extend(items)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if config.getoption("markexpr") == DEFAULT_LANE:
+        # Under pytest-xdist the workers deselect, so only a run without it can count here.
+        left_out = config.stash.get(_LEFT_OUT, [])
+        counts = {lane: sum(1 for item in left_out if item.get_closest_marker(lane)) for lane in ("integration", "e2e")}
+        what = (
+            f"{counts['integration']} integration and {counts['e2e']} e2e tests"
+            if left_out
+            else "the integration and e2e tests"
+        )
+        terminalreporter.write_line(
+            f'fast lane: left out {what}; run them with -m "integration and not e2e" and -m e2e (README, Development)'
+        )
     lines = config.stash.get(_FIGURES, [])
     if lines:
         terminalreporter.section("load and soak figures")
@@ -96,10 +206,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def npx() -> str:
+    """npx, for the MCP clients written in JavaScript (the MCP Inspector, Claude Code); it fetches Node 22 itself."""
+    return require_binary("npx", install="Node.js with npm (https://nodejs.org), which brings npx")
+
+
+@pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the session; its URL. .ci/run installs it when missing."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: apt-get install redis-server (.ci/run does this)"
+    binary = require_binary("redis-server", install="apt-get install redis-server")
     port = free_port()
     workdir: Path = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(

@@ -11,7 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from .harness import CONSOLE_SCRIPT
+
+# The demo starts its own emulator and a server process, as a user's terminal would.
+pytestmark = pytest.mark.integration
 
 DEMO_SECONDS = 120
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,10 +25,11 @@ from atlas_mcp.emulator import Emulator
 from atlas_mcp.server import create_server
 from atlas_mcp.server.gallery import GALLERY_URI
 
+from .conftest import require_binary
 from .harness import CONSOLE_SCRIPT, emulator_env, expect_done, text_of
 from .test_server import settings_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 APPS = advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})
 VIDEO = "alibaba/wan-2.2/t2v-480p"
@@ -78,9 +78,9 @@ def wire(result: CallToolResult) -> dict[str, Any]:
 
 
 def chromium() -> str:
-    found = os.environ.get("ATLASCLOUD_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, "the gallery tests need Chromium: `apt-get install chromium` (.ci/run installs it)"
-    return found
+    return os.environ.get("ATLASCLOUD_TEST_CHROMIUM") or require_binary(
+        "chromium", "chromium-browser", install="apt-get install chromium"
+    )
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +28,7 @@ from atlas_mcp.emulator import Emulator, Fault
 from .conftest import ALL_TOOLS, free_port
 from .harness import CONSOLE_SCRIPT, expect_done, expect_error, server_env, text_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]  # HTTP server processes
 
 ERAS = {"2025": "legacy", "2026": "auto"}
 KEYS = [f"sk-caller-{n:02d}-{'x' * 20}" for n in range(8)]
@@ -321,7 +320,7 @@ async def test_the_gallery_works_over_http_in_both_eras(served: str, era: str) -
 INSPECTOR = ["npx", "-y", "-p", "node@22", "-p", "@modelcontextprotocol/inspector@0.21.2", "--", "mcp-inspector"]
 
 
-@pytest.mark.skipif(shutil.which("npx") is None, reason="the MCP Inspector needs node")
+@pytest.mark.usefixtures("npx")
 def test_the_mcp_inspector_connects_with_nothing_but_the_url_and_a_header(
     served: str, emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -350,7 +349,7 @@ def test_the_mcp_inspector_connects_with_nothing_but_the_url_and_a_header(
 CLAUDE_CODE = ["npx", "-y", "-p", "node@22", "-p", "@anthropic-ai/claude-code@2.1.332", "--", "claude"]
 
 
-@pytest.mark.skipif(shutil.which("npx") is None, reason="Claude Code needs node")
+@pytest.mark.usefixtures("npx")
 def test_claude_code_connects_with_the_readmes_command(served: str, tmp_path: Path) -> None:
     """The README's ``claude mcp add --transport http … --header`` line, run by Claude Code itself; its health
     check connects. Without the header, it shows our /register's explanation of what to send."""

@@ -33,9 +33,9 @@ from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator
 from atlas_mcp.server import create_server
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, require_binary
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -110,8 +110,7 @@ async def test_a_readme_from_checkout_config_runs_a_fresh_clone(
     clone: Path, emulator: Emulator, tmp_path: Path, figures: list[str], command: str
 ) -> None:
     [config] = [config for config in _readme_configs() if config["command"] == command]
-    binary = shutil.which(command)
-    assert binary, f"{command} is not on PATH (it comes with uv: pip install uv)"
+    binary = require_binary(command, install="pip install uv (uvx comes with it)")
     args = [str(clone) if arg == PLACEHOLDER else arg for arg in config["args"]]
     server = StdioServerParameters(
         command=binary, args=args, env=_client_env(emulator, tmp_path, config["env"], offline=command == "uv")

@@ -17,12 +17,11 @@ from mcp import Client
 from mcp_types import CallToolResult
 
 from atlas_mcp.atlas import AtlasClient
-from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault
 from atlas_mcp.server import create_server
 from atlas_mcp.state.sqlite_store import SqliteStore
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, settings_for
 from .harness import expect_done, text_of
 
 pytestmark = pytest.mark.anyio
@@ -32,17 +31,6 @@ ERAS = {"2025": "legacy", "2026": "auto"}
 SUBMIT = "/api/v1/model/generateImage"
 CHAT = "/v1/chat/completions"
 LLM = "deepseek-ai/deepseek-v3.2"
-
-
-def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    return Settings(**(values | overrides))
 
 
 def sent(emulator: Emulator, path: str) -> int:
@@ -126,15 +114,13 @@ async def test_a_store_locked_right_after_the_post_still_hands_back_the_predicti
 @contextmanager
 def private_redis(folder: Path) -> Iterator[tuple[str, int]]:
     """A redis-server of this test's own (it will be frozen): its URL and process id."""
-    import shutil
     import socket
     import subprocess
     import time
 
-    from .conftest import free_port
+    from .conftest import free_port, require_binary
 
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed"
+    binary = require_binary("redis-server", install="apt-get install redis-server")
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen([*command, "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,6 +139,7 @@ def private_redis(folder: Path) -> Iterator[tuple[str, int]]:
         process.wait(timeout=10)
 
 
+@pytest.mark.integration  # a redis-server of its own
 async def test_a_redis_that_stops_answering_right_after_the_post_still_hands_back_the_prediction(
     emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,13 +12,12 @@ from mcp import Client
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import Prediction
-from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator
 from atlas_mcp.server import create_server
 from atlas_mcp.server.spending import SpendGuard
 from atlas_mcp.state import MemoryStore
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, settings_for
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of
 from .test_http import ERAS, KEYS, connect, http_env, http_server
 
@@ -117,17 +116,6 @@ async def test_over_stdio_the_quote_is_asked_with_the_servers_key(
 
 
 # -- item 8: zero or negative is no price -----------------------------------------------------------------------
-
-
-def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    return Settings(**(values | overrides))
 
 
 @pytest.mark.parametrize("era", ERAS)

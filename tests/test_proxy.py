@@ -6,7 +6,6 @@ It marks what it forwards with a Via header, which the emulator records.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -18,15 +17,15 @@ from mcp import Client
 
 from atlas_mcp.emulator import Emulator
 
+from .conftest import require_binary
 from .harness import ServerProcess, emulator_env, expect_done
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[str]:
-    executable = shutil.which("tinyproxy")
-    assert executable, "tinyproxy is needed for this test: apt-get install tinyproxy (.ci/run does)"
+    executable = require_binary("tinyproxy", install="apt-get install tinyproxy")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

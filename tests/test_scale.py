@@ -5,7 +5,6 @@ mid-run fails its own calls cleanly and the others carry on."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,11 +19,11 @@ import pytest
 
 from atlas_mcp.emulator import Emulator
 
-from .conftest import free_port
+from .conftest import free_port, require_binary
 from .harness import CONSOLE_SCRIPT, expect_done, expect_error
 from .test_http import connect, http_env
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 KEYS = [f"sk-scale-{n:02d}-{'k' * 20}" for n in range(20)]
 STATE_KEY = "request-state-key-for-every-replica-0123456789"
@@ -62,8 +61,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(emulator: Emulator, tmp_path: Path, redis_url: str) -> Iterator[Cluster]:
-    binary = shutil.which("haproxy")
-    assert binary, "haproxy is not installed: apt-get install haproxy (.ci/run does this)"
+    binary = require_binary("haproxy", install="apt-get install haproxy")
     env = http_env(
         emulator,
         tmp_path,

@@ -18,7 +18,6 @@ import pytest
 from mcp import Client
 from mcp_types import ElicitRequestParams, ElicitResult
 
-from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import SpendRefusedError
 from atlas_mcp.server import create_server
@@ -26,7 +25,7 @@ from atlas_mcp.server.spending import Repeat, SpendGuard
 from atlas_mcp.state import MemoryStore
 from atlas_mcp.state.sqlite_store import SqliteStore
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, settings_for
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of
 
 pytestmark = pytest.mark.anyio
@@ -34,17 +33,6 @@ pytestmark = pytest.mark.anyio
 ERAS = {"2025": "legacy", "2026": "auto"}
 SUBMIT = "/api/v1/model/generateImage"
 FLUX = "black-forest-labs/flux-schnell"  # $0.003 an image in the emulator's catalogue
-
-
-def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    return Settings(**(values | overrides))
 
 
 def posts(emulator: Emulator) -> int:
@@ -363,6 +351,7 @@ async def two_servers(env: dict[str, str], tmp_path: Path, era: str) -> AsyncIte
         yield clients
 
 
+@pytest.mark.integration  # two stdio server processes side by side
 @pytest.mark.parametrize("era", ERAS)
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_two_server_processes_share_budget_repeats_and_tokens(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -215,7 +214,7 @@ def test_a_bad_setting_fails_at_start_with_one_line_naming_it(tmp_path: Path) ->
     assert "ATLASCLOUD_WAIT_SECONDS" in done.stderr
 
 
-@pytest.mark.skipif(shutil.which("npx") is None, reason="the MCP Inspector needs node")
+@pytest.mark.usefixtures("npx")
 def test_the_mcp_inspector_lists_and_calls_the_tools(emulator: Emulator, tmp_path: Path) -> None:
     emulator.state.config.prediction_seconds = 0.5
     env = server_env(emulator, tmp_path, ATLASCLOUD_LOG_LEVEL="WARNING")

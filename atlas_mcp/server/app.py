@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
 from atlas_mcp._version import __version__
-from atlas_mcp.atlas import AtlasClient
+from atlas_mcp.atlas import AtlasClient, PollPolicy
 from atlas_mcp.config import Settings
 from atlas_mcp.server.account import register_account_tools
 from atlas_mcp.server.caller import Caller
@@ -49,11 +49,14 @@ def create_server(
     auth: AuthSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
     request_state_security: RequestStateSecurity | None = None,
+    poll: PollPolicy | None = None,
 ) -> MCPServer[AppState]:
     """Build the server. Nothing connects until a session starts (and the state store not until the first paid
     call); ``transport`` and ``store`` are for embedding and tests. ``token_verifier`` and ``auth`` make it a
     remote server whose callers present a bearer (see :mod:`atlas_mcp.server.http`); ``on_state`` is handed the
-    state once it exists (the HTTP server's readiness probe reads it)."""
+    state once it exists (the HTTP server's readiness probe reads it). ``poll`` replaces the default
+    :class:`PollPolicy`, so an embedder (or a test against a fast emulator) can look at running predictions
+    more often than a real Atlas deserves."""
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -65,6 +68,7 @@ def create_server(
                 base_url=settings.base_url,
                 timeout=settings.http_timeout,
                 transport=transport,
+                poll=poll,
             ) as atlas:
                 state = AppState(
                     settings=settings,
