@@ -37,7 +37,7 @@ from atlas_mcp.errors import (
 from atlas_mcp.state import StateStore, open_store
 
 if TYPE_CHECKING:
-    from atlas_mcp.server.tools import ImageRequest
+    from atlas_mcp.core.requests import ImageRequest
 
 __all__ = ["client_config_env", "run_doctor"]
 
@@ -116,10 +116,11 @@ def _settings_text(settings: Settings, emulator: bool) -> str:
 
 
 async def _check_all(settings: Settings, report: Report, generate: bool) -> None:
-    from atlas_mcp.server.catalog import ModelCatalog
-    from atlas_mcp.server.generation import AppState, prepare
-    from atlas_mcp.server.previews import DecodeBudget
-    from atlas_mcp.server.spending import SpendGuard
+    from atlas_mcp.core.catalog import ModelCatalog
+    from atlas_mcp.media.previews import DecodeBudget
+    from atlas_mcp.server.appstate import AppState
+    from atlas_mcp.server.generation import prepare
+    from atlas_mcp.spend.policy import SpendGuard
 
     async with AtlasClient(
         api_key=settings.api_key, base_url=settings.base_url, timeout=settings.http_timeout
@@ -198,7 +199,7 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
 
 async def _check_state(settings: Settings, store: StateStore, report: Report) -> None:
     """The spend-safety store: paid calls are refused while it cannot be used."""
-    from atlas_mcp.server.spending import SpendGuard
+    from atlas_mcp.spend.policy import SpendGuard
 
     try:
         await store.check()
@@ -270,7 +271,7 @@ def _check_folders(settings: Settings, report: Report) -> None:
 
 def _default_request() -> ImageRequest:
     """generate_image's request with nothing but the prompt: what a first call looks like."""
-    from atlas_mcp.server.tools import ImageRequest
+    from atlas_mcp.core.requests import ImageRequest
 
     return ImageRequest(
         prompt=DOCTOR_PROMPT,

@@ -56,6 +56,12 @@ __all__ = [
 class AtlasMCPError(Exception):
     """The root: catch this to catch everything this package raises on purpose."""
 
+    @property
+    def maybe_billed(self) -> bool:
+        """Whether a paid request that failed this way may still have reached Atlas and be billed (so its money
+        is kept on hold and it is never resent blindly). Most errors are refusals: nothing was billed."""
+        return False
+
 
 class ConfigError(AtlasMCPError):
     """A setting is missing or malformed; the message names the environment variable."""
@@ -109,9 +115,17 @@ class UpstreamUnavailableError(AtlasAPIError):
         super().__init__(message, status=status)
         self.maybe_sent = maybe_sent
 
+    @property
+    def maybe_billed(self) -> bool:
+        return self.maybe_sent
+
 
 class BadResponseError(AtlasMCPError):
     """Atlas answered in a form it does not document (not JSON, no prediction id, too large...)."""
+
+    @property
+    def maybe_billed(self) -> bool:
+        return True  # it answered: whatever it said, it may have accepted the request
 
 
 class SchemaUnavailableError(AtlasMCPError):

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from atlas_mcp.emulator.images import render_png
-from atlas_mcp.server.previews import make_preview
+from atlas_mcp.media.previews import make_preview
 from benchmarks.report import Section, Table, median, ms
 from benchmarks.rpc import Workspace
 

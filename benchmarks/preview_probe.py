@@ -24,7 +24,7 @@ def peak_mib() -> float:
 
 
 def main(png: Path, mode: str) -> float:
-    from atlas_mcp.server.previews import make_preview
+    from atlas_mcp.media.previews import make_preview
 
     data = png.read_bytes()
     if mode == "memory":

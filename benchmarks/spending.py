@@ -23,7 +23,7 @@ import anyio
 from atlas_mcp.atlas import AtlasClient, Prediction
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, EmulatorConfig
-from atlas_mcp.server.spending import SpendGuard
+from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import MemoryStore, StateStore
 from atlas_mcp.state.redis_store import RedisStore
 from atlas_mcp.state.sqlite_store import SqliteStore

@@ -15,7 +15,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import create_server
-from atlas_mcp.server.account import date_range
+from atlas_mcp.server.tools.account import date_range
 
 from .conftest import TEST_KEY
 from .harness import CONSOLE_SCRIPT, emulator_env, expect_error, text_of

@@ -15,10 +15,10 @@ from mcp_types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
 from atlas_mcp.config import Settings
+from atlas_mcp.core.catalog import InputSchema
+from atlas_mcp.core.validation import find_problems
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
-from atlas_mcp.server.catalog import InputSchema
-from atlas_mcp.server.validation import find_problems
 
 from .conftest import TEST_KEY
 

@@ -26,7 +26,7 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult, InputRe
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator
 from atlas_mcp.server import create_server
-from atlas_mcp.server.spending import SpendGuard
+from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import MemoryStore
 
 from .conftest import TEST_KEY

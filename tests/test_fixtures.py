@@ -18,12 +18,12 @@ import pytest
 
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Prediction
 from atlas_mcp.atlas.models import unwrap
+from atlas_mcp.core.catalog import InputSchema
+from atlas_mcp.core.validation import describe_parameters, find_problems, type_text
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.emulator.catalogue import MODELS
 from atlas_mcp.errors import NotFoundError
 from atlas_mcp.redaction import redact
-from atlas_mcp.server.catalog import InputSchema
-from atlas_mcp.server.validation import describe_parameters, find_problems, type_text
 
 from .conftest import TEST_KEY
 

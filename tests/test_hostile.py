@@ -40,8 +40,8 @@ from PIL import Image
 from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import BadResponseError, PaidResultError
+from atlas_mcp.media.files import root_paths
 from atlas_mcp.server import create_server
-from atlas_mcp.server.files import root_paths
 from atlas_mcp.server.generation import naming_the_prediction
 
 from .conftest import ALL_TOOLS, TEST_KEY

@@ -14,7 +14,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 from atlas_mcp.atlas import Prediction
 from atlas_mcp.emulator import Emulator
 from atlas_mcp.server import create_server
-from atlas_mcp.server.spending import SpendGuard
+from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import MemoryStore
 
 from .conftest import TEST_KEY, settings_for

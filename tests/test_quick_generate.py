@@ -15,10 +15,10 @@ from mcp import Client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import ModelEntry
+from atlas_mcp.core.choosing import choose_model
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import create_server
-from atlas_mcp.server.choosing import choose_model
 
 from .conftest import TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of

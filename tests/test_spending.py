@@ -21,7 +21,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import SpendRefusedError
 from atlas_mcp.server import create_server
-from atlas_mcp.server.spending import Repeat, SpendGuard
+from atlas_mcp.spend.policy import Repeat, SpendGuard
 from atlas_mcp.state import MemoryStore
 from atlas_mcp.state.sqlite_store import SqliteStore
 

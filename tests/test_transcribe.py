@@ -21,9 +21,9 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from atlas_mcp.atlas import ModelEntry, Prediction
 from atlas_mcp.atlas.models import unwrap
+from atlas_mcp.core.choosing import speech_to_text_candidates
 from atlas_mcp.emulator import PROFILES, Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
-from atlas_mcp.server.choosing import speech_to_text_candidates
 
 from .conftest import TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of

@@ -574,7 +574,7 @@ class HistoryPage(_Wire):
 class UsageBucket(_Wire):
     """One day of ``/public/v1/model-usage`` or ``/public/v1/model-costs``: its rows as Atlas wrote them.
 
-    The rows' keys are not documented; :mod:`atlas_mcp.server.account` reads labels (strings) and amounts
+    The rows' keys are not documented; :mod:`atlas_mcp.server.tools.account` reads labels (strings) and amounts
     (numbers, numeric strings, ``{"value", "currency"}``) out of them without assuming names.
     """
 

@@ -18,20 +18,16 @@ from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from atlas_mcp._version import __version__
 from atlas_mcp.atlas import AtlasClient, PollPolicy
 from atlas_mcp.config import Settings
-from atlas_mcp.server.account import register_account_tools
+from atlas_mcp.core.catalog import ModelCatalog
+from atlas_mcp.media.previews import DecodeBudget
+from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.caller import Caller
 from atlas_mcp.server.capabilities import advertise_only_what_exists
-from atlas_mcp.server.catalog import ModelCatalog
-from atlas_mcp.server.chat import register_chat_tools
 from atlas_mcp.server.gallery import gallery_apps
-from atlas_mcp.server.generation import AppState
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.outgoing import OutgoingResults
-from atlas_mcp.server.previews import DecodeBudget
-from atlas_mcp.server.quick import register_quick_generate
-from atlas_mcp.server.spending import SpendGuard
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
-from atlas_mcp.server.transcribe import register_transcribe_audio
+from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import StateStore, open_store
 
 if TYPE_CHECKING:
@@ -105,10 +101,6 @@ def create_server(
     layers = server.middleware
     layers.insert(next(i for i, layer in enumerate(layers) if isinstance(layer, RequestStateBoundary)), _per_request)
     register_tools(server, settings)
-    register_quick_generate(server, settings)
-    register_transcribe_audio(server, settings)
-    register_chat_tools(server, settings)
-    register_account_tools(server, settings)
     advertise_only_what_exists(server)
     return server
 

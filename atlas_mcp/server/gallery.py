@@ -32,8 +32,9 @@ from mcp_types import CallToolResult
 
 from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
-from atlas_mcp.server.generation import GenerationCall, Prepared
-from atlas_mcp.server.results import GalleryView
+from atlas_mcp.core.outcome import GalleryView
+from atlas_mcp.core.requests import Prepared
+from atlas_mcp.server.generation import GenerationCall
 
 __all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins", "with_view"]
 

@@ -12,11 +12,10 @@ with the user's answer, so they only read), and :func:`run` is the tool's body, 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +30,12 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from atlas_mcp.addresses import is_loopback_host
-from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, ModelEntry, Prediction
-from atlas_mcp.config import Settings
+from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, Prediction
+from atlas_mcp.core.catalog import SERVER_OWNED, ModelDetails
+from atlas_mcp.core.outcome import GenerationResult, PriceQuote, SubmitRequest
+from atlas_mcp.core.outputs import Family, family_of
+from atlas_mcp.core.requests import BuildParams, Prepared
+from atlas_mcp.core.validation import describe_parameters, find_problems, normalised, safety_problems
 from atlas_mcp.errors import (
     AtlasMCPError,
     InputError,
@@ -42,26 +45,20 @@ from atlas_mcp.errors import (
     SchemaUnavailableError,
     SpendRefusedError,
 )
-from atlas_mcp.server.caller import Caller
-from atlas_mcp.server.catalog import SERVER_OWNED, InputSchema, ModelCatalog, ModelDetails
-from atlas_mcp.server.outputs import Family, family_of
-from atlas_mcp.server.ownership import record_owner
-from atlas_mcp.server.previews import DecodeBudget
-from atlas_mcp.server.results import GenerationResult, PriceQuote, SubmitRequest, generation_result
-from atlas_mcp.server.spending import (
+from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.results import generation_result
+from atlas_mcp.spend.ownership import record_owner
+from atlas_mcp.spend.policy import (
     CONFIRM_SECONDS,
     ConfirmationNeeded,
     Repeat,
-    SpendGuard,
     SpendReport,
     TokenRefused,
     dollars,
     known_price,
 )
-from atlas_mcp.server.validation import describe_parameters, find_problems, normalised, safety_problems
 
 __all__ = [
-    "AppState",
     "BuildParams",
     "Consent",
     "Decision",
@@ -81,93 +78,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BuildParams = Callable[[InputSchema | None], tuple[dict[str, Any], list[str]]]
-"""Turns a tool's friendly inputs into body parameters for a model (its schema, or None when unchecked)."""
-
 _TOOL_FOR_TYPE = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
-REHOSTS_AT_ONCE = 4  # upload_media url re-hosts in flight per server: each holds a download and its spool
 QUOTE_WAIT_SECONDS = 5.0  # a slow quote must not eat the generation's time: past this, the catalogue price stands
 _MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
-
-
-@dataclass
-class AppState:
-    """What lives as long as the server: the settings, the one Atlas client, the cached catalogue; and, in the
-    copy each request gets (:meth:`for_request`), who that request is."""
-
-    settings: Settings
-    atlas: AtlasClient  # in a request's copy: acting with that request's key (Caller.key)
-    catalog: ModelCatalog
-    previews: DecodeBudget  # the memory preview decodes in flight share (each holds a full-size bitmap)
-    spend: SpendGuard  # budget, repeats and confirmation tokens, over the state store
-    caller: Caller = field(default_factory=Caller)  # whose key, whose money
-    remote: bool = False  # served over HTTP: the caller's files are not on this machine
-    # A 2026-era call that comes back with the user's answer: a digest of the sealed request state it brought,
-    # the answer's one-use key (a replay of the same state is not a second "yes").
-    sealed_state: str | None = None
-    # url re-hosts in flight (each holds a download and a spool); shared by every caller's view of this state
-    rehosts: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(REHOSTS_AT_ONCE))
-
-    @property
-    def payer_key(self) -> str | None:
-        """What names the payer (only ever hashed): the API key, or a client's HTTP token."""
-        return self.caller.payer_text
-
-    def for_request(self, *, bearer: str | None, sealed_state: str | None) -> AppState:
-        """This state as one request sees it. An HTTP request's bearer decides who pays (see
-        :meth:`Caller.over_http`): its own key is used for that request's calls only."""
-        state = dataclasses.replace(self, sealed_state=sealed_state)
-        if bearer is None:
-            return state
-        caller = Caller.over_http(self.settings, bearer)
-        atlas = self.atlas if self.settings.http_tokens else self.atlas.with_key(caller.key)
-        return dataclasses.replace(state, caller=caller, atlas=atlas)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A checked generation request, ready to submit (or to show, for a dry run)."""
-
-    kind: MediaKind
-    model: str
-    params: dict[str, Any]
-    not_used: list[str]
-    entry: ModelEntry | None
-    schema: InputSchema | None = None
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The JSON body as it would be sent."""
-        return {"model": self.model, **self.params}
-
-    def count(self) -> str:
-        """What the request makes, in words: "1 image", "4 images", "1 video"."""
-        number = self.params.get("num_images", 1) if self.kind == "image" else 1
-        entry = self.entry
-        family = family_of(self.model, entry.type if entry else self.kind, entry.tags if entry else ())
-        noun = {"3d": "3D model", "text": "text"}.get(family, self.kind)  # a 3D model is an Image-type model's
-        return f"{number} {noun}{'s' if number != 1 else ''}"
-
-    def catalogue_price(self) -> float | None:
-        """The list price for this request, or None when unknown. Live entries name no unit, so an image model's
-        ``base_price`` counts per image, as ``output_image_price`` always does: 4 images are never priced as 1;
-        ``request_price`` is paid once."""
-        listed = self.entry.price if self.entry is not None else None
-        if listed is None:
-            return None
-        count = self.params.get("num_images", 1) if self.kind == "image" else 1
-        whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
-        images = int(count) if whole and count >= 1 else 1
-        per_image = (listed.unit or "image").lower() == "image" and listed.output_image_price is None
-        parts = [
-            (listed.base_price, images if per_image else 1),
-            (listed.output_image_price, images),
-            (listed.request_price, 1),
-        ]
-        given = [(amount, times) for amount, times in parts if amount is not None]
-        if any(amount < 0 for amount, _ in given):
-            return None  # a wrong listing: no estimate rather than one that frees budget
-        return known_price(round(sum(amount * times for amount, times in given), 6))
 
 
 async def prepare(

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import httpx
     from starlette.applications import Starlette
 
-    from atlas_mcp.server.generation import AppState
+    from atlas_mcp.server.appstate import AppState
     from atlas_mcp.state import StateStore
 
 __all__ = ["HttpOptions", "caller_token", "create_http_app", "serve_http"]
@@ -160,8 +160,29 @@ def create_http_app(
         ),
     )
 
-    async def healthz(_request: Request) -> Response:
-        return PlainTextResponse("ok\n")
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=False,  # SSE answers: progress notifications reach the caller while a generation runs
+        transport_security=_security(settings, options),
+        max_request_body_size=settings.http_max_body_bytes,
+        host=options.host,
+    )
+    # Probes need no token and say nothing secret.
+    app.router.routes.append(Route("/healthz", _healthz, methods=["GET"]))
+    app.router.routes.append(Route("/readyz", _readiness(holder), methods=["GET"]))
+    app.router.routes.append(Route("/register", _no_oauth(shared), methods=["POST"]))
+    allowed = AllowList.configured(settings.http_allowed_hosts, options.port)
+    app.add_middleware(HttpGuard, allowed=allowed, body_timeout=settings.http_body_timeout)  # outermost: first
+    return app
+
+
+async def _healthz(_request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+def _readiness(holder: list[AppState]) -> Callable[[Request], Awaitable[Response]]:
+    """/readyz: the server's state exists, and Atlas's catalogue and the state store answer (each bounded)."""
 
     async def readyz(_request: Request) -> Response:
         if not holder:
@@ -182,21 +203,7 @@ def create_http_app(
             return JSONResponse({"ready": False, "why": problems}, status_code=503)
         return JSONResponse({"ready": True})
 
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=True,
-        json_response=False,  # SSE answers: progress notifications reach the caller while a generation runs
-        transport_security=_security(settings, options),
-        max_request_body_size=settings.http_max_body_bytes,
-        host=options.host,
-    )
-    # Probes need no token and say nothing secret.
-    app.router.routes.append(Route("/healthz", healthz, methods=["GET"]))
-    app.router.routes.append(Route("/readyz", readyz, methods=["GET"]))
-    app.router.routes.append(Route("/register", _no_oauth(shared), methods=["POST"]))
-    allowed = AllowList.configured(settings.http_allowed_hosts, options.port)
-    app.add_middleware(HttpGuard, allowed=allowed, body_timeout=settings.http_body_timeout)  # outermost: first
-    return app
+    return readyz
 
 
 def _no_oauth(shared: bool) -> Callable[[Request], Awaitable[Response]]:

@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import HistoryPage, ModelEntry
 from atlas_mcp.atlas.models import Price
-from atlas_mcp.server.catalog import InputSchema
-from atlas_mcp.server.choosing import transcribes
-from atlas_mcp.server.shown import Shown
-from atlas_mcp.server.validation import is_nullable, type_text
+from atlas_mcp.core.catalog import InputSchema
+from atlas_mcp.core.choosing import transcribes
+from atlas_mcp.core.shown import Shown
+from atlas_mcp.core.validation import is_nullable, type_text
 
 __all__ = [
     "HistoryResult",

@@ -15,173 +15,40 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, Output, Prediction, Transcript, UploadedFile
 from atlas_mcp.config import Settings
+from atlas_mcp.core.outcome import (
+    MAX_SEGMENTS,
+    MAX_TRANSCRIPT_CHARS,
+    GenerationResult,
+    OutputInfo,
+    PriceQuote,
+    SegmentInfo,
+    TranscriptInfo,
+    UploadResult,
+)
+from atlas_mcp.core.outputs import Family, identify_output, identify_solid, plan_for, solid_label
 from atlas_mcp.errors import AtlasMCPError
-from atlas_mcp.server.files import output_path
-from atlas_mcp.server.outputs import Family, identify_output, identify_solid, plan_for, solid_label
-from atlas_mcp.server.previews import DecodeBudget, Preview, make_preview, probe_image
-from atlas_mcp.server.shown import Shown
-from atlas_mcp.server.spending import SpendReport
+from atlas_mcp.media.files import output_path
+from atlas_mcp.media.previews import DecodeBudget, Preview, make_preview, probe_image
+from atlas_mcp.spend.policy import SpendReport
 
-__all__ = [
-    "GalleryView",
-    "GenerationResult",
-    "OutputInfo",
-    "PriceQuote",
-    "SegmentInfo",
-    "SubmitRequest",
-    "TranscriptInfo",
-    "UploadResult",
-    "generation_result",
-    "upload_result",
-]
+__all__ = ["generation_result", "upload_result"]
 
 logger = logging.getLogger(__name__)
 
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 _INLINE_NOTE = "sent inline by Atlas, so there is no URL: set ATLASCLOUD_OUTPUT_DIR to keep such files"
 MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk and memory by whatever Atlas says
-# A transcript in a result stays well inside what clients accept (about 25k tokens); the saved files hold all of it.
-MAX_TRANSCRIPT_CHARS = 20_000
-MAX_SEGMENTS = 500  # in the structured result
 SEGMENTS_IN_TEXT = 40  # listed with their times in the text; more are in the structured result and the .json
-
-
-class OutputInfo(Shown):
-    """One output of a prediction."""
-
-    url: str | None = Field(
-        default=None, description="The full-size output at Atlas (it expires after a while); None when sent inline."
-    )
-    inline: bool = Field(default=False, description="Atlas sent the file inside its answer (base64), not as a URL.")
-    text: str | None = Field(default=None, description="A text output (some models answer with text, not files).")
-    saved_path: str | None = Field(
-        default=None, description="Where the full-size file was saved, when an output dir is set."
-    )
-    preview: bool = Field(default=False, description="Whether an inline preview image is part of this result.")
-    width: int | None = Field(default=None, description="Full-size width in pixels, when known.")
-    height: int | None = Field(default=None, description="Full-size height in pixels, when known.")
-    size_bytes: int | None = Field(default=None, description="Full-size file size in bytes, when fetched.")
-    media_type: str | None = Field(default=None, description="The file's MIME type, judged from its bytes.")
-    note: str | None = Field(default=None, description="Why there is no preview or saved file, when there is not.")
-
-
-class SubmitRequest(Shown):
-    """Exactly what a generation sends to Atlas (shown by dry runs)."""
-
-    method: Literal["POST"] = "POST"
-    url: str = Field(description="The Atlas endpoint.")
-    body: dict[str, Any] = Field(description="The JSON body, model included.")
-
-
-class PriceQuote(Shown):
-    """What a generation costs before it runs."""
-
-    price_usd: float = Field(description="The quoted price, in dollars.")
-    source: Literal["atlas", "catalogue"] = Field(
-        description="'atlas': Atlas's own quote for this exact request; 'catalogue': the list price, as an estimate."
-    )
-    estimate: bool = Field(description="True when the final price may differ from this one.")
-
-    def text(self) -> str:
-        if self.source == "atlas":
-            return f"${self.price_usd:.4g} (Atlas's quote{', an estimate' if self.estimate else ''})"
-        return f"about ${self.price_usd:.4g} (estimated from the catalogue price)"
-
-
-class GalleryView(Shown):
-    """What only the gallery needs (sent only to clients that render it): how to ask for the same again."""
-
-    tool: str = Field(description="The tool that made this generation.")
-    arguments: dict[str, Any] = Field(description="Its arguments, for Vary (a new seed) and Use as input.")
-    seed: int | None = Field(default=None, description="The seed sent; None when Atlas picked one at random.")
-    kind: Literal["image", "video", "audio"] = Field(description="What the model makes.")
-
-
-class SegmentInfo(Shown):
-    """One timed piece of a transcript."""
-
-    start: float | None = Field(default=None, description="Seconds from the start of the audio.")
-    end: float | None = Field(default=None, description="Seconds from the start of the audio.")
-    text: str = Field(description="What was said in it.")
-
-
-class TranscriptInfo(Shown):
-    """What a speech-to-text model heard."""
-
-    text: str = Field(description=f"The transcript (cut at {MAX_TRANSCRIPT_CHARS:,} characters: see truncated).")
-    truncated: bool = Field(default=False, description="True when text was cut; the saved .txt file has all of it.")
-    language: str | None = Field(default=None, description="The language the model heard, when it says.")
-    segments: list[SegmentInfo] = Field(
-        default_factory=list, description=f"Timed segments, when the model gives them (the first {MAX_SEGMENTS})."
-    )
-    segment_count: int = Field(default=0, description="How many segments the model gave in all.")
-    saved_text_path: str | None = Field(default=None, description="The transcript saved as .txt, when saving is on.")
-    saved_json_path: str | None = Field(
-        default=None,
-        description="The transcript with its segments saved as .json, when saving is on and there are segments.",
-    )
-    note: str | None = Field(default=None, description="Why it was not saved, when it was not.")
-
-
-class GenerationResult(Shown):
-    """A prediction as this server reports it, whatever state it is in (or the request a dry run would send)."""
-
-    prediction_id: str | None = Field(
-        description="Atlas's id for the prediction; pass it to check_prediction. None for a dry run."
-    )
-    model: str | None = Field(default=None, description="The model that ran.")
-    status: str = Field(description="Atlas's own word for the state (created, processing, completed, failed...).")
-    phase: Literal["dry_run", "not_sent", "running", "succeeded", "failed"] = Field(
-        description="The state, normalised. not_sent: spend safety stopped it (see status and next_step)."
-    )
-    outputs: list[OutputInfo] = Field(default_factory=list, description="The outputs, when it succeeded.")
-    price_usd: float | None = Field(default=None, description="What Atlas charged, when it says.")
-    quote: PriceQuote | None = Field(
-        default=None, description="The price quoted before submitting (and for a dry run)."
-    )
-    error: str | None = Field(default=None, description="Atlas's reason, for a failed prediction.")
-    error_code: str | None = Field(default=None, description="Atlas's error code, when it gives one.")
-    predict_time_seconds: float | None = Field(default=None, description="Atlas's compute time, when it says.")
-    waited_seconds: float = Field(description="How long this call waited for the prediction.")
-    not_used: list[str] = Field(default_factory=list, description="Inputs that were not sent, and why.")
-    next_step: str | None = Field(default=None, description="What to do next, when there is something to do.")
-    request: SubmitRequest | None = Field(default=None, description="For a dry run: the request that would be sent.")
-    reused: bool = Field(
-        default=False,
-        description="True when an identical generation was sent shortly before: this is its prediction, not "
-        "paid again.",
-    )
-    confirm: str | None = Field(
-        default=None, description="For status confirmation_required: pass it back as confirm once the user agreed."
-    )
-    spend: SpendReport | None = Field(default=None, description="Spending in the last 24 h, and the budget left.")
-    transcript: TranscriptInfo | None = Field(
-        default=None, description="For a speech-to-text model: the transcript, its segments and its saved files."
-    )
-    view: GalleryView | None = Field(
-        default=None,
-        exclude=True,  # present only where the gallery renders the result: see atlas_mcp.server.gallery
-        description="For clients that show the gallery: what its buttons need to call the tools again.",
-    )
-
-
-class UploadResult(Shown):
-    """A local file now stored at Atlas."""
-
-    url: str = Field(description="The Atlas URL of the file; pass it as a model input (e.g. generate_image's image).")
-    filename: str = Field(description="The file's name.")
-    content_type: str = Field(description="The media type, judged from the file's bytes.")
-    size_bytes: int = Field(description="The file's size in bytes.")
 
 
 async def generation_result(
@@ -203,7 +70,7 @@ async def generation_result(
     ``previews`` False keeps media out of the result (video and audio link their files instead). ``budget``
     is the memory decodes in flight share, across calls: each holds a full-size bitmap, so a burst of
     concurrent calls would otherwise hold dozens. ``family`` is what the model makes (see
-    :mod:`atlas_mcp.server.outputs`): a text family's outputs are its text, never links to fetch.
+    :mod:`atlas_mcp.core.outputs`): a text family's outputs are its text, never links to fetch.
     """
     outputs: list[OutputInfo] = []
     images: list[Preview | None] = []
@@ -214,31 +81,9 @@ async def generation_result(
         if heard is None and said.strip():
             heard = Transcript(text=said.strip())
     elif prediction.phase == "succeeded" and prediction.outputs:
-        fetching = prediction.outputs[:MAX_FETCHED_OUTPUTS]
-        budget_each = settings.preview_budget_kb * 1024 // len(fetching) if previews else 0
-        fetched: list[tuple[OutputInfo, Preview | None]] = [(_plain_info(o), None) for o in prediction.outputs]
-        skipped = f"not fetched: only the first {MAX_FETCHED_OUTPUTS} outputs of a prediction are fetched"
-        for index in range(MAX_FETCHED_OUTPUTS, len(fetched)):
-            fetched[index] = (fetched[index][0].model_copy(update={"note": skipped}), None)
-
-        async def fetch(index: int, output: Output) -> None:
-            try:
-                fetched[index] = await _fetch_output(
-                    prediction.id, index, output, atlas, settings, budget_each, budget or DecodeBudget(), family
-                )
-            except Exception as exc:  # a defect, or a file built to break us: this output gets a note, not the call
-                logger.exception("output %d of prediction %s could not be handled", index, prediction.id)
-                note = f"not fetched: handling it failed unexpectedly ({type(exc).__name__})"
-                fetched[index] = (_plain_info(output).model_copy(update={"note": note}), None)
-
-        async with anyio.create_task_group() as group:
-            for index, output in enumerate(fetching):
-                group.start_soon(fetch, index, output)
-        outputs = [info for info, _ in fetched]
-        images = [preview for _, preview in fetched]
-        shows_image = any(image is not None for image in images)
-        if (not previews or not shows_image) and prediction.thumbnail and settings.preview_budget_kb > 0:
-            images.append(await _thumbnail(prediction, atlas, settings, budget or DecodeBudget()))
+        outputs, images = await _fetched_outputs(
+            prediction, atlas, settings, previews, budget or DecodeBudget(), family
+        )
     else:
         outputs = [_plain_info(output) for output in prediction.outputs]
 
@@ -273,6 +118,44 @@ async def generation_result(
             content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
     content += _links(prediction.id, outputs)
     return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
+
+
+async def _fetched_outputs(
+    prediction: Prediction,
+    atlas: AtlasClient,
+    settings: Settings,
+    previews: bool,
+    budget: DecodeBudget,
+    family: Family,
+) -> tuple[list[OutputInfo], list[Preview | None]]:
+    """A finished prediction's outputs, fetched in parallel (each within its share of the preview budget), and
+    the previews to show: a thumbnail when no output gave one."""
+    fetching = prediction.outputs[:MAX_FETCHED_OUTPUTS]
+    budget_each = settings.preview_budget_kb * 1024 // len(fetching) if previews else 0
+    fetched: list[tuple[OutputInfo, Preview | None]] = [(_plain_info(o), None) for o in prediction.outputs]
+    skipped = f"not fetched: only the first {MAX_FETCHED_OUTPUTS} outputs of a prediction are fetched"
+    for index in range(MAX_FETCHED_OUTPUTS, len(fetched)):
+        fetched[index] = (fetched[index][0].model_copy(update={"note": skipped}), None)
+
+    async def fetch(index: int, output: Output) -> None:
+        try:
+            fetched[index] = await _fetch_output(
+                prediction.id, index, output, atlas, settings, budget_each, budget, family
+            )
+        except Exception as exc:  # a defect, or a file built to break us: this output gets a note, not the call
+            logger.exception("output %d of prediction %s could not be handled", index, prediction.id)
+            note = f"not fetched: handling it failed unexpectedly ({type(exc).__name__})"
+            fetched[index] = (_plain_info(output).model_copy(update={"note": note}), None)
+
+    async with anyio.create_task_group() as group:
+        for index, output in enumerate(fetching):
+            group.start_soon(fetch, index, output)
+    outputs = [info for info, _ in fetched]
+    images = [preview for _, preview in fetched]
+    shows_image = any(image is not None for image in images)
+    if (not previews or not shows_image) and prediction.thumbnail and settings.preview_budget_kb > 0:
+        images.append(await _thumbnail(prediction, atlas, settings, budget))
+    return outputs, images
 
 
 async def _transcript(prediction: Prediction, heard: Transcript, settings: Settings) -> TranscriptInfo:

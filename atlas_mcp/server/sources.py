@@ -24,13 +24,13 @@ import anyio.to_thread
 from atlas_mcp.addresses import origin_of
 from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.errors import AtlasMCPError, InputError
-from atlas_mcp.server.media import Media, identify, identify_bytes
+from atlas_mcp.media.identify import Media, identify, identify_bytes
 from atlas_mcp.server.results import upload_result
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
-    from atlas_mcp.server.generation import AppState
+    from atlas_mcp.server.appstate import AppState
 
 __all__ = [
     "SPOOL_BYTES",

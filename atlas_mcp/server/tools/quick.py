@@ -1,10 +1,10 @@
 """quick_generate: a generation for a caller who knows what it wants but not the model id.
 
-The tool chooses the model (see :mod:`atlas_mcp.server.choosing`), fits the prompt and media to it, and from
+The tool chooses the model (see :mod:`atlas_mcp.core.choosing`), fits the prompt and media to it, and from
 there is a generate tool like the others: the same resolvers gate and confirm it, and the same body pays,
 waits and builds the result, to which it adds which model ran and why.
 
-No ``from __future__ import annotations``: the SDK reads the signatures at registration (see tools.py).
+No ``from __future__ import annotations``: the SDK reads the signatures at registration (see toolkit.py).
 """
 
 from collections.abc import Awaitable
@@ -18,20 +18,23 @@ from pydantic import Field
 
 from atlas_mcp.atlas import MediaKind
 from atlas_mcp.config import Settings
+from atlas_mcp.core.choosing import ModelChoice, choose_model, quick_params
+from atlas_mcp.core.outcome import ChosenResult
 from atlas_mcp.errors import AtlasMCPError, SchemaUnavailableError
 from atlas_mcp.server import icons
-from atlas_mcp.server.choosing import ChosenResult, ModelChoice, choose_model, quick_params
-from atlas_mcp.server.generation import AppState, Decision, Gate, GenerationCall
-from atlas_mcp.server.tools import (
-    _GENERATING,
+from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.generation import Decision, Gate, GenerationCall
+from atlas_mcp.server.toolkit import (
+    GENERATING,
     Confirm,
     DryRun,
     RepeatAgain,
     Wait,
-    _as_tool_errors,
-    _gated,
-    _state,
+    as_tool_errors,
+    gated,
     generate,
+    max_wait,
+    state_of,
 )
 
 __all__ = ["register_quick_generate", "with_choice"]
@@ -60,43 +63,44 @@ async def with_choice(choice: ModelChoice, result: Awaitable[CallToolResult]) ->
     return CallToolResult(content=content, structured_content=structured, is_error=done.is_error)
 
 
+async def choose(ctx: Context, keyword: str, type: Literal["Image", "Video", "Audio"]) -> ModelChoice:
+    with as_tool_errors():
+        try:
+            entries = await state_of(ctx).catalog.models()
+        except AtlasMCPError as exc:
+            raise SchemaUnavailableError(
+                f"The Atlas model catalogue could not be read ({exc}), so no model could be chosen. Nothing was "
+                "sent; try again in a minute."
+            ) from exc
+        # Scoring a few words against a catalogue of hundreds takes a tenth of a second at worst: not on the loop
+        # that serves every other call.
+        return await anyio.to_thread.run_sync(choose_model, entries, keyword, type)
+
+
+async def quick_call(
+    choice: Annotated[ModelChoice, Resolve(choose)],
+    type: Literal["Image", "Video", "Audio"],
+    prompt: str,
+    image_url: str | None,
+    image_urls: list[str] | None,
+    video_url: str | None,
+    audio_url: str | None,
+    dry_run: bool,
+    confirm: str | None,
+    repeat: bool,
+) -> GenerationCall:
+    images = [url for url in [image_url, *(image_urls or [])] if url is not None]
+    build = quick_params(choice.model, prompt, images=images, video=video_url, audio=audio_url)
+    # Never skip validation: a model chosen by keyword is only run with parameters its schema accepts.
+    return GenerationCall("quick_generate", _KINDS[type], choice.model, build, dry_run, False, confirm, repeat)
+
+
+quick_gate, quick_consent = gated(quick_call)
+
+
 def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> None:
     bound = settings.wait_seconds
-    MaxWait = Annotated[
-        float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
-    ]
-
-    async def choose(ctx: Context, keyword: str, type: Literal["Image", "Video", "Audio"]) -> ModelChoice:
-        with _as_tool_errors():
-            try:
-                entries = await _state(ctx).catalog.models()
-            except AtlasMCPError as exc:
-                raise SchemaUnavailableError(
-                    f"The Atlas model catalogue could not be read ({exc}), so no model could be chosen. Nothing was "
-                    "sent; try again in a minute."
-                ) from exc
-            # Scoring a few words against a catalogue of hundreds takes a tenth of a second at worst: not on the loop
-            # that serves every other call.
-            return await anyio.to_thread.run_sync(choose_model, entries, keyword, type)
-
-    async def quick_call(
-        choice: Annotated[ModelChoice, Resolve(choose)],
-        type: Literal["Image", "Video", "Audio"],
-        prompt: str,
-        image_url: str | None,
-        image_urls: list[str] | None,
-        video_url: str | None,
-        audio_url: str | None,
-        dry_run: bool,
-        confirm: str | None,
-        repeat: bool,
-    ) -> GenerationCall:
-        images = [url for url in [image_url, *(image_urls or [])] if url is not None]
-        build = quick_params(choice.model, prompt, images=images, video=video_url, audio=audio_url)
-        # Never skip validation: a model chosen by keyword is only run with parameters its schema accepts.
-        return GenerationCall("quick_generate", _KINDS[type], choice.model, build, dry_run, False, confirm, repeat)
-
-    quick_gate, quick_consent = _gated(quick_call)
+    bounded = max_wait(settings)
 
     @server.tool(
         title="Quick generate",
@@ -112,7 +116,7 @@ def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> 
             f"{bound:g} s; if not done, finish with check_prediction. For other parameters, use generate_image, "
             "generate_video or generate_audio with the model id this returns."
         ),
-        annotations=_GENERATING,
+        annotations=GENERATING,
     )
     async def quick_generate(
         keyword: Annotated[
@@ -134,7 +138,7 @@ def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> 
         video_url: Annotated[MediaUrl | None, Field(description="An input video.")] = None,
         audio_url: Annotated[MediaUrl | None, Field(description="An input audio file.")] = None,
         wait: Wait = True,
-        max_wait_seconds: MaxWait = None,
+        max_wait_seconds: Annotated[float | None, bounded] = None,
         dry_run: DryRun = False,
         confirm: Confirm = None,
         repeat: RepeatAgain = False,

@@ -12,22 +12,46 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from atlas_mcp.errors import AtlasMCPError, ConfigError, NotFoundError
 
 if TYPE_CHECKING:
     from atlas_mcp.atlas import HistoryPage
-    from atlas_mcp.server.generation import AppState
+    from atlas_mcp.config import Settings
+    from atlas_mcp.spend.policy import SpendGuard
 
-__all__ = ["OWNED_SECONDS", "only_owned", "record_owner", "require_owner", "require_shared_usage", "team_member"]
+__all__ = [
+    "OWNED_SECONDS",
+    "Requester",
+    "only_owned",
+    "record_owner",
+    "require_owner",
+    "require_shared_usage",
+    "team_member",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class Requester(Protocol):
+    """What this module needs to know of a request (the server's per-request state has it): the settings, whether
+    it came over HTTP, what names its payer, and the spend-safety state that remembers owners."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def remote(self) -> bool: ...
+    @property
+    def payer_key(self) -> str | None: ...
+    @property
+    def spend(self) -> SpendGuard: ...
+
 
 OWNED_SECONDS = 30 * 24 * 3600.0  # how long a prediction is remembered as a token's (Atlas's history is shorter)
 
 
-def team_member(state: AppState) -> str | None:
+def team_member(state: Requester) -> str | None:
     """The caller's team token, in shared-key HTTP mode; None where every prediction the key sees is the caller's."""
     if not state.settings.http_tokens or not state.remote:
         return None
@@ -38,7 +62,7 @@ def _key(prediction_id: str) -> str:
     return f"owner:{prediction_id}"
 
 
-async def record_owner(state: AppState, prediction_id: str) -> None:
+async def record_owner(state: Requester, prediction_id: str) -> None:
     """Remember that the caller's token submitted ``prediction_id``. Atlas has accepted it by now: a store that
     fails here is logged, and the prediction is still answered (its id above all)."""
     token = team_member(state)
@@ -51,12 +75,12 @@ async def record_owner(state: AppState, prediction_id: str) -> None:
         logger.warning("could not record which team token made prediction %s", prediction_id, exc_info=True)
 
 
-async def _owns(state: AppState, token: str, prediction_id: str) -> bool:
+async def _owns(state: Requester, token: str, prediction_id: str) -> bool:
     held = await state.spend.store.peek(_key(prediction_id), now=time.time())
     return held is not None and held == await state.spend.payer(token)
 
 
-async def require_owner(state: AppState, prediction_id: str) -> None:
+async def require_owner(state: Requester, prediction_id: str) -> None:
     """Refuse a prediction another team token made, exactly as one that does not exist (whether it does is
     nobody else's business)."""
     token = team_member(state)
@@ -68,7 +92,7 @@ async def require_owner(state: AppState, prediction_id: str) -> None:
         )
 
 
-async def only_owned(state: AppState, page: HistoryPage) -> tuple[HistoryPage, bool]:
+async def only_owned(state: Requester, page: HistoryPage) -> tuple[HistoryPage, bool]:
     """The page with only the caller's own predictions, and whether any were left out."""
     token = team_member(state)
     if token is None:
@@ -77,7 +101,7 @@ async def only_owned(state: AppState, page: HistoryPage) -> tuple[HistoryPage, b
     return page.model_copy(update={"items": kept}), len(kept) < len(page.items)
 
 
-def require_shared_usage(state: AppState) -> None:
+def require_shared_usage(state: Requester) -> None:
     """Usage and costs are the whole account's: a team token reads them only when the operator said so."""
     if team_member(state) is not None and not state.settings.http_share_account_usage:
         raise ConfigError(

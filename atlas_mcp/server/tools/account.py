@@ -15,14 +15,23 @@ from pydantic import Field
 
 from atlas_mcp.atlas import Balance, CreditGrant, Money, UsagePage, UsageReport
 from atlas_mcp.config import Settings
+from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import icons
-from atlas_mcp.server.generation import AppState
-from atlas_mcp.server.ownership import require_shared_usage
-from atlas_mcp.server.shown import Shown
-from atlas_mcp.server.tools import _READING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
+from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.toolkit import LONG_RESULT, MODEL_ID, READING, as_tool_errors, state_of
+from atlas_mcp.spend.ownership import require_shared_usage
 
-__all__ = ["MAX_RANGE_DAYS", "BalanceResult", "UsageResult", "date_range", "register_account_tools"]
+__all__ = [
+    "MAX_RANGE_DAYS",
+    "BalanceResult",
+    "UsageResult",
+    "date_range",
+    "register_get_balance",
+    "register_get_costs",
+    "register_get_usage",
+    "report",
+]
 
 MAX_RANGE_DAYS = 180
 DEFAULT_DAYS = 7
@@ -312,8 +321,38 @@ Page = Annotated[
 ]
 
 
-def register_account_tools(server: MCPServer[AppState], settings: Settings) -> None:
-    """Add get_balance, get_usage and get_costs to ``server``."""
+async def report(
+    ctx: Context,
+    kind: UsageReport,
+    start_date: str | None,
+    end_date: str | None,
+    group_by: Sequence[str] | None,
+    model_types: Sequence[str] | None,
+    model_ids: Sequence[str] | None,
+    limit: int,
+    page: str | None,
+) -> CallToolResult:
+    state = state_of(ctx)
+    with as_tool_errors():
+        require_shared_usage(state)
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        start, end = date_range(start_date, end_date, today=today)
+        groups = list(dict.fromkeys(group_by or []))
+        found = await state.atlas.usage(
+            kind,
+            start_date=start,
+            end_date=end,
+            group_by=groups,
+            model_types=model_types or (),
+            model_ids=model_ids or (),
+            limit=limit,
+            page=page,
+        )
+        return usage_result(kind, found, start=start, end=end, group_by=groups, secrets_=_secrets(state))
+
+
+def register_get_balance(server: MCPServer[AppState], settings: Settings) -> None:
+    """Register get_balance (free)."""
 
     @server.tool(
         title="Get balance",
@@ -322,40 +361,15 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
             "The Atlas Cloud account's balance (free): the account, available = cash + bonus + subscription bonus, "
             "frozen amounts, any credit grant; currency."
         ),
-        annotations=_READING,
+        annotations=READING,
     )
     async def get_balance(ctx: Context) -> Annotated[CallToolResult, BalanceResult]:
-        with _as_tool_errors():
-            return balance_result(await _state(ctx).atlas.balance())
+        with as_tool_errors():
+            return balance_result(await state_of(ctx).atlas.balance())
 
-    async def report(
-        ctx: Context,
-        kind: UsageReport,
-        start_date: str | None,
-        end_date: str | None,
-        group_by: Sequence[str] | None,
-        model_types: Sequence[str] | None,
-        model_ids: Sequence[str] | None,
-        limit: int,
-        page: str | None,
-    ) -> CallToolResult:
-        state = _state(ctx)
-        with _as_tool_errors():
-            require_shared_usage(state)
-            today = datetime.datetime.now(datetime.timezone.utc).date()
-            start, end = date_range(start_date, end_date, today=today)
-            groups = list(dict.fromkeys(group_by or []))
-            found = await state.atlas.usage(
-                kind,
-                start_date=start,
-                end_date=end,
-                group_by=groups,
-                model_types=model_types or (),
-                model_ids=model_ids or (),
-                limit=limit,
-                page=page,
-            )
-            return usage_result(kind, found, start=start, end=end, group_by=groups, secrets_=_secrets(state))
+
+def register_get_usage(server: MCPServer[AppState], settings: Settings) -> None:
+    """Register get_usage (free)."""
 
     @server.tool(
         title="Get usage",
@@ -367,7 +381,7 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
             f"{DEFAULT_DAYS} days. group_by breaks days down by model_type, model or api_key. Returns the rows and "
             "their totals."
         ),
-        annotations=_READING,
+        annotations=READING,
     )
     async def get_usage(
         ctx: Context,
@@ -381,6 +395,10 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
     ) -> Annotated[CallToolResult, UsageResult]:
         return await report(ctx, "usage", start_date, end_date, group_by, model_types, model_ids, limit, page)
 
+
+def register_get_costs(server: MCPServer[AppState], settings: Settings) -> None:
+    """Register get_costs (free)."""
+
     @server.tool(
         title="Get costs",
         meta=LONG_RESULT,
@@ -390,7 +408,7 @@ def register_account_tools(server: MCPServer[AppState], settings: Settings) -> N
             f"exclusive, at most {MAX_RANGE_DAYS} days; default: the last {DEFAULT_DAYS} days. group_by breaks days "
             "down by model_type, model or api_key. Returns the rows and their total."
         ),
-        annotations=_READING,
+        annotations=READING,
     )
     async def get_costs(
         ctx: Context,

@@ -30,16 +30,16 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 from pydantic import Field
 
 from atlas_mcp.atlas import Prediction
 from atlas_mcp.config import Settings
-from atlas_mcp.errors import AtlasMCPError, BadResponseError, SpendRefusedError, UpstreamUnavailableError
-from atlas_mcp.server.catalog import InputSchema
-from atlas_mcp.server.shown import Shown
+from atlas_mcp.core.catalog import InputSchema
+from atlas_mcp.core.shown import Shown
+from atlas_mcp.errors import AtlasMCPError, SpendRefusedError
 from atlas_mcp.state import MICRO, Spending, StateStore
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DAY = 24 * 3600.0  # the budget's rolling window
 CONFIRM_SECONDS = 600  # how long a confirmation token is good for
@@ -367,9 +369,7 @@ class SpendGuard:
             # Atlas may have it (and bill it) after a timeout, a reset, a gateway's 5xx, an unreadable 2xx or a
             # cancel mid-POST: keep the reservation and make an identical call stop and look. Anything else is a
             # refusal (nothing billed): give the budget and the request back.
-            unsent = isinstance(exc, AtlasMCPError) and not (
-                isinstance(exc, BadResponseError) or (isinstance(exc, UpstreamUnavailableError) and exc.maybe_sent)
-            )
+            unsent = isinstance(exc, AtlasMCPError) and not exc.maybe_billed
             with anyio.CancelScope(shield=True):
                 await self._after_failed_submit(purchase, entry, unsent=unsent)
             raise
@@ -496,6 +496,17 @@ class SpendGuard:
         account = await self._account()
         if account is not None and account != payer:
             await self.store.settle(account, entry, micro)
+
+    async def on_hold(self, payer: str, entry: str, paid: Callable[[], Awaitable[T]]) -> T:
+        """Make the paid call ``paid`` against a :meth:`hold`: if Atlas refused it (nothing billed) the hold is
+        given back; if it may have been billed (:attr:`AtlasMCPError.maybe_billed`), the hold stays."""
+        try:
+            return await paid()
+        except BaseException as exc:
+            if isinstance(exc, AtlasMCPError) and not exc.maybe_billed:
+                with anyio.CancelScope(shield=True):
+                    await self.release_hold(payer, entry, 0)
+            raise
 
     async def release_hold(self, payer: str, entry: str, price_usd: float) -> None:
         """Correct a :meth:`hold` to what the call really cost (0 for one Atlas refused). Atlas has answered by

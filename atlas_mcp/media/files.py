@@ -19,7 +19,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from atlas_mcp.errors import InputError, PathRefusedError
-from atlas_mcp.server.media import identify
+from atlas_mcp.media.identify import identify
 
 logger = logging.getLogger(__name__)
 

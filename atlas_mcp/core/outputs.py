@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from atlas_mcp.server.media import Media, identify_bytes
+from atlas_mcp.media.identify import Media, identify_bytes
 
 __all__ = [
     "HEAD_BYTES",

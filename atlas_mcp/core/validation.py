@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from atlas_mcp.addresses import is_loopback_host, is_public_address
-from atlas_mcp.server.catalog import InputSchema
+from atlas_mcp.core.catalog import InputSchema
 
 __all__ = ["describe_parameters", "find_problems", "is_nullable", "normalised", "safety_problems", "type_text"]
 

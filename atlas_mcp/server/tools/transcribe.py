@@ -5,7 +5,7 @@ generate tool: the same resolvers gate and confirm it, the same body pays, waits
 the transcript is part of that one result (so check_prediction finishing a long transcription returns and
 saves it too). What is its own: choosing the model when none is named, and refusing one that cannot transcribe.
 
-No ``from __future__ import annotations``: the SDK reads the signatures at registration (see tools.py).
+No ``from __future__ import annotations``: the SDK reads the signatures at registration (see toolkit.py).
 """
 
 from collections.abc import Sequence
@@ -17,30 +17,26 @@ from pydantic import Field
 
 from atlas_mcp.atlas import ModelEntry
 from atlas_mcp.config import Settings
+from atlas_mcp.core.choosing import Candidate, ModelChoice, speech_to_text_candidates, transcribes, transcription_params
+from atlas_mcp.core.outcome import ChosenResult
 from atlas_mcp.errors import AtlasMCPError, InputError, SchemaUnavailableError
 from atlas_mcp.server import icons
-from atlas_mcp.server.choosing import (
-    Candidate,
-    ChosenResult,
-    ModelChoice,
-    speech_to_text_candidates,
-    transcribes,
-    transcription_params,
-)
-from atlas_mcp.server.generation import AppState, Decision, Gate, GenerationCall
-from atlas_mcp.server.quick import with_choice
-from atlas_mcp.server.tools import (
-    _GENERATING,
+from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.generation import Decision, Gate, GenerationCall
+from atlas_mcp.server.toolkit import (
+    GENERATING,
     MODEL_ID,
     Confirm,
     DryRun,
     RepeatAgain,
     Wait,
-    _as_tool_errors,
-    _gated,
-    _state,
+    as_tool_errors,
+    gated,
     generate,
+    max_wait,
+    state_of,
 )
+from atlas_mcp.server.tools.quick import with_choice
 
 __all__ = ["register_transcribe_audio"]
 
@@ -73,48 +69,49 @@ async def _default_model(state: AppState, entries: Sequence[ModelEntry]) -> Mode
     )
 
 
+async def pick(ctx: Context, model: str | None) -> ModelChoice:
+    with as_tool_errors():
+        state = state_of(ctx)
+        try:
+            entries = await state.catalog.models()
+        except AtlasMCPError as exc:
+            raise SchemaUnavailableError(
+                f"The Atlas model catalogue could not be read ({exc}). Nothing was sent; try again in a minute."
+            ) from exc
+        if model is None:
+            return await _default_model(state, entries)
+        entry = next((e for e in entries if e.model == model), None)
+        if entry is None:
+            raise InputError(
+                f"Not sent, nothing was spent: Atlas has no model {model!r}. Leave model out to use the default "
+                "speech-to-text model, or find one with list_models type=Audio keyword=speech."
+            )
+        if (entry.type or "").lower() != "audio":
+            raise InputError(
+                f"Not sent, nothing was spent: {model} is of type {entry.type}, not a speech-to-text (Audio) "
+                "model. Leave model out to use the default one."
+            )
+        return ModelChoice(**Candidate.of(entry).model_dump(), matched_by="given", reason="it was named")
+
+
+async def transcribe_call(
+    choice: Annotated[ModelChoice, Resolve(pick)],
+    audio_url: str,
+    language: str | None,
+    dry_run: bool,
+    confirm: str | None,
+    repeat: bool,
+) -> GenerationCall:
+    build = transcription_params(choice.model, audio_url, language)
+    return GenerationCall("transcribe_audio", "audio", choice.model, build, dry_run, False, confirm, repeat)
+
+
+transcribe_gate, transcribe_consent = gated(transcribe_call)
+
+
 def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -> None:
     bound = settings.wait_seconds
-    MaxWait = Annotated[
-        float | None, Field(ge=0, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
-    ]
-
-    async def pick(ctx: Context, model: str | None) -> ModelChoice:
-        with _as_tool_errors():
-            state = _state(ctx)
-            try:
-                entries = await state.catalog.models()
-            except AtlasMCPError as exc:
-                raise SchemaUnavailableError(
-                    f"The Atlas model catalogue could not be read ({exc}). Nothing was sent; try again in a minute."
-                ) from exc
-            if model is None:
-                return await _default_model(state, entries)
-            entry = next((e for e in entries if e.model == model), None)
-            if entry is None:
-                raise InputError(
-                    f"Not sent, nothing was spent: Atlas has no model {model!r}. Leave model out to use the default "
-                    "speech-to-text model, or find one with list_models type=Audio keyword=speech."
-                )
-            if (entry.type or "").lower() != "audio":
-                raise InputError(
-                    f"Not sent, nothing was spent: {model} is of type {entry.type}, not a speech-to-text (Audio) "
-                    "model. Leave model out to use the default one."
-                )
-            return ModelChoice(**Candidate.of(entry).model_dump(), matched_by="given", reason="it was named")
-
-    async def transcribe_call(
-        choice: Annotated[ModelChoice, Resolve(pick)],
-        audio_url: str,
-        language: str | None,
-        dry_run: bool,
-        confirm: str | None,
-        repeat: bool,
-    ) -> GenerationCall:
-        build = transcription_params(choice.model, audio_url, language)
-        return GenerationCall("transcribe_audio", "audio", choice.model, build, dry_run, False, confirm, repeat)
-
-    transcribe_gate, transcribe_consent = _gated(transcribe_call)
+    bounded = max_wait(settings)
 
     @server.tool(
         title="Transcribe audio",
@@ -128,7 +125,7 @@ def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -
             f"outputs when an output folder is set. Waits up to {bound:g} s; if not done, finish with "
             "check_prediction (wait=true), never by transcribing again."
         ),
-        annotations=_GENERATING,
+        annotations=GENERATING,
     )
     async def transcribe_audio(
         audio_url: Annotated[
@@ -154,7 +151,7 @@ def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -
             ),
         ] = None,
         wait: Wait = True,
-        max_wait_seconds: MaxWait = None,
+        max_wait_seconds: Annotated[float | None, bounded] = None,
         dry_run: DryRun = False,
         confirm: Confirm = None,
         repeat: RepeatAgain = False,

@@ -13,28 +13,25 @@ import logging
 import time
 from typing import Annotated, Literal
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from atlas_mcp.atlas import ChatAnswer, ChatChunk, ModelEntry
 from atlas_mcp.config import Settings
+from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import (
     AtlasMCPError,
-    BadResponseError,
     InputError,
     SchemaUnavailableError,
     SpendRefusedError,
-    UpstreamUnavailableError,
 )
 from atlas_mcp.server import icons
-from atlas_mcp.server.generation import AppState
-from atlas_mcp.server.shown import Shown
-from atlas_mcp.server.spending import SpendReport, dollars
-from atlas_mcp.server.tools import _GENERATING, LONG_RESULT, MODEL_ID, _as_tool_errors, _state
+from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.toolkit import GENERATING, LONG_RESULT, MODEL_ID, as_tool_errors, state_of
+from atlas_mcp.spend.policy import SpendReport, dollars
 
-__all__ = ["ChatMessage", "ChatResult", "register_chat_tools", "worst_case"]
+__all__ = ["ChatMessage", "ChatResult", "ask", "chat_body", "register_chat", "worst_case"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +141,8 @@ def _text(result: ChatResult) -> str:
     return "\n".join(lines)
 
 
-def register_chat_tools(server: MCPServer[AppState], settings: Settings) -> None:
-    """Add the chat tool to ``server``; its wait bound is the generate tools' (ATLASCLOUD_WAIT_SECONDS)."""
+def register_chat(server: MCPServer[AppState], settings: Settings) -> None:
+    """Register chat; its wait bound is the generate tools' (ATLASCLOUD_WAIT_SECONDS)."""
     bound = settings.wait_seconds
 
     @server.tool(
@@ -158,7 +155,7 @@ def register_chat_tools(server: MCPServer[AppState], settings: Settings) -> None
             f"max_tokens caps the answer (and its price). Streams with progress and waits up to {bound:g} s: an "
             "answer not finished by then is returned as it stands, marked partial."
         ),
-        annotations=_GENERATING,
+        annotations=GENERATING,
     )
     async def chat(
         model: Annotated[str, Field(max_length=200, pattern=MODEL_ID, description="A Text model id (list_models).")],
@@ -178,82 +175,100 @@ def register_chat_tools(server: MCPServer[AppState], settings: Settings) -> None
             float | None, Field(ge=1, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
         ] = None,
     ) -> Annotated[CallToolResult, ChatResult]:
-        state = _state(ctx)
         limit = max(1.0, min(bound, bound if max_wait_seconds is None else max_wait_seconds))
-        with _as_tool_errors():
-            entry = await _chat_model(state, model)
-            state.atlas.require_key()
-            worst = worst_case(entry, messages, max_tokens)
-            guard = state.spend
-            if guard.needs_confirmation(worst):
-                shown = dollars(worst) if worst is not None else "an unknown price (the catalogue lists none)"
-                threshold = state.settings.confirm_above_usd or 0
-                raise SpendRefusedError(
-                    f"Not sent, nothing was spent: this chat may cost up to {shown} (max_tokens={max_tokens} at the "
-                    f"catalogue's prices), above the {dollars(threshold)} that needs the user's go-ahead "
-                    "(ATLASCLOUD_CONFIRM_ABOVE_USD), and chat cannot stop to ask. Lower max_tokens or shorten the "
-                    "messages to bring it under, or ask the user to raise ATLASCLOUD_CONFIRM_ABOVE_USD."
-                )
-            payer = await guard.payer(state.payer_key)
-            held = await guard.hold(payer, worst, what="this chat may cost up to")
-            body: dict[str, object] = {
-                "model": model,
-                "messages": [message.model_dump() for message in messages],
-                "max_tokens": max_tokens,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            }
-            if temperature is not None:
-                body["temperature"] = temperature
-            if top_p is not None:
-                body["top_p"] = top_p
-            if response_format == "json":
-                body["response_format"] = {"type": "json_object"}
-            started = time.monotonic()
-            pieces = 0
-            reported = 0.0
+        body = chat_body(model, messages, max_tokens, temperature, top_p, response_format)
+        with as_tool_errors():
+            return await ask(ctx, state_of(ctx), body, messages, max_tokens, limit=limit)
 
-            async def on_chunk(chunk: ChatChunk, so_far: str) -> None:
-                nonlocal pieces, reported
-                pieces += 1 if chunk.text else 0
-                now = time.monotonic()
-                if pieces == 1 or chunk.finish_reason or now - reported >= _PROGRESS_EVERY:
-                    reported = now
-                    await ctx.report_progress(
-                        min(pieces, max_tokens), max_tokens, f"{model}: {pieces} tokens, {len(so_far)} characters"
-                    )
 
+def chat_body(
+    model: str,
+    messages: list[ChatMessage],
+    max_tokens: int,
+    temperature: float | None,
+    top_p: float | None,
+    response_format: Literal["text", "json"],
+) -> dict[str, object]:
+    """The chat/completions request, streamed so that progress can be shown and a partial answer kept."""
+    body: dict[str, object] = {
+        "model": model,
+        "messages": [message.model_dump() for message in messages],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if temperature is not None:
+        body["temperature"] = temperature
+    if top_p is not None:
+        body["top_p"] = top_p
+    if response_format == "json":
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def _refuse_above_threshold(state: AppState, worst: float | None, max_tokens: int) -> None:
+    if not state.spend.needs_confirmation(worst):
+        return
+    shown = dollars(worst) if worst is not None else "an unknown price (the catalogue lists none)"
+    threshold = state.settings.confirm_above_usd or 0
+    raise SpendRefusedError(
+        f"Not sent, nothing was spent: this chat may cost up to {shown} (max_tokens={max_tokens} at the "
+        f"catalogue's prices), above the {dollars(threshold)} that needs the user's go-ahead "
+        "(ATLASCLOUD_CONFIRM_ABOVE_USD), and chat cannot stop to ask. Lower max_tokens or shorten the "
+        "messages to bring it under, or ask the user to raise ATLASCLOUD_CONFIRM_ABOVE_USD."
+    )
+
+
+async def ask(
+    ctx: Context,
+    state: AppState,
+    body: dict[str, object],
+    messages: list[ChatMessage],
+    max_tokens: int,
+    *,
+    limit: float,
+) -> CallToolResult:
+    """Check the model and the price, hold the worst case, stream the answer with progress, settle to what it
+    cost: the same hold and settle as a generation, and the same "may it be billed?" from the error tree."""
+    model = str(body["model"])
+    entry = await _chat_model(state, model)
+    state.atlas.require_key()
+    worst = worst_case(entry, messages, max_tokens)
+    _refuse_above_threshold(state, worst, max_tokens)
+    guard = state.spend
+    payer = await guard.payer(state.payer_key)
+    held = await guard.hold(payer, worst, what="this chat may cost up to")
+    started = time.monotonic()
+    pieces = 0
+    reported = 0.0
+
+    async def on_chunk(chunk: ChatChunk, so_far: str) -> None:
+        nonlocal pieces, reported
+        pieces += 1 if chunk.text else 0
+        now = time.monotonic()
+        if pieces == 1 or chunk.finish_reason or now - reported >= _PROGRESS_EVERY:
+            reported = now
             await ctx.report_progress(
-                0, max_tokens, f"Asking {model}" + (f" (at most {dollars(worst)})" if worst else "")
+                min(pieces, max_tokens), max_tokens, f"{model}: {pieces} tokens, {len(so_far)} characters"
             )
-            try:
-                answer = await state.atlas.chat(body, timeout=limit, on_chunk=on_chunk)
-            except BaseException as exc:
-                # Atlas refused it (nothing billed): give the budget back. A broken call may be billed: keep the hold.
-                unsent = isinstance(exc, AtlasMCPError) and not (
-                    isinstance(exc, BadResponseError) or (isinstance(exc, UpstreamUnavailableError) and exc.maybe_sent)
-                )
-                if unsent:
-                    with anyio.CancelScope(shield=True):
-                        await guard.release_hold(payer, held, 0)
-                raise
-            price = _price(entry, answer)
-            if price is not None:
-                await guard.release_hold(payer, held, price)
-            usage = answer.usage
-            result = ChatResult(
-                model=answer.model or model,
-                text=_scrubbed(answer.text, state),
-                finish_reason=answer.finish_reason,
-                partial=answer.partial,
-                usage=ChatUsageResult(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-                if usage is not None
-                else None,
-                price_usd=round(price, 9) if price is not None else None,
-                waited_seconds=round(time.monotonic() - started, 3),
-                spend=await guard.report_after_paying(payer),
-            )
-            logger.info("chat with %s: %s, %d pieces", model, answer.finish_reason, pieces)
-            return CallToolResult(
-                content=[TextContent(text=_text(result))], structured_content=result.model_dump(mode="json")
-            )
+
+    await ctx.report_progress(0, max_tokens, f"Asking {model}" + (f" (at most {dollars(worst)})" if worst else ""))
+    answer = await guard.on_hold(payer, held, lambda: state.atlas.chat(body, timeout=limit, on_chunk=on_chunk))
+    price = _price(entry, answer)
+    if price is not None:
+        await guard.release_hold(payer, held, price)
+    usage = answer.usage
+    result = ChatResult(
+        model=answer.model or model,
+        text=_scrubbed(answer.text, state),
+        finish_reason=answer.finish_reason,
+        partial=answer.partial,
+        usage=ChatUsageResult(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        if usage is not None
+        else None,
+        price_usd=round(price, 9) if price is not None else None,
+        waited_seconds=round(time.monotonic() - started, 3),
+        spend=await guard.report_after_paying(payer),
+    )
+    logger.info("chat with %s: %s, %d pieces", model, answer.finish_reason, pieces)
+    return CallToolResult(content=[TextContent(text=_text(result))], structured_content=result.model_dump(mode="json"))

@@ -19,16 +19,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from atlas_mcp.atlas import MediaKind, ModelEntry
+from atlas_mcp.core.catalog import InputSchema
+from atlas_mcp.core.requests import BuildParams
+from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import InputError
-from atlas_mcp.server.catalog import InputSchema
-from atlas_mcp.server.generation import BuildParams
-from atlas_mcp.server.results import GenerationResult
-from atlas_mcp.server.shown import Shown
 
 __all__ = [
     "PRICE_SPREAD",
     "Candidate",
-    "ChosenResult",
     "ModelChoice",
     "choose_model",
     "media_slots",
@@ -92,12 +90,6 @@ class ModelChoice(Candidate):
 
     def line(self) -> str:
         return f"Model: {self.text()}, chosen because {self.reason}."
-
-
-class ChosenResult(GenerationResult):
-    """A generation whose model the tool chose: the generation's result plus the choice."""
-
-    choice: ModelChoice | None = Field(default=None, description="Which model ran and why.")
 
 
 def choose_model(entries: Sequence[ModelEntry], keyword: str, model_type: ModelType) -> ModelChoice:

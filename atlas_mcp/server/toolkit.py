@@ -1,0 +1,168 @@
+"""The kit every tool module uses: the per-request state, our errors as tool errors, the gate in front of a paid
+call, the shared argument types and annotations, and the one body every generating tool runs.
+
+No ``from __future__ import annotations`` here: the SDK reads the resolvers' signatures (built over a tool's own
+``describe`` function in :func:`gated`) at registration.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, Elicit, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from atlas_mcp.config import Settings
+from atlas_mcp.errors import AtlasMCPError
+from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.gallery import with_view
+from atlas_mcp.server.generation import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
+
+__all__ = [
+    "GENERATING",
+    "LONG_RESULT",
+    "MODEL_ID",
+    "READING",
+    "Confirm",
+    "DryRun",
+    "InputUrl",
+    "ModelId",
+    "Params",
+    "RepeatAgain",
+    "SkipValidation",
+    "Wait",
+    "as_tool_errors",
+    "cap_note",
+    "gated",
+    "generate",
+    "max_wait",
+    "state_of",
+    "wait_limit",
+    "with_cap_note",
+]
+
+MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)+$"
+
+GENERATING = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+# Claude Code moves a text-only result over 50,000 characters out of the conversation into a file, unless the
+# tool raises its cap. A page of 200 models, 50 predictions with their signed URLs, a schema with hundreds of
+# voices, 1,000 report rows or a long chat answer can pass that honestly; 100,000 characters is about its
+# 25,000-token limit for any one result.
+LONG_RESULT: dict[str, Any] = {"anthropic/maxResultSizeChars": 100_000}
+READING = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
+
+ModelId = Annotated[str, Field(max_length=200, pattern=MODEL_ID, description="Atlas model id (see list_models).")]
+Params = Annotated[
+    dict[str, Any] | None,
+    Field(description="Other model parameters (see get_model_info), checked against the model's schema."),
+]
+Wait = Annotated[bool, Field(description="Wait for the result (true) or return the prediction id at once.")]
+DryRun = Annotated[
+    bool,
+    Field(description="Check everything and show the exact request and price without sending it (free, no key)."),
+]
+SkipValidation = Annotated[
+    bool,
+    Field(description="Send even if the model's schema cannot be read, unchecked (by default such calls are refused)."),
+]
+Confirm = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="The confirm token from a result that asked for the user's yes; only once they agreed.",
+    ),
+]
+RepeatAgain = Annotated[
+    bool,
+    Field(description="Pay for another even if an identical generation was just made (else that one is returned)."),
+]
+InputUrl = Annotated[
+    str | None,
+    Field(max_length=4096, pattern=r"^https?://", description="Input image URL (use upload_media for a local file)."),
+]
+
+
+@contextmanager
+def as_tool_errors() -> Iterator[None]:
+    """Our errors become tool errors (``isError`` results the model can read and act on)."""
+    try:
+        yield
+    except AtlasMCPError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+def state_of(ctx: Context) -> AppState:
+    """The server's state as this call sees it: its request's copy (see ``app.py``), so over HTTP acting with the
+    caller's key (or token)."""
+    state = ctx.request_context.lifespan_context
+    assert isinstance(state, AppState)
+    return state
+
+
+def gated(
+    describe: Callable[..., Any],
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The two resolvers in front of a generate tool's body, built over ``describe`` (the tool's arguments ->
+    :class:`GenerationCall`): the gate (check, quote, budget, repeats) and the user's confirmation.
+
+    They are resolvers, not code in the body, because asking the user works differently in the two protocol
+    eras and the MCP framework hides that: in the 2026 era the call returns with the question and runs again
+    with the answer. So they only read state; the body is the only part that pays.
+    """
+
+    async def gate(ctx: Context, call: Annotated[GenerationCall, Resolve(describe)]) -> Gate:
+        with as_tool_errors():
+            return await open_gate(state_of(ctx), call)
+
+    async def consent(ctx: Context, gate: Annotated[Gate, Resolve(gate)]) -> Elicit[Consent] | Verdict:
+        with as_tool_errors():
+            return await confirmation(ctx, state_of(ctx), gate)
+
+    return gate, consent
+
+
+def wait_limit(settings: Settings, wait: bool, max_wait_seconds: float | None) -> float:
+    """How long a call may wait: what the caller asked, within the configured bound; nothing when it asked not to."""
+    bound = settings.wait_seconds
+    return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
+
+
+TYPICAL_DURATIONS = "3D models usually take 2–5 minutes, songs minutes, videos 1–5 minutes"
+
+
+def cap_note(settings: Settings, wait: bool, max_wait_seconds: float | None) -> str | None:
+    """Said in the result when the caller asked to wait longer than this server waits, so a long job still
+    running is not mistaken for a hung one (the cap itself is ATLASCLOUD_WAIT_SECONDS)."""
+    bound = settings.wait_seconds
+    if not wait or max_wait_seconds is None or max_wait_seconds <= bound:
+        return None
+    return (
+        f"max_wait_seconds={max_wait_seconds:g} was capped at this server's {bound:g} s (ATLASCLOUD_WAIT_SECONDS). "
+        f"{TYPICAL_DURATIONS}: if it is still running, finish it with check_prediction."
+    )
+
+
+def with_cap_note(result: CallToolResult, note: str | None) -> CallToolResult:
+    if note is None:
+        return result
+    return result.model_copy(update={"content": [*result.content, TextContent(text=note)]})
+
+
+async def generate(
+    ctx: Context, gate: Gate, decision: Decision, *, wait: bool, max_wait_seconds: float | None
+) -> CallToolResult:
+    """What every generating tool's body does, once its resolvers (see :func:`gated`) have gated and confirmed the
+    call: pay once, wait within the bound, build the result."""
+    state = state_of(ctx)
+    with as_tool_errors():
+        result = await run(ctx, state, gate, decision, limit=wait_limit(state.settings, wait, max_wait_seconds))
+    result = with_cap_note(result, cap_note(state.settings, wait, max_wait_seconds))
+    return with_view(ctx, result, gate.call, gate.prepared)
+
+
+def max_wait(settings: Settings) -> Any:
+    """The field of a tool's ``max_wait_seconds`` (``Annotated[float | None, max_wait(settings)]``): its
+    description names this server's bound."""
+    return Field(ge=0, le=600, description=f"Wait at most this long (capped at {settings.wait_seconds:g} s).")
