@@ -119,7 +119,7 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
     from atlas_mcp.core.catalog import ModelCatalog
     from atlas_mcp.media.previews import DecodeBudget
     from atlas_mcp.server.appstate import AppState
-    from atlas_mcp.server.generation import prepare
+    from atlas_mcp.server.pipeline import prepare
     from atlas_mcp.spend.policy import SpendGuard
 
     async with AtlasClient(

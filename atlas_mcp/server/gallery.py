@@ -34,7 +34,7 @@ from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
 from atlas_mcp.core.outcome import GalleryView
 from atlas_mcp.core.requests import Prepared
-from atlas_mcp.server.generation import GenerationCall
+from atlas_mcp.server.pipeline import GenerationCall
 
 __all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins", "with_view"]
 

@@ -18,7 +18,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import with_view
-from atlas_mcp.server.generation import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
+from atlas_mcp.server.pipeline import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
 
 __all__ = [
     "GENERATING",

@@ -19,7 +19,7 @@ from atlas_mcp.core.requests import ImageRequest, media_params
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
-from atlas_mcp.server.generation import Decision, Gate, GenerationCall
+from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
 from atlas_mcp.server.toolkit import (
     GENERATING,
     MODEL_ID,

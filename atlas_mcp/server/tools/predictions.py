@@ -16,8 +16,8 @@ from atlas_mcp.core.outcome import GenerationResult
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
-from atlas_mcp.server.generation import finish, naming_the_prediction
 from atlas_mcp.server.listing import HistoryResult, history_result
+from atlas_mcp.server.pipeline import finish, naming_the_prediction
 from atlas_mcp.server.toolkit import (
     LONG_RESULT,
     MODEL_ID,

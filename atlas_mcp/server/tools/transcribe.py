@@ -22,7 +22,7 @@ from atlas_mcp.core.outcome import ChosenResult
 from atlas_mcp.errors import AtlasMCPError, InputError, SchemaUnavailableError
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
-from atlas_mcp.server.generation import Decision, Gate, GenerationCall
+from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
 from atlas_mcp.server.toolkit import (
     GENERATING,
     MODEL_ID,
