@@ -7,6 +7,7 @@ These are the facts a result is rendered from (text for the model, previews, lin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -21,6 +22,7 @@ __all__ = [
     "ChosenResult",
     "GalleryView",
     "GenerationResult",
+    "Outcome",
     "OutputInfo",
     "PriceQuote",
     "SegmentInfo",
@@ -166,3 +168,17 @@ class ChosenResult(GenerationResult):
     """A generation whose model the tool chose: the generation's result plus the choice."""
 
     choice: ModelChoice | None = Field(default=None, description="Which model ran and why.")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a generating call ends with, as data: the structured result, the text for the model, and the inline
+    previews (JPEG bytes). Every path of the paid pipeline ends in one (a dry run, a decline, a request for the
+    user's confirmation, a prediction running or finished), and it is rendered once, by the tool that asked
+    (``atlas_mcp.server.results.render``), with whatever that tool adds: a model choice, a note, the gallery's view.
+    """
+
+    result: GenerationResult
+    text: str
+    previews: tuple[bytes, ...] = ()
+    is_error: bool = False  # the call did not do what was asked (a confirmation is needed): the model must act

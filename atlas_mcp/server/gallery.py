@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult
 
 from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
@@ -36,7 +35,7 @@ from atlas_mcp.core.outcome import GalleryView
 from atlas_mcp.core.requests import Prepared
 from atlas_mcp.server.pipeline import GenerationCall
 
-__all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins", "with_view"]
+__all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins", "view_for"]
 
 GALLERY_URI = "ui://atlascloud/gallery"
 TOOL_META: dict[str, Any] = {"ui": {"resourceUri": GALLERY_URI}}
@@ -113,20 +112,18 @@ def gallery_apps(settings: Settings) -> Apps:
     return apps
 
 
-def with_view(ctx: Context, result: CallToolResult, call: GenerationCall, prepared: Prepared | None) -> CallToolResult:
-    """``result`` plus the ``view`` block, for a client that renders the gallery or cannot say whether it does;
-    unchanged for any other."""
-    if result.structured_content is None or not call.arguments or not _may_render(ctx):
-        return result  # (a call without arguments to show, such as quick_generate's, has no buttons to serve)
+def view_for(ctx: Context, call: GenerationCall, prepared: Prepared | None) -> GalleryView | None:
+    """The ``view`` block, for a client that renders the gallery or cannot say whether it does; None for any
+    other, and for a call without arguments to show (quick_generate's has no buttons to serve)."""
+    if not call.arguments or not _may_render(ctx):
+        return None
     seed = prepared.params.get("seed") if prepared is not None else None
-    view = GalleryView(
+    return GalleryView(
         tool=call.tool,
         arguments=_plain(call.arguments),
         seed=seed if isinstance(seed, int) and seed >= 0 else None,
         kind=call.kind,
     )
-    structured = {**result.structured_content, "view": view.model_dump(mode="json")}
-    return result.model_copy(update={"structured_content": structured})
 
 
 def _may_render(ctx: Context) -> bool:

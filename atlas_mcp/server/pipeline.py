@@ -25,14 +25,13 @@ import anyio
 from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, DeclinedElicitation
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit
-from mcp_types import CallToolResult, TextContent
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from atlas_mcp.addresses import is_loopback_host
 from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, Prediction
 from atlas_mcp.core.catalog import SERVER_OWNED, ModelDetails
-from atlas_mcp.core.outcome import GenerationResult, PriceQuote, SubmitRequest
+from atlas_mcp.core.outcome import GenerationResult, Outcome, PriceQuote, SubmitRequest
 from atlas_mcp.core.outputs import Family, family_of
 from atlas_mcp.core.requests import BuildParams, Prepared
 from atlas_mcp.core.validation import describe_parameters, find_problems, normalised, safety_problems
@@ -46,7 +45,7 @@ from atlas_mcp.errors import (
     SpendRefusedError,
 )
 from atlas_mcp.server.appstate import AppState
-from atlas_mcp.server.results import generation_result
+from atlas_mcp.server.results import generation_outcome
 from atlas_mcp.spend.ownership import record_owner
 from atlas_mcp.spend.policy import (
     CONFIRM_SECONDS,
@@ -59,6 +58,7 @@ from atlas_mcp.spend.policy import (
 )
 
 __all__ = [
+    "Bought",
     "BuildParams",
     "Consent",
     "Decision",
@@ -119,6 +119,17 @@ async def prepare(
         takes = f" {model} takes: {describe_parameters(schema)}. Put other parameters in params." if schema else ""
         raise InputError(f"Not sent, nothing was spent: {shown}.{takes}")
     return Prepared(kind, model, params, not_used, details.entry if details else None, schema)
+
+
+@dataclass(frozen=True)
+class Bought:
+    """What a call that paid for a prediction (or was answered by an identical earlier one) knows, for its result."""
+
+    kind: MediaKind
+    not_used: tuple[str, ...]
+    quote: PriceQuote | None
+    spend: SpendReport | None
+    reused_after: float | None = None  # seconds since the identical call this one is answered with
 
 
 @dataclass(frozen=True)
@@ -251,7 +262,7 @@ def _question(state: AppState, gate: Gate) -> str:
     )
 
 
-async def run(ctx: Context, state: AppState, gate: Gate, decision: Decision, *, limit: float) -> CallToolResult:
+async def run(ctx: Context, state: AppState, gate: Gate, decision: Decision, *, limit: float) -> Outcome:
     """After the gate and the confirmation: show the dry run, report a decline, ask for a token, or buy once
     and wait up to ``limit`` seconds for the result."""
     if gate.call.dry_run:
@@ -275,7 +286,7 @@ async def run(ctx: Context, state: AppState, gate: Gate, decision: Decision, *, 
 
 async def _buy_and_finish(
     ctx: Context, state: AppState, gate: Gate, *, limit: float, once: str | None, confirmed: bool
-) -> CallToolResult:
+) -> Outcome:
     """Submit once (or take the identical earlier prediction) and wait up to ``limit`` seconds for the result."""
     assert gate.payer is not None
     started = time.monotonic()
@@ -335,18 +346,14 @@ async def _buy_and_finish(
             finally:
                 with anyio.CancelScope(shield=True):
                     await guard.settle(purchase, prediction)
-        return await finish(
-            ctx,
-            state,
-            prediction,
-            limit=0,
-            started=started,
-            not_used=prepared.not_used,
-            previews=prepared.kind == "image",
+        bought = Bought(
+            kind=prepared.kind,
+            not_used=tuple(prepared.not_used),
             quote=gate.quote,
-            reused_after=time.time() - earlier.at if earlier is not None else None,
             spend=await guard.report_after_paying(gate.payer),
+            reused_after=time.time() - earlier.at if earlier is not None else None,
         )
+        return await finish(ctx, state, prediction, limit=0, started=started, bought=bought)
 
 
 @contextmanager
@@ -431,16 +438,13 @@ async def finish(
     *,
     limit: float,
     started: float,
-    not_used: list[str] | None = None,
-    previews: bool | None = None,
-    quote: PriceQuote | None = None,
-    reused_after: float | None = None,
-    spend: SpendReport | None = None,
-) -> CallToolResult:
-    """Wait (bounded, with progress) for a prediction, then build the result or raise its failure.
+    bought: Bought | None = None,
+) -> Outcome:
+    """Wait (bounded, with progress) for a prediction, then build its outcome or raise its failure.
 
-    ``previews`` None means "decide by the model's type": inline previews are for images only.
-    ``reused_after`` says the prediction answers an identical call made that many seconds before this one.
+    ``bought`` is what the call that paid for it knows (check_prediction knows none of it): what kind of model it
+    asked for (inline previews are for images only; without it, the model's catalogue type decides), the inputs
+    not used, the quote, the spending, and whether it answers an identical earlier call.
     """
     prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
     if prediction.phase == "failed":
@@ -452,30 +456,30 @@ async def finish(
             prediction=prediction,
         )
     family: Family = "image"
+    previews = True  # (a prediction not finished has no outputs to preview)
     if prediction.done:  # only a finished prediction has outputs whose kind matters
         entry = await state.catalog.entry(prediction.model) if prediction.model else None
         family = family_of(prediction.model, entry.type if entry else None, entry.tags if entry else ())
-        if previews is None:
-            previews = entry is None or (entry.type or "Image").lower() == "image"
+        previews = (bought.kind if bought else (entry.type if entry else None) or "image").lower() == "image"
         count = len(prediction.outputs)
         fetching = f"fetching {count} output{'s' if count != 1 else ''}"
         await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction.id}: {fetching}")
-    return await generation_result(
+    return await generation_outcome(
         prediction,
         atlas=state.atlas,
         settings=state.settings,
         waited_seconds=time.monotonic() - started,
-        not_used=not_used or [],
-        previews=previews is not False,
+        not_used=bought.not_used if bought else (),
+        previews=previews,
         budget=state.previews,
-        quote=quote,
-        reused_after=reused_after,
-        spend=spend,
+        quote=bought.quote if bought else None,
+        reused_after=bought.reused_after if bought else None,
+        spend=bought.spend if bought else None,
         family=family,
     )
 
 
-def _not_sent(gate: Gate, action: str) -> CallToolResult:
+def _not_sent(gate: Gate, action: str) -> Outcome:
     """The user said no (or closed the question): nothing was sent, and the result says so plainly."""
     said = "declined" if action == "decline" else "cancelled the question"
     price = gate.price_text
@@ -493,10 +497,10 @@ def _not_sent(gate: Gate, action: str) -> CallToolResult:
         quote=gate.quote,
         next_step="Ask the user what they would like instead.",
     )
-    return CallToolResult(content=[TextContent(text=text)], structured_content=result.model_dump(mode="json"))
+    return Outcome(result=result, text=text)
 
 
-async def _confirmation_needed(state: AppState, gate: Gate, reason: str | None) -> CallToolResult:
+async def _confirmation_needed(state: AppState, gate: Gate, reason: str | None) -> Outcome:
     """For a client that cannot ask the user: an error that holds the price and a one-use token for it."""
     assert gate.payer is not None
     token = await state.spend.issue_token(gate.payer, gate.prepared.body, gate.price)
@@ -528,14 +532,10 @@ async def _confirmation_needed(state: AppState, gate: Gate, reason: str | None) 
         confirm=token,
         next_step=f"Ask the user; if they agree, call {gate.call.tool} again with the same arguments and confirm.",
     )
-    return CallToolResult(
-        content=[TextContent(text="\n".join(lines))],
-        structured_content=result.model_dump(mode="json"),
-        is_error=True,
-    )
+    return Outcome(result=result, text="\n".join(lines), is_error=True)
 
 
-def _dry_run_result(atlas: AtlasClient, prepared: Prepared, quote: PriceQuote | None) -> CallToolResult:
+def _dry_run_result(atlas: AtlasClient, prepared: Prepared, quote: PriceQuote | None) -> Outcome:
     body = {"model": prepared.model, **prepared.params}
     request = SubmitRequest(method="POST", url=atlas.submit_url(prepared.kind), body=body)
     checked = "checked against the model's schema" if prepared.entry else "NOT checked (skip_validation)"
@@ -560,6 +560,4 @@ def _dry_run_result(atlas: AtlasClient, prepared: Prepared, quote: PriceQuote | 
         quote=quote,
         next_step="Call again without dry_run to run it (this costs money).",
     )
-    return CallToolResult(
-        content=[TextContent(text="\n".join(lines))], structured_content=result.model_dump(mode="json")
-    )
+    return Outcome(result=result, text="\n".join(lines))

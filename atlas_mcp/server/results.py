@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from atlas_mcp.core.outcome import (
     MAX_SEGMENTS,
     MAX_TRANSCRIPT_CHARS,
     GenerationResult,
+    Outcome,
     OutputInfo,
     PriceQuote,
     SegmentInfo,
@@ -36,12 +37,13 @@ from atlas_mcp.core.outcome import (
     UploadResult,
 )
 from atlas_mcp.core.outputs import Family, identify_output, identify_solid, plan_for, solid_label
+from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.media.files import output_path
 from atlas_mcp.media.previews import DecodeBudget, Preview, make_preview, probe_image
 from atlas_mcp.spend.policy import SpendReport
 
-__all__ = ["generation_result", "upload_result"]
+__all__ = ["generation_outcome", "render", "upload_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ MAX_FETCHED_OUTPUTS = 16  # per prediction: more would multiply downloads, disk 
 SEGMENTS_IN_TEXT = 40  # listed with their times in the text; more are in the structured result and the .json
 
 
-async def generation_result(
+async def generation_outcome(
     prediction: Prediction,
     *,
     atlas: AtlasClient,
@@ -64,8 +66,8 @@ async def generation_result(
     reused_after: float | None = None,
     spend: SpendReport | None = None,
     family: Family = "image",
-) -> CallToolResult:
-    """Turn a prediction into the tool result: text, previews within budget, saved files, structured content.
+) -> Outcome:
+    """Turn a prediction into its outcome: the text, previews within budget, saved files, the structured result.
 
     ``previews`` False keeps media out of the result (video and audio link their files instead). ``budget``
     is the memory decodes in flight share, across calls: each holds a full-size bitmap, so a burst of
@@ -112,12 +114,29 @@ async def generation_result(
             "this is that prediction and nothing was paid twice. To pay for a new one anyway, call again with "
             f"repeat=true.\n{text}"
         )
-    content: list[TextContent | ImageContent | ResourceLink] = [TextContent(text=text)]
-    for preview in images:
-        if preview is not None:
-            content.append(ImageContent(data=base64.b64encode(preview.jpeg).decode("ascii"), mime_type="image/jpeg"))
-    content += _links(prediction.id, outputs)
-    return CallToolResult(content=list(content), structured_content=result.model_dump(mode="json"))
+    shown = tuple(preview.jpeg for preview in images if preview is not None)
+    return Outcome(result=result, text=text, previews=shown)
+
+
+def render(
+    outcome: Outcome, *, lead: str | None = None, notes: Sequence[str] = (), extra: Mapping[str, Shown] | None = None
+) -> CallToolResult:
+    """The one place a generating call's result is assembled: ``lead`` said first (a model choice), the outcome's
+    text, its previews, links to its full-size outputs, then ``notes``; ``extra`` joins the structured result
+    (the gallery's ``view``, quick_generate's ``choice``)."""
+    result = outcome.result
+    content: list[TextContent | ImageContent | ResourceLink] = [
+        TextContent(text=f"{lead}\n{outcome.text}" if lead else outcome.text)
+    ]
+    content += [
+        ImageContent(data=base64.b64encode(jpeg).decode("ascii"), mime_type="image/jpeg") for jpeg in outcome.previews
+    ]
+    if result.prediction_id is not None:
+        content += _links(result.prediction_id, result.outputs)
+    content += [TextContent(text=note) for note in notes]
+    structured = result.model_dump(mode="json")
+    structured |= {name: value.model_dump(mode="json") for name, value in (extra or {}).items()}
+    return CallToolResult(content=list(content), structured_content=structured, is_error=outcome.is_error)
 
 
 async def _fetched_outputs(

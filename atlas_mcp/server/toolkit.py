@@ -11,14 +11,17 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from atlas_mcp.config import Settings
+from atlas_mcp.core.choosing import ModelChoice
+from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.appstate import AppState
-from atlas_mcp.server.gallery import with_view
+from atlas_mcp.server.gallery import view_for
 from atlas_mcp.server.pipeline import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
+from atlas_mcp.server.results import render
 
 __all__ = [
     "GENERATING",
@@ -40,7 +43,6 @@ __all__ = [
     "max_wait",
     "state_of",
     "wait_limit",
-    "with_cap_note",
 ]
 
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)+$"
@@ -144,22 +146,33 @@ def cap_note(settings: Settings, wait: bool, max_wait_seconds: float | None) -> 
     )
 
 
-def with_cap_note(result: CallToolResult, note: str | None) -> CallToolResult:
-    if note is None:
-        return result
-    return result.model_copy(update={"content": [*result.content, TextContent(text=note)]})
-
-
 async def generate(
-    ctx: Context, gate: Gate, decision: Decision, *, wait: bool, max_wait_seconds: float | None
+    ctx: Context,
+    gate: Gate,
+    decision: Decision,
+    *,
+    wait: bool,
+    max_wait_seconds: float | None,
+    choice: ModelChoice | None = None,
 ) -> CallToolResult:
     """What every generating tool's body does, once its resolvers (see :func:`gated`) have gated and confirmed the
-    call: pay once, wait within the bound, build the result."""
+    call: pay once, wait within the bound, and render the outcome once, with the model ``choice`` said first when
+    the tool chose it (quick_generate, transcribe_audio), a note when the wait was capped, and the gallery's view."""
     state = state_of(ctx)
-    with as_tool_errors():
-        result = await run(ctx, state, gate, decision, limit=wait_limit(state.settings, wait, max_wait_seconds))
-    result = with_cap_note(result, cap_note(state.settings, wait, max_wait_seconds))
-    return with_view(ctx, result, gate.call, gate.prepared)
+    try:
+        with as_tool_errors():
+            outcome = await run(ctx, state, gate, decision, limit=wait_limit(state.settings, wait, max_wait_seconds))
+    except ToolError as exc:
+        if choice is None:
+            raise
+        raise ToolError(f"{choice.line()}\n{exc}") from exc
+    extra: dict[str, Shown] = {}
+    if (view := view_for(ctx, gate.call, gate.prepared)) is not None:
+        extra["view"] = view
+    if choice is not None:
+        extra["choice"] = choice
+    note = cap_note(state.settings, wait, max_wait_seconds)
+    return render(outcome, lead=choice.line() if choice else None, notes=[note] if note else [], extra=extra)
 
 
 def max_wait(settings: Settings) -> Any:

@@ -18,6 +18,7 @@ from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.listing import HistoryResult, history_result
 from atlas_mcp.server.pipeline import finish, naming_the_prediction
+from atlas_mcp.server.results import render
 from atlas_mcp.server.toolkit import (
     LONG_RESULT,
     MODEL_ID,
@@ -27,7 +28,6 @@ from atlas_mcp.server.toolkit import (
     max_wait,
     state_of,
     wait_limit,
-    with_cap_note,
 )
 from atlas_mcp.spend.ownership import only_owned, require_owner
 
@@ -66,8 +66,9 @@ def register_check_prediction(server: MCPServer[AppState], settings: Settings) -
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
                 limit = wait_limit(state.settings, wait, max_wait_seconds)
-                finished = await finish(ctx, state, prediction, limit=limit, started=started)
-                return with_cap_note(finished, cap_note(state.settings, wait, max_wait_seconds))
+                outcome = await finish(ctx, state, prediction, limit=limit, started=started)
+                note = cap_note(state.settings, wait, max_wait_seconds)
+                return render(outcome, notes=[note] if note else [])
 
 
 def register_list_predictions(server: MCPServer[AppState], settings: Settings) -> None:

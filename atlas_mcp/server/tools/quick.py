@@ -7,13 +7,11 @@ waits and builds the result, to which it adds which model ran and why.
 No ``from __future__ import annotations``: the SDK reads the signatures at registration (see toolkit.py).
 """
 
-from collections.abc import Awaitable
 from typing import Annotated, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer, Resolve
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult
 from pydantic import Field
 
 from atlas_mcp.atlas import MediaKind
@@ -37,30 +35,12 @@ from atlas_mcp.server.toolkit import (
     state_of,
 )
 
-__all__ = ["register_quick_generate", "with_choice"]
+__all__ = ["register_quick_generate"]
 
 _KINDS: dict[str, MediaKind] = {"Image": "image", "Video": "video", "Audio": "audio"}
 MAX_IMAGE_URLS = 8
 
 MediaUrl = Annotated[str, Field(max_length=4096, pattern=r"^https?://")]
-
-
-async def with_choice(choice: ModelChoice, result: Awaitable[CallToolResult]) -> CallToolResult:
-    """The generation's result (or its error) with the model choice said first, in the text and the structure."""
-    try:
-        done = await result
-    except ToolError as exc:
-        raise ToolError(f"{choice.line()}\n{exc}") from exc
-    content = list(done.content)
-    first = next((index for index, block in enumerate(content) if isinstance(block, TextContent)), None)
-    if first is None:
-        content.insert(0, TextContent(text=choice.line()))
-    else:
-        block = content[first]
-        assert isinstance(block, TextContent)
-        content[first] = TextContent(text=f"{choice.line()}\n{block.text}")
-    structured = {**(done.structured_content or {}), "choice": choice.model_dump(mode="json")}
-    return CallToolResult(content=content, structured_content=structured, is_error=done.is_error)
 
 
 async def choose(ctx: Context, keyword: str, type: Literal["Image", "Video", "Audio"]) -> ModelChoice:
@@ -147,4 +127,4 @@ def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> 
         gate: Annotated[Gate, Resolve(quick_gate)],
         decision: Annotated[Decision, Resolve(quick_consent)],
     ) -> Annotated[CallToolResult, ChosenResult]:
-        return await with_choice(choice, generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds))
+        return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds, choice=choice)

@@ -36,7 +36,6 @@ from atlas_mcp.server.toolkit import (
     max_wait,
     state_of,
 )
-from atlas_mcp.server.tools.quick import with_choice
 
 __all__ = ["register_transcribe_audio"]
 
@@ -160,4 +159,4 @@ def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -
         gate: Annotated[Gate, Resolve(transcribe_gate)],
         decision: Annotated[Decision, Resolve(transcribe_consent)],
     ) -> Annotated[CallToolResult, ChosenResult]:
-        return await with_choice(choice, generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds))
+        return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds, choice=choice)

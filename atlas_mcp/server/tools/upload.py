@@ -108,7 +108,10 @@ def register_upload_media(server: MCPServer[AppState], settings: Settings) -> No
             str | None,
             Field(max_length=4096, description="A public https file to re-host at Atlas."),
         ] = None,
-        client_roots: Annotated[ListRootsResult | _AnyRoots | None, Resolve(_client_roots)] = None,
+        *,
+        # Resolved, so no default: on Python 3.10 a None default turns the annotation into Optional[Annotated[...]],
+        # which the SDK refuses (it looks for Resolve only at the top level).
+        client_roots: Annotated[ListRootsResult | _AnyRoots | None, Resolve(_client_roots)],
     ) -> Annotated[CallToolResult, UploadResult]:
         return await upload(state_of(ctx), path, data, filename, url, client_roots)
 
