@@ -45,6 +45,7 @@ from atlas_mcp.errors import (
     SpendRefusedError,
 )
 from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.progress import Stopwatch
 from atlas_mcp.server.results import generation_outcome
 from atlas_mcp.spend.ownership import record_owner
 from atlas_mcp.spend.policy import (
@@ -289,18 +290,18 @@ async def _buy_and_finish(
 ) -> Outcome:
     """Submit once (or take the identical earlier prediction) and wait up to ``limit`` seconds for the result."""
     assert gate.payer is not None
-    started = time.monotonic()
+    watch = Stopwatch(ctx, limit)
     prepared = gate.prepared
     guard = state.spend
     price = f"; {gate.quote.text()}" if gate.quote else ""
 
     async def submit() -> Prediction:
-        await ctx.report_progress(0, limit or None, f"Submitting to {prepared.model}{price}")
+        await watch.report(f"Submitting to {prepared.model}{price}")
         return await state.atlas.submit(prepared.model, prepared.params, kind=prepared.kind)
 
     async def waiting(seconds: float) -> None:
         message = f"An identical generation is being sent by another call; waiting for it ({seconds:.1f} s)"
-        await ctx.report_progress(seconds, limit or None, message)
+        await watch.report(message)
 
     purchase, prediction = await guard.buy(
         gate.payer,
@@ -326,11 +327,11 @@ async def _buy_and_finish(
     with naming_the_prediction(prediction_id):
         # From here every message names the job: a call that is cancelled or times out still leaves the id with the
         # assistant, who can fetch the result (check_prediction) instead of paying for it again.
-        await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction_id}: {said}")
+        await watch.report(f"Prediction {prediction_id}: {said}")
         if prediction is None:
             assert earlier is not None
             found = await state.atlas.get_prediction(prediction_id)
-            prediction = await wait_for(ctx, state, found, limit=limit, started=started)
+            prediction = await wait_for(state, found, limit=limit, watch=watch)
             if prediction.phase == "failed":  # not billed, so the same request may be tried again: say so
                 await guard.forget_failed(purchase)
                 raise PredictionFailedError(
@@ -342,7 +343,7 @@ async def _buy_and_finish(
                 )
         else:
             try:
-                prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
+                prediction = await wait_for(state, prediction, limit=limit, watch=watch)
             finally:
                 with anyio.CancelScope(shield=True):
                     await guard.settle(purchase, prediction)
@@ -353,7 +354,7 @@ async def _buy_and_finish(
             spend=await guard.report_after_paying(gate.payer),
             reused_after=time.time() - earlier.at if earlier is not None else None,
         )
-        return await finish(ctx, state, prediction, limit=0, started=started, bought=bought)
+        return await finish(state, prediction, limit=0, watch=watch, bought=bought)
 
 
 @contextmanager
@@ -402,14 +403,12 @@ async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
     return PriceQuote(price_usd=listed, source="catalogue", estimate=True) if listed is not None else None
 
 
-async def wait_for(
-    ctx: Context, state: AppState, prediction: Prediction, *, limit: float, started: float
-) -> Prediction:
-    """Wait (bounded, with progress) until the prediction is done or ``limit`` seconds have passed since ``started``."""
+async def wait_for(state: AppState, prediction: Prediction, *, limit: float, watch: Stopwatch) -> Prediction:
+    """Wait (bounded, with progress) until the prediction is done or ``limit`` seconds have passed since the call
+    started (``watch``)."""
 
     async def on_poll(current: Prediction, polls: int) -> None:
-        elapsed = time.monotonic() - started
-        await ctx.report_progress(elapsed, limit or None, f"Prediction {current.id}: {_phrase(current, elapsed)}")
+        await watch.report(f"Prediction {current.id}: {_phrase(current, watch.elapsed())}")
 
     if prediction.done or limit <= 0:
         return prediction
@@ -432,12 +431,11 @@ def _phrase(prediction: Prediction, elapsed: float) -> str:
 
 
 async def finish(
-    ctx: Context,
     state: AppState,
     prediction: Prediction,
     *,
     limit: float,
-    started: float,
+    watch: Stopwatch,
     bought: Bought | None = None,
 ) -> Outcome:
     """Wait (bounded, with progress) for a prediction, then build its outcome or raise its failure.
@@ -446,7 +444,7 @@ async def finish(
     asked for (inline previews are for images only; without it, the model's catalogue type decides), the inputs
     not used, the quote, the spending, and whether it answers an identical earlier call.
     """
-    prediction = await wait_for(ctx, state, prediction, limit=limit, started=started)
+    prediction = await wait_for(state, prediction, limit=limit, watch=watch)
     if prediction.phase == "failed":
         reason = prediction.error or "Atlas gave no reason"
         code = f" (Atlas error code {prediction.error_code})" if prediction.error_code else ""
@@ -463,12 +461,12 @@ async def finish(
         previews = (bought.kind if bought else (entry.type if entry else None) or "image").lower() == "image"
         count = len(prediction.outputs)
         fetching = f"fetching {count} output{'s' if count != 1 else ''}"
-        await ctx.report_progress(time.monotonic() - started, limit or None, f"Prediction {prediction.id}: {fetching}")
+        await watch.report(f"Prediction {prediction.id}: {fetching}")
     return await generation_outcome(
         prediction,
         atlas=state.atlas,
         settings=state.settings,
-        waited_seconds=time.monotonic() - started,
+        waited_seconds=watch.elapsed(),
         not_used=bought.not_used if bought else (),
         previews=previews,
         budget=state.previews,

@@ -4,7 +4,6 @@ over a team token, each token sees only its own (see :mod:`atlas_mcp.spend.owner
 No ``from __future__ import annotations``: the SDK reads the tools' signatures at registration.
 """
 
-import time
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -18,6 +17,7 @@ from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.listing import HistoryResult, history_result
 from atlas_mcp.server.pipeline import finish, naming_the_prediction
+from atlas_mcp.server.progress import Stopwatch
 from atlas_mcp.server.results import render
 from atlas_mcp.server.toolkit import (
     LONG_RESULT,
@@ -60,13 +60,13 @@ def register_check_prediction(server: MCPServer[AppState], settings: Settings) -
         max_wait_seconds: Annotated[float | None, bounded] = None,
     ) -> Annotated[CallToolResult, GenerationResult]:
         state = state_of(ctx)
+        limit = wait_limit(state.settings, wait, max_wait_seconds)
+        watch = Stopwatch(ctx, limit)  # waited_seconds counts from the call, the reads before the wait included
         with as_tool_errors():
-            started = time.monotonic()
             await require_owner(state, prediction_id)
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
-                limit = wait_limit(state.settings, wait, max_wait_seconds)
-                outcome = await finish(ctx, state, prediction, limit=limit, started=started)
+                outcome = await finish(state, prediction, limit=limit, watch=watch)
                 note = cap_note(state.settings, wait, max_wait_seconds)
                 return render(outcome, notes=[note] if note else [])
 

@@ -1,0 +1,39 @@
+"""One call's clock and its progress notifications.
+
+Hosts print a progress value as it comes ("— 1.6700615969994033"), and the protocol wants each value larger
+than the one before. So a call's values are its seconds so far to a tenth, and a report that would repeat (or go
+back on) the last value sent goes a tenth past it instead: two reports in the same tenth of a second, or a wait
+reported before the submit, still count up.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mcp.server.mcpserver import Context
+
+__all__ = ["Stopwatch"]
+
+
+class Stopwatch:
+    """Started with the call; ``total`` is its wait bound (None or 0: no bound to show)."""
+
+    def __init__(self, ctx: Context, total: float | None) -> None:
+        self._ctx = ctx
+        self._total = total or None
+        self._started = time.monotonic()
+        self._last: float | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def next_value(self) -> float:
+        """The value the next report sends: seconds so far to a tenth, always past the last one sent."""
+        value = round(self.elapsed(), 1)
+        if self._last is not None and value <= self._last:
+            value = round(self._last + 0.1, 1)
+        self._last = value
+        return value
+
+    async def report(self, message: str) -> None:
+        await self._ctx.report_progress(self.next_value(), self._total, message)
