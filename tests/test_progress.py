@@ -7,6 +7,7 @@ check_prediction's wait.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ Mode = Literal["legacy", "auto"]
 def _counts_up_in_tenths(values: list[float]) -> None:
     assert values, "no progress was reported"
     assert all(value == round(value, 1) for value in values), values
-    assert all(later > earlier for earlier, later in zip(values, values[1:])), values
+    assert all(later > earlier for earlier, later in itertools.pairwise(values)), values
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

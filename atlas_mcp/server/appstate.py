@@ -43,6 +43,13 @@ class AppState:
     rehosts: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(REHOSTS_AT_ONCE))
 
     @property
+    def secrets(self) -> list[str]:
+        """Every secret this request knows (the server's key, the caller's key or token), for scrubbing text that
+        came from elsewhere (an LLM's answer, a usage report's labels) before it is shown."""
+        held = (self.settings.api_key, self.caller.key, self.caller.payer)
+        return list(dict.fromkeys(secret.get_secret_value() for secret in held if secret is not None))
+
+    @property
     def payer_key(self) -> str | None:
         """What names the payer (only ever hashed): the API key, or a client's HTTP token."""
         return self.caller.payer_text

@@ -286,11 +286,6 @@ def _table(result: UsageResult) -> str:
     return "\n".join(lines)
 
 
-def _secrets(state: AppState) -> list[str]:
-    key = state.settings.api_key.get_secret_value() if state.settings.api_key is not None else None
-    return [secret for secret in (key, state.payer_key) if secret]
-
-
 GroupBy = Annotated[
     list[Literal["model_type", "model", "api_key"]] | None,
     Field(max_length=3, description="Break the days down by these (omit for one total per day)."),
@@ -348,7 +343,7 @@ async def report(
             limit=limit,
             page=page,
         )
-        return usage_result(kind, found, start=start, end=end, group_by=groups, secrets_=_secrets(state))
+        return usage_result(kind, found, start=start, end=end, group_by=groups, secrets_=state.secrets)
 
 
 def register_get_balance(server: MCPServer[AppState], settings: Settings) -> None:

@@ -115,10 +115,8 @@ async def _chat_model(state: AppState, model: str) -> ModelEntry:
 
 def _scrubbed(text: str, state: AppState) -> str:
     """The answer with the caller's key taken out: a model that echoes its prompt must not hand the key back."""
-    key = state.settings.api_key.get_secret_value() if state.settings.api_key is not None else None
-    for secret in (key, state.payer_key):
-        if secret:
-            text = text.replace(secret, "[redacted]")
+    for secret in state.secrets:
+        text = text.replace(secret, "[redacted]")
     return text
 
 
