@@ -1,5 +1,6 @@
 """Everything that speaks HTTP to Atlas Cloud, and nothing of MCP."""
 
+from atlas_mcp.atlas.account import AccountInfo, Balance, CreditGrant, Money, UsageBucket, UsagePage
 from atlas_mcp.atlas.client import (
     CHAT_PATH,
     NOT_VISIBLE_YET,
@@ -13,24 +14,18 @@ from atlas_mcp.atlas.client import (
     validate_prediction_id,
 )
 from atlas_mcp.atlas.models import (
-    AccountInfo,
-    Balance,
     ChatAnswer,
     ChatChunk,
     ChatUsage,
-    CreditGrant,
     HistoryItem,
     HistoryPage,
     ModelEntry,
-    Money,
     Output,
     Prediction,
     Quote,
     Segment,
     Transcript,
     UploadedFile,
-    UsageBucket,
-    UsagePage,
 )
 
 __all__ = [

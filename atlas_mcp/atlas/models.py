@@ -18,14 +18,12 @@ from urllib.parse import unquote_to_bytes
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "Balance",
     "ChatAnswer",
     "ChatChunk",
     "ChatUsage",
     "HistoryItem",
     "HistoryPage",
     "ModelEntry",
-    "Money",
     "Output",
     "Phase",
     "Prediction",
@@ -33,8 +31,8 @@ __all__ = [
     "Segment",
     "Transcript",
     "UploadedFile",
-    "UsageBucket",
-    "UsagePage",
+    "Wire",
+    "as_number",
     "error_text",
     "unwrap",
 ]
@@ -68,7 +66,7 @@ def error_text(body: Any) -> str | None:
     return None
 
 
-class _Wire(BaseModel):
+class Wire(BaseModel):
     # Validators are built on first use, not at import: a server answers tools/list without reading any Atlas
     # answer, and building them cost ~24 M of a cold start's 3.6 G instructions. Safe to defer: every annotation
     # here resolves when its class is created (nothing is left to the caller's namespace), and pydantic builds
@@ -76,7 +74,7 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
-class Output(_Wire):
+class Output(Wire):
     """One output of a prediction: a URL to fetch, a file Atlas sent inline, or a model's text.
 
     Atlas gives URLs, but some models (or ``enable_base64_output``) answer with base64 strings or ``data:``
@@ -151,7 +149,7 @@ def _inline(value: str) -> Output | None:
         return None
 
 
-class Segment(_Wire):
+class Segment(Wire):
     """One timed piece of a transcript: seconds from the start of the audio, and what was said."""
 
     start: float | None = None
@@ -161,7 +159,7 @@ class Segment(_Wire):
     @field_validator("start", "end", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> float | None:
-        return _number(value)
+        return as_number(value)
 
     @field_validator("text", mode="before")
     @classmethod
@@ -169,7 +167,7 @@ class Segment(_Wire):
         return value.strip() if isinstance(value, str) else ""
 
 
-class Transcript(_Wire):
+class Transcript(Wire):
     """A speech-to-text result (``stt_result``): the text, and its timed segments when the model gives them.
 
     Atlas names the field but documents no shape: a bare string and an object with ``text`` (or
@@ -200,7 +198,7 @@ class Transcript(_Wire):
         }
 
 
-class Prediction(_Wire):
+class Prediction(Wire):
     """A prediction as Atlas reports it, normalised: one ``outputs`` list, ``error`` as text."""
 
     id: str = Field(min_length=1)
@@ -244,7 +242,7 @@ class Prediction(_Wire):
         if isinstance(metrics, dict) and "predict_time" not in data:
             data["predict_time"] = metrics.get("predict_time")
         for key in ("price", "predict_time"):
-            data[key] = _number(data.get(key))
+            data[key] = as_number(data.get(key))
         code = data.get("error_code")
         usable = isinstance(code, (int, str)) and not isinstance(code, bool) and str(code).strip() not in ("", "0")
         data["error_code"] = str(code).strip() if usable else None
@@ -300,7 +298,7 @@ def named_ids(body: Any) -> str:
     )
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A finite number, or None: NaN and infinities would make the result invalid JSON."""
     if value is None or isinstance(value, bool):
         return None
@@ -311,7 +309,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-class UploadedFile(_Wire):
+class UploadedFile(Wire):
     """What ``uploadMedia`` answers: a URL a model can take as input."""
 
     download_url: str = Field(min_length=1)
@@ -330,7 +328,7 @@ class UploadedFile(_Wire):
         return data
 
 
-class Price(_Wire):
+class Price(Wire):
     """A catalogue price, in dollars: ``base_price``; for LLMs ``input_price``, ``output_price`` and ``cache_price``
     per million tokens; ``output_image_price`` per image made; ``request_price`` per request. Live entries carry
     no ``unit`` (older ones did); ``discount`` sits beside ``actual`` (the catalogue writes all as strings)."""
@@ -356,7 +354,7 @@ class Price(_Wire):
     )
     @classmethod
     def _to_number(cls, value: Any) -> float | None:
-        return _number(value)
+        return as_number(value)
 
     @field_validator("unit", mode="before")
     @classmethod
@@ -371,7 +369,7 @@ def _words(value: Any) -> tuple[str, ...]:
     return tuple(str(item) for item in value if item is not None) if isinstance(value, list) else ()
 
 
-class ModelEntry(_Wire):
+class ModelEntry(Wire):
     """One entry of the public model catalogue. LLM entries may have no ``schema``, and carry what Atlas's own
     client shows instead: context length, most output tokens, strengths, use cases, latency."""
 
@@ -414,7 +412,7 @@ class ModelEntry(_Wire):
         if not isinstance(data.get("schema"), str) or not data["schema"].strip():
             data.pop("schema", None)
         for key in ("contextLength", "maxCompletionTokens"):
-            number = _number(data.get(key))
+            number = as_number(data.get(key))
             data[key] = int(number) if number is not None and number > 0 else None
         for key in ("coreStrengths", "useCases"):
             data[key] = _words(data.get(key))
@@ -423,7 +421,7 @@ class ModelEntry(_Wire):
         return data
 
 
-class Quote(_Wire):
+class Quote(Wire):
     """Atlas's own price for a request (``/api/v1/model/calculate``), in dollars."""
 
     price: float
@@ -434,7 +432,7 @@ class Quote(_Wire):
     @field_validator("price", "origin_price", mode="before")
     @classmethod
     def _to_number(cls, value: Any) -> float | None:
-        return _number(value)
+        return as_number(value)
 
     @field_validator("estimated", "estimate_partial", mode="before")
     @classmethod
@@ -442,75 +440,7 @@ class Quote(_Wire):
         return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
 
 
-class Money(_Wire):
-    value: float | None = None
-    currency: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, raw: Any) -> Any:
-        if isinstance(raw, dict):
-            return {"value": _number(raw.get("value", raw.get("amount"))), "currency": raw.get("currency")}
-        return {"value": _number(raw)}  # a bare number or numeric string
-
-
-class AccountInfo(_Wire):
-    """Whose balance it is: ``{id, name, type}`` (an older shape gave the id alone)."""
-
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, raw: Any) -> Any:
-        if isinstance(raw, dict):
-            return {key: None if raw.get(key) is None else str(raw[key]) for key in ("id", "name", "type")}
-        return {"id": None if raw is None else str(raw)}
-
-
-class CreditGrant(_Wire):
-    """Credit Atlas extends beyond the balance: ``{status, granted, used, remaining_overdraft, overdrawn}``, each
-    amount a :class:`Money` (an older shape gave one amount, read as ``granted``)."""
-
-    status: str | None = None
-    granted: Money | None = None
-    used: Money | None = None
-    remaining_overdraft: Money | None = None
-    overdrawn: Money | None = None  # an amount; a bare true/false is kept as 1/0 of no currency
-
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or not ({"status", "granted", "used"} & set(raw)):
-            return {"granted": raw}
-        data = dict(raw)
-        if isinstance(data.get("overdrawn"), bool):
-            data["overdrawn"] = {"value": int(data["overdrawn"])}
-        if data.get("status") is not None:
-            data["status"] = str(data["status"])
-        return data
-
-
-class Balance(_Wire):
-    """The account's money (``/public/v1/balance``); each amount is ``{"value", "currency"}`` or a bare number."""
-
-    account: AccountInfo | None = None
-    scope: str | None = None
-    available: Money = Field(default_factory=Money)
-    cash: Money | None = None
-    bonus: Money | None = None
-    subscription_bonus: Money | None = None
-    frozen: Money | None = None
-    credit_grant: CreditGrant | None = None
-
-    @field_validator("scope", mode="before")
-    @classmethod
-    def _to_text(cls, value: Any) -> str | None:
-        return None if value is None else str(value)
-
-
-class HistoryItem(_Wire):
+class HistoryItem(Wire):
     id: str = Field(validation_alias=AliasChoices("ID", "id"))
     created_at: int | None = Field(default=None, validation_alias=AliasChoices("createdAt", "created_at"))
     model: str | None = None
@@ -529,7 +459,7 @@ class HistoryItem(_Wire):
     @classmethod
     def _epoch(cls, value: Any) -> int | None:
         """Unix seconds (or milliseconds), or an ISO 8601 time."""
-        number = _number(value)
+        number = as_number(value)
         if number is not None:
             return int(number / 1000) if number > 1e11 else int(number)
         if isinstance(value, str):
@@ -557,7 +487,7 @@ class HistoryItem(_Wire):
         return value if isinstance(value, dict) and _ids(value) else None
 
 
-class HistoryPage(_Wire):
+class HistoryPage(Wire):
     """One page of history, whichever of Atlas's spellings it comes in (``pageNo``/``page``, ``items``/``list``)."""
 
     items: tuple[HistoryItem, ...] = Field(default=(), validation_alias=AliasChoices("items", "list", "records"))
@@ -571,54 +501,18 @@ class HistoryPage(_Wire):
         return () if value is None else value
 
 
-class UsageBucket(_Wire):
-    """One day of ``/public/v1/model-usage`` or ``/public/v1/model-costs``: its rows as Atlas wrote them.
-
-    The rows' keys are not documented; :mod:`atlas_mcp.server.tools.account` reads labels (strings) and amounts
-    (numbers, numeric strings, ``{"value", "currency"}``) out of them without assuming names.
-    """
-
-    date: str
-    partial: bool = False  # the day is not over (or not fully counted) yet
-    results: tuple[dict[str, Any], ...] = ()
-
-    @field_validator("results", mode="before")
-    @classmethod
-    def _rows(cls, value: Any) -> Any:
-        return tuple(row for row in value if isinstance(row, dict)) if isinstance(value, list) else ()
-
-
-class UsagePage(_Wire):
-    """A page of daily buckets; ``next_page`` is Atlas's opaque cursor for the next one."""
-
-    scope: str | None = None
-    buckets: tuple[UsageBucket, ...] = Field(default=(), validation_alias=AliasChoices("data", "buckets"))
-    has_more: bool = False
-    next_page: str | None = None
-
-    @field_validator("buckets", mode="before")
-    @classmethod
-    def _no_buckets(cls, value: Any) -> Any:
-        return () if value is None else value
-
-    @field_validator("next_page", mode="before")
-    @classmethod
-    def _cursor(cls, value: Any) -> str | None:
-        return None if value in (None, "") else str(value)
-
-
-class ChatUsage(_Wire):
+class ChatUsage(Wire):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
     @field_validator("prompt_tokens", "completion_tokens", mode="before")
     @classmethod
     def _count(cls, value: Any) -> int:
-        number = _number(value)
+        number = as_number(value)
         return max(0, int(number)) if number is not None else 0
 
 
-class ChatChunk(_Wire):
+class ChatChunk(Wire):
     """One streamed piece of an OpenAI-compatible chat completion (``chat.completion.chunk``)."""
 
     text: str = ""
@@ -645,7 +539,7 @@ class ChatChunk(_Wire):
         }
 
 
-class ChatAnswer(_Wire):
+class ChatAnswer(Wire):
     """A whole chat answer: the text, why it ended, and the tokens it took (when Atlas said)."""
 
     text: str

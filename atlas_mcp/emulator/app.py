@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 from anyio import to_thread
-from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -36,13 +35,13 @@ from atlas_mcp.emulator import wire
 from atlas_mcp.emulator.account import BadQuery, key_label, parse_query, usage_page
 from atlas_mcp.emulator.catalogue import ModelType, catalogue_listing, find_model, schema_document
 from atlas_mcp.emulator.chat import chat_completion
+from atlas_mcp.emulator.control import control_routes
 from atlas_mcp.emulator.families import render_mp3, render_solid, render_solid_zip
-from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.fixtures import load
 from atlas_mcp.emulator.images import render_picture, render_png
 from atlas_mcp.emulator.media import render_audio, render_video
 from atlas_mcp.emulator.middleware import LoopbackOnly, RecordAndFaultMiddleware
-from atlas_mcp.emulator.predictions import THUMBNAIL, Prediction, PredictionPlan
+from atlas_mcp.emulator.predictions import THUMBNAIL, Prediction
 from atlas_mcp.emulator.state import EmulatorState, Upload
 from atlas_mcp.emulator.uploads import UploadError, safe_filename, store_upload
 from atlas_mcp.emulator.validation import InvalidRequest, parse_submission
@@ -69,8 +68,6 @@ _MEDIA_TYPES = {
 _SERVE_CHUNK = 64 * 1024
 _URL_LIFETIME_SECONDS = 3600  # how long a signed output URL works
 _STATES = {"running", "succeeded", "failed"}  # the history's newer `state` filter
-_FAULTS = TypeAdapter(Fault | list[Fault])
-_PLANS = TypeAdapter(PredictionPlan | list[PredictionPlan])
 
 
 def _origin(request: Request) -> str:
@@ -509,73 +506,6 @@ class _Endpoints:
             return wire.not_found("file not found")
         return FileResponse(upload.path, media_type=upload.content_type)
 
-    # --- test controls --------------------------------------------------------------------
-
-    async def list_requests(self, request: Request) -> Response:
-        return JSONResponse(
-            [
-                {
-                    "method": r.method,
-                    "path": r.path,
-                    "query": r.query,
-                    "headers": r.redacted_headers(),
-                    "body_size": r.body_size,
-                    "at": r.at,
-                }
-                for r in self.state.requests
-            ]
-        )
-
-    async def clear_requests(self, request: Request) -> Response:
-        self.state.clear_requests()
-        return wire.success(None)
-
-    async def list_faults(self, request: Request) -> Response:
-        return JSONResponse(TypeAdapter(list[Fault]).dump_python(self.state.faults, mode="json"))
-
-    async def add_faults(self, request: Request) -> Response:
-        try:
-            parsed = _FAULTS.validate_json(await request.body())
-        except (ValidationError, ValueError) as exc:
-            return wire.error(400, f"not a Fault or list of Faults: {exc}")
-        faults = parsed if isinstance(parsed, list) else [parsed]
-        for fault in faults:
-            self.state.add_fault(fault)
-        return wire.success({"added": len(faults)})
-
-    async def clear_faults(self, request: Request) -> Response:
-        self.state.clear_faults()
-        return wire.success(None)
-
-    async def add_plans(self, request: Request) -> Response:
-        try:
-            parsed = _PLANS.validate_json(await request.body())
-        except (ValidationError, ValueError) as exc:
-            return wire.error(400, f"not a PredictionPlan or list of PredictionPlans: {exc}")
-        plans = parsed if isinstance(parsed, list) else [parsed]
-        for plan in plans:
-            self.state.plan_next(plan)
-        return wire.success({"added": len(plans)})
-
-    async def clear_plans(self, request: Request) -> Response:
-        self.state.clear_plans()
-        return wire.success(None)
-
-    async def reset(self, request: Request) -> Response:
-        self.state.reset()
-        return wire.success(None)
-
-    async def balance(self, request: Request) -> Response:
-        if request.method == "PUT":
-            try:
-                dollars = json.loads(await request.body())["balance"]
-                if isinstance(dollars, bool) or not isinstance(dollars, (int, float)):
-                    raise TypeError(dollars)
-            except (ValueError, KeyError, TypeError):
-                return wire.error(400, 'send {"balance": <dollars>}')
-            self.state.balance = float(dollars)
-        return wire.success({"balance": self.state.balance})
-
 
 _ACCESS_KEY_ID = "LTAI5tEmulatorKeyId0000"
 
@@ -638,15 +568,7 @@ class EmulatorApp(Starlette):
             Route("/emulator-storage/schemas/{model_path:path}", endpoints.schema, methods=["GET"]),
             Route("/emulator-storage/outputs/{prediction_id}/{name}", endpoints.output_file, methods=["GET"]),
             Route("/emulator-storage/uploads/{key}/{name}", endpoints.uploaded_file, methods=["GET"]),
-            Route("/_emulator/requests", endpoints.list_requests, methods=["GET"]),
-            Route("/_emulator/requests", endpoints.clear_requests, methods=["DELETE"]),
-            Route("/_emulator/faults", endpoints.list_faults, methods=["GET"]),
-            Route("/_emulator/faults", endpoints.add_faults, methods=["POST"]),
-            Route("/_emulator/faults", endpoints.clear_faults, methods=["DELETE"]),
-            Route("/_emulator/plans", endpoints.add_plans, methods=["POST"]),
-            Route("/_emulator/plans", endpoints.clear_plans, methods=["DELETE"]),
-            Route("/_emulator/reset", endpoints.reset, methods=["POST"]),
-            Route("/_emulator/balance", endpoints.balance, methods=["GET", "PUT"]),
+            *control_routes(state),
         ]
         super().__init__(
             routes=routes,
