@@ -1,8 +1,10 @@
 """One exception tree for everything that can go wrong between a caller and Atlas.
 
 Every message is written for the one who has to act on it (often a language model): it says what went
-wrong and what to do next. No message ever contains the API key; text that comes from Atlas passes
-through :func:`atlas_mcp.redaction.redact` before it lands in a message.
+wrong. What to do next in a tool's words is the server's to add (``atlas_mcp.server.advice``), from the facts
+an error carries: :attr:`~AtlasMCPError.situation`, :attr:`~AtlasMCPError.prediction_id` and ``maybe_sent``. No
+message ever contains the API key; text that comes from Atlas passes through :func:`atlas_mcp.redaction.redact`
+before it lands in a message.
 
     AtlasMCPError
     ├── ConfigError                  a setting is missing or malformed (raised at start, or when a tool needs it)
@@ -26,7 +28,7 @@ through :func:`atlas_mcp.redaction.redact` before it lands in a message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 if TYPE_CHECKING:
     from atlas_mcp.atlas.models import Prediction
@@ -47,14 +49,36 @@ __all__ = [
     "PredictionTimeoutError",
     "RateLimitedError",
     "SchemaUnavailableError",
+    "Situation",
     "SpendRefusedError",
     "StateUnavailableError",
     "UpstreamUnavailableError",
 ]
 
 
+Situation = Literal["maybe_received", "answer_maybe_billed", "still_running", "unknown_id"]
+"""Where an error leaves the caller, as a fact: a billable request may have reached Atlas (``maybe_received``); a
+chat answer may have begun and be billed (``answer_maybe_billed``); the prediction goes on at Atlas
+(``still_running``); Atlas does not know the prediction id it was asked about (``unknown_id``)."""
+
+_Error = TypeVar("_Error", bound="AtlasMCPError")
+
+
 class AtlasMCPError(Exception):
     """The root: catch this to catch everything this package raises on purpose."""
+
+    situation: Situation | None = None
+    prediction_id: str | None = None  # the prediction the error is about, when there is one
+    named: str | None = None  # the ids an unreadable answer to a submit named, when it named any
+
+    def about(
+        self: _Error, situation: Situation, *, prediction_id: str | None = None, named: str | None = None
+    ) -> _Error:
+        """This error, with the facts the next step is worded from (see :data:`Situation`)."""
+        self.situation = situation
+        self.prediction_id = prediction_id or self.prediction_id
+        self.named = named or self.named
+        return self
 
     @property
     def maybe_billed(self) -> bool:

@@ -255,7 +255,9 @@ async def test_wait_is_bounded_and_reports_the_last_state(atlas: AtlasClient, em
         await atlas.wait(submitted, timeout=0.8)
     assert timed_out.value.prediction.id == submitted.id
     assert timed_out.value.prediction.phase == "running"
-    assert "check_prediction" in str(timed_out.value)
+    # The client says what happened and carries the facts; the server words the next step in its tools' terms.
+    assert "goes on running at Atlas" in str(timed_out.value) and "check_prediction" not in str(timed_out.value)
+    assert (timed_out.value.situation, timed_out.value.prediction_id) == ("still_running", submitted.id)
 
 
 async def test_cancelling_a_wait_stops_the_polling(atlas: AtlasClient, emulator: Emulator) -> None:

@@ -179,7 +179,7 @@ async def _(m: Matrix) -> None:
 @case(
     "502-submit",
     "502 on the submit",
-    'error "Atlas is having trouble (HTTP 502) … The request may still have reached Atlas: look at list_predictions '
+    'error "Atlas is having trouble (HTTP 502) … The request may still have reached Atlas. Look at list_predictions '
     'before trying again …"; the POST is not repeated',
 )
 async def _(m: Matrix) -> None:
@@ -196,7 +196,7 @@ async def _(m: Matrix) -> None:
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="html", status=502))
-    text = expect_error("generate_image", await generate(m), "HTTP 502", "Bad Gateway", "look at list_predictions")
+    text = expect_error("generate_image", await generate(m), "HTTP 502", "Bad Gateway", "Look at list_predictions")
     assert "<" not in text
     assert m.count("POST", SUBMIT) == 1
 
@@ -237,12 +237,12 @@ async def _(m: Matrix) -> None:
 @case(
     "reset-submit",
     "connection reset (RST, no answer) on the submit",
-    'error "Atlas could not be reached (…). The request may still have reached Atlas: look at list_predictions '
+    'error "Atlas could not be reached (…). The request may still have reached Atlas. Look at list_predictions '
     'before trying again …"',
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="reset"))
-    expect_error("generate_image", await generate(m), "could not be reached", "look at list_predictions")
+    expect_error("generate_image", await generate(m), "could not be reached", "Look at list_predictions")
     assert m.count("POST", SUBMIT) == 1
 
 
@@ -260,7 +260,7 @@ async def _(m: Matrix) -> None:
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="delay", seconds=3 * HTTP_TIMEOUT))
     started = time.monotonic()
-    expect_error("generate_image", await generate(m), "did not answer in time", "look at list_predictions")
+    expect_error("generate_image", await generate(m), "did not answer in time", "Look at list_predictions")
     assert time.monotonic() - started < 3 * HTTP_TIMEOUT
     assert m.count("POST", SUBMIT) == 1
 
@@ -334,7 +334,7 @@ async def _(m: Matrix) -> None:
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="malformed"))
-    expect_error("generate_image", await generate(m), "not JSON", "look at list_predictions")
+    expect_error("generate_image", await generate(m), "not JSON", "Look at list_predictions")
     assert m.count("POST", SUBMIT) == 1
 
 
@@ -347,12 +347,13 @@ async def _(m: Matrix) -> None:
 @case(
     "malformed-while-waiting",
     "truncated JSON on a poll while generate_image waits",
-    'error "Prediction <id> was submitted, but reading its state failed: … call check_prediction with this id '
-    'later instead of submitting again"; check_prediction then finishes it for free',
+    'error "Prediction <id> was submitted, but reading its state failed: … It may still be running at Atlas. Call '
+    'check_prediction with this id later to get the result, instead of submitting it again"; check_prediction then '
+    "finishes it for free",
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=POLL, kind="malformed"))
-    text = expect_error("generate_image", await generate(m), "call check_prediction with this id")
+    text = expect_error("generate_image", await generate(m), "Call check_prediction with this id")
     [prediction_id] = re.findall(r"Prediction ([0-9a-f]{32}) was submitted", text)
     expect_done(await check(m, prediction_id, wait=True))
     assert m.count("POST", SUBMIT) == 1
@@ -361,12 +362,12 @@ async def _(m: Matrix) -> None:
 @case(
     "missing-fields-submit",
     'HTTP 200 with `"data": {}` on the submit',
-    'error "Atlas\'s prediction is missing or has malformed fields (id) … look at list_predictions …"',
+    'error "Atlas\'s prediction is missing or has malformed fields (id) … Look at list_predictions …"',
 )
 async def _(m: Matrix) -> None:
     m.arm(Fault(path=SUBMIT, kind="missing_fields"))
     expect_error(
-        "generate_image", await generate(m), "missing or has malformed fields (id)", "look at list_predictions"
+        "generate_image", await generate(m), "missing or has malformed fields (id)", "Look at list_predictions"
     )
     assert m.count("POST", SUBMIT) == 1
 

@@ -701,7 +701,7 @@ def test_an_id_from_atlas_that_is_not_an_id_reaches_no_text_no_file(session: Ses
         listed = session.call("list_predictions", {})
     finally:
         session.emulator.state.clear_faults()
-    text = expect_error("generate_image", submitted, "not an id", "look at list_predictions")
+    text = expect_error("generate_image", submitted, "not an id", "Look at list_predictions")
     for shown in (text, submitted.model_dump_json(), listed.model_dump_json()):
         assert "\x1b" not in shown and "fake log line" not in shown and "\\u0000" not in shown
     assert (listed.structured_content or {})["predictions"] == []

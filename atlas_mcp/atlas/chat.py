@@ -24,9 +24,7 @@ __all__ = ["CHAT_PATH", "Chat", "OnChunk"]
 logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
-CHAT_BILLED = (
-    "The model may have started answering and Atlas may bill it: check get_usage before asking the same again."
-)
+CHAT_BILLED = "The model may have started answering, and Atlas may bill it."
 OnChunk = Callable[[ChatChunk, str], Awaitable[None]]
 """Called for every streamed piece of a chat answer, with the piece and the whole text so far."""
 
@@ -70,7 +68,7 @@ class Chat(Transport):
                 except UpstreamUnavailableError as exc:
                     raise UpstreamUnavailableError(
                         str(exc).replace(MAYBE_SENT, CHAT_BILLED), status=exc.status, maybe_sent=True
-                    ) from exc
+                    ).about("answer_maybe_billed") from exc
                 whole = self.parse(ChatChunk, answer.body, "chat answer")
                 text.append(whole.text)
                 if on_chunk is not None:
@@ -110,7 +108,7 @@ class Chat(Transport):
                     said = self.upstream_text(raw) or "no reason given"
                     raise UpstreamUnavailableError(
                         f"Atlas broke off the chat answer: {said}. {CHAT_BILLED}", maybe_sent=True
-                    )
+                    ).about("answer_maybe_billed")
                 chunk = self.parse(ChatChunk, raw, "chat stream piece")
                 finish = chunk.finish_reason or finish
                 model = chunk.model or model
@@ -137,11 +135,12 @@ class Chat(Transport):
                 raise BadResponseError(
                     f"Atlas's answer to {request.method} {request.url.path} exceeded {self.max_body // 1024} KiB; "
                     f"refused to read further. {CHAT_BILLED}"
-                )
+                ).about("answer_maybe_billed")
         return read_answer(response, raw)
 
     def _chat_network_error(self, exc: Exception) -> UpstreamUnavailableError:
         error = self.network_error(exc, idempotent=False)
         if not error.maybe_sent:
             return error
-        return UpstreamUnavailableError(str(error).replace(MAYBE_SENT, CHAT_BILLED), maybe_sent=True)
+        changed = str(error).replace(MAYBE_SENT, CHAT_BILLED)
+        return UpstreamUnavailableError(changed, maybe_sent=True).about("answer_maybe_billed")

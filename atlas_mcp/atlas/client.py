@@ -117,8 +117,8 @@ def validate_prediction_id(prediction_id: str) -> str:
     candidate = prediction_id.strip()
     if not _PREDICTION_ID.fullmatch(candidate):
         raise InputError(
-            "That is not a prediction id: ids are 1-128 letters, digits, '-' or '_' "
-            "(as returned by generate_image). Pass the id exactly as it was returned."
+            "That is not a prediction id: ids are 1-128 letters, digits, '-' or '_'. "
+            "Pass the id exactly as it was returned when the prediction was submitted."
         )
     return candidate
 
@@ -182,8 +182,8 @@ class AtlasClient(Chat, Downloads):
             named = named_ids(unwrap(answer.body))
             prediction = self._prediction(answer)
         except BadResponseError as exc:  # Atlas said yes (2xx) in a form we cannot read: it may be running
-            said = f" The answer named {named}: look for it with check_prediction." if named else ""
-            raise BadResponseError(f"{exc}{said} {MAYBE_SENT}") from exc
+            said = f" The answer named {named}." if named else ""
+            raise BadResponseError(f"{exc}{said} {MAYBE_SENT}").about("maybe_received", named=named) from exc
         self._submitted[prediction.id] = (time.monotonic(), prediction.model or model)
         while len(self._submitted) > _RECENT_SUBMITS:
             self._submitted.popitem(last=False)
@@ -218,10 +218,8 @@ class AtlasClient(Chat, Downloads):
                 return Prediction(id=candidate, status=NOT_VISIBLE_YET, model=model)
             since = f", {age:.0f} s after it was submitted" if age is not None else ""
             raise NotFoundError(
-                f"Atlas does not know prediction {candidate} (HTTP {exc.status}{since}). Check the id: pass it "
-                "exactly as a generate tool returned it, or find it with list_predictions.",
-                status=exc.status,
-            ) from exc
+                f"Atlas does not know prediction {candidate} (HTTP {exc.status}{since}).", status=exc.status
+            ).about("unknown_id", prediction_id=candidate) from exc
         return self._prediction(answer)
 
     async def wait(self, prediction: Prediction, *, timeout: float, on_poll: OnPoll | None = None) -> Prediction:
@@ -246,10 +244,9 @@ class AtlasClient(Chat, Downloads):
         if last.done:
             return last
         raise PredictionTimeoutError(
-            f"Prediction {last.id} is still {last.status} after {timeout:g} s; it goes on running at Atlas. "
-            f"Call check_prediction with this id later to get the result.",
+            f"Prediction {last.id} is still {last.status} after {timeout:g} s; it goes on running at Atlas.",
             prediction=last,
-        )
+        ).about("still_running", prediction_id=last.id)
 
     async def list_predictions(
         self,
@@ -423,6 +420,6 @@ def _about_prediction(exc: _E, prediction_id: str) -> _E:
     detailed = copy.copy(exc)
     detailed.args = (
         f"Prediction {prediction_id} was submitted, but reading its state failed: {exc} It may still be running "
-        "at Atlas: call check_prediction with this id later instead of submitting again.",
+        "at Atlas.",
     )
-    return detailed
+    return detailed.about("still_running", prediction_id=prediction_id)

@@ -68,10 +68,7 @@ MAX_PREDICTION_BODY = 64 * 1024 * 1024
 # Apache's default), and a request sent on a connection the server is closing that moment fails with a read
 # error: harmless for a GET, which is retried, but a billable submit would then end as "may have gone through".
 _KEEPALIVE_SECONDS = 4.0
-MAYBE_SENT = (
-    "The request may still have reached Atlas: look at list_predictions before trying again, "
-    "so that nothing is paid twice."
-)
+MAYBE_SENT = "The request may still have reached Atlas."
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T", bound="Transport")
@@ -343,9 +340,10 @@ class Transport:
         if status >= 500:
             # A gateway's 502/504 may come after Atlas took the job: the billable POST cannot be assumed unsent.
             then = f" {MAYBE_SENT}" if not idempotent else " Try again in a minute."
-            raise UpstreamUnavailableError(
+            error = UpstreamUnavailableError(
                 f"Atlas is having trouble (HTTP {status}).{detail}{then}", status=status, maybe_sent=not idempotent
             )
+            raise error.about("maybe_received") if not idempotent else error
         raise AtlasAPIError(f"Atlas answered HTTP {status}.{detail}", status=status)
 
     def network_error(self, exc: Exception, idempotent: bool) -> UpstreamUnavailableError:
@@ -357,7 +355,7 @@ class Transport:
         # Without a connection nothing was sent, so even the billable POST may simply be tried again.
         never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         if not idempotent and not never_sent:
-            return UpstreamUnavailableError(f"{message} {MAYBE_SENT}", maybe_sent=True)
+            return UpstreamUnavailableError(f"{message} {MAYBE_SENT}", maybe_sent=True).about("maybe_received")
         if not idempotent:
             message += " Nothing was sent."
         return UpstreamUnavailableError(f"{message} Check the network or ATLASCLOUD_BASE_URL and try again.")

@@ -18,6 +18,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.choosing import ModelChoice
 from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
+from atlas_mcp.server.advice import worded
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import view_for
 from atlas_mcp.server.pipeline import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
@@ -92,7 +93,7 @@ def as_tool_errors() -> Iterator[None]:
     try:
         yield
     except AtlasMCPError as exc:
-        raise ToolError(str(exc)) from exc
+        raise ToolError(worded(exc)) from exc
 
 
 def state_of(ctx: Context) -> AppState:
