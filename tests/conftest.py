@@ -57,6 +57,12 @@ def strict() -> bool:
 _STRICT = ("CI", "ATLAS_MCP_STRICT_TESTS")
 
 
+def examples(full: int) -> int:
+    """How many examples a property test draws: ``full`` in strict mode (CI's run of every lane), a quarter
+    (at least 10) otherwise, so that the fast lane stays fast; each run draws afresh, so coverage adds up."""
+    return full if strict() else max(10, full // 4)
+
+
 def require_binary(*names: str, install: str) -> str:
     """The path of the first of ``names`` on PATH; else skip (locally) or fail (strict) saying what to install."""
     for name in names:
@@ -134,16 +140,31 @@ def _fresh_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
 
 
+# The emulator runs on wall time, so the suite's predictions are near-instant and its servers look often (the test
+# hook ATLAS_MCP_TEST_POLL_SECONDS, read by create_server; a stdio server inherits it). Not zero, so that a poll
+# may still find a generation running. A test about a prediction that is still running (progress, cancellation, the
+# wait bound) sets its own longer prediction_seconds.
+PREDICTION_SECONDS = 0.02
+POLL_SECONDS = "0.01"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_polling() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATLAS_MCP_TEST_POLL_SECONDS", POLL_SECONDS)
+        yield
+
+
 @pytest.fixture(scope="session")
 def emulator_session() -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(prediction_seconds=0.3)) as emulator:
+    with Emulator(EmulatorConfig(prediction_seconds=PREDICTION_SECONDS)) as emulator:
         yield emulator
 
 
 @pytest.fixture
 def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.reset()
-    emulator_session.state.config.prediction_seconds = 0.3
+    emulator_session.state.config.prediction_seconds = PREDICTION_SECONDS
     emulator_session.state.config.profile = None
     yield emulator_session
     emulator_session.state.reset()
