@@ -166,9 +166,11 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.reset()
     emulator_session.state.config.prediction_seconds = PREDICTION_SECONDS
     emulator_session.state.config.profile = None
+    emulator_session.state.config.warm_up_seconds = None
     yield emulator_session
     emulator_session.state.reset()
     emulator_session.state.config.profile = None
+    emulator_session.state.config.warm_up_seconds = None
 
 
 def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:

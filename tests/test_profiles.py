@@ -112,6 +112,7 @@ async def test_every_tool_against_every_profile(
 ) -> None:
     emulator.state.config.profile = profile
     emulator.state.config.prediction_seconds = 0.15
+    emulator.state.config.warm_up_seconds = 0.15  # not the live 0.6 s: polled every few ms, a short window shows
     shape = PROFILES[profile]
     async with connect(transport, era, emulator, tmp_path, stdio_sessions) as (client, uploads):
         picture = uploads / f"fox-{profile}.png"
