@@ -848,6 +848,7 @@ def _small_png() -> bytes:
 
 
 @pytest.mark.anyio
+@pytest.mark.integration  # waits out the server's 5 s bound on roots/list on purpose
 async def test_a_client_that_never_lists_its_roots_gets_an_answer_in_seconds(
     emulator: Emulator, tmp_path: Path
 ) -> None:
