@@ -1,8 +1,10 @@
 """Shared fixtures: one Atlas emulator on a free loopback port, reset between tests; the test lanes.
 
 Lanes. ``uv run pytest`` runs the fast lane: unit and in-memory server tests and the real stdio server, with
-nothing but uv and Python. Tests that start more (redis-server, tinyproxy, HTTP server processes, replicas) are
-``integration``; tests that drive a browser, HAProxy replicas, uv/uvx installs, wheel builds or npx clients are
+nothing but uv and Python, in under two minutes on two cores. Tests that start more (redis-server, tinyproxy, HTTP
+server processes, replicas), that wait out one of the server's fixed time bounds on purpose (a 5 s roots or quote
+bound, the fault rows that hang), that measure load and memory, or that run the demo and the doctor's slow paths
+are ``integration``; tests that drive a browser, HAProxy replicas, uv/uvx installs, wheel builds or npx clients are
 ``e2e``. A test lands in a lane through what it needs: a module's ``pytestmark``, or a fixture below (a test
 that asks for ``redis_server`` is an integration test wherever it lives). A missing binary skips with one line
 saying what to install, except in strict mode (``CI`` or ``ATLAS_MCP_STRICT_TESTS`` set, as .ci/run does),
@@ -109,6 +111,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for lane in _lanes_of(item):
             item.add_marker(getattr(pytest.mark, lane))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the fast lane's default): two workers per core, since the lane mostly waits (on the emulator's
+    predictions, a subprocess's start, a bound) rather than computes: with one worker per core, its run kept less
+    than one of two cores busy."""
+    return 2 * (os.cpu_count() or 1)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
