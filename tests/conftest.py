@@ -114,10 +114,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto`` (the fast lane's default): two workers per core, since the lane mostly waits (on the emulator's
+    """``-n auto`` in the fast lane: two workers per core, since the lane mostly waits (on the emulator's
     predictions, a subprocess's start, a bound) rather than computes: with one worker per core, its run kept less
-    than one of two cores busy."""
-    return 2 * (os.cpu_count() or 1)
+    than one of two cores busy. The other lanes time and measure things, so they keep one per core."""
+    cores = os.cpu_count() or 1
+    return 2 * cores if config.getoption("markexpr") == DEFAULT_LANE else cores
 
 
 def pytest_report_header(config: pytest.Config) -> str:
