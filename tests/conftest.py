@@ -1,8 +1,10 @@
 """Shared fixtures: one Atlas emulator on a free loopback port, reset between tests; the test lanes.
 
 Lanes. ``uv run pytest`` runs the fast lane: unit and in-memory server tests and the real stdio server, with
-nothing but uv and Python. Tests that start more (redis-server, tinyproxy, HTTP server processes, replicas) are
-``integration``; tests that drive a browser, HAProxy replicas, uv/uvx installs, wheel builds or npx clients are
+nothing but uv and Python, in under two minutes on two cores. Tests that start more (redis-server, tinyproxy, HTTP
+server processes, replicas), that wait out one of the server's fixed time bounds on purpose (a 5 s roots or quote
+bound, the fault rows that hang), that measure load and memory, or that run the demo and the doctor's slow paths
+are ``integration``; tests that drive a browser, HAProxy replicas, uv/uvx installs, wheel builds or npx clients are
 ``e2e``. A test lands in a lane through what it needs: a module's ``pytestmark``, or a fixture below (a test
 that asks for ``redis_server`` is an integration test wherever it lives). A missing binary skips with one line
 saying what to install, except in strict mode (``CI`` or ``ATLAS_MCP_STRICT_TESTS`` set, as .ci/run does),
@@ -57,6 +59,12 @@ def strict() -> bool:
 _STRICT = ("CI", "ATLAS_MCP_STRICT_TESTS")
 
 
+def examples(full: int) -> int:
+    """How many examples a property test draws: ``full`` in strict mode (CI's run of every lane), a quarter
+    (at least 10) otherwise, so that the fast lane stays fast; each run draws afresh, so coverage adds up."""
+    return full if strict() else max(10, full // 4)
+
+
 def require_binary(*names: str, install: str) -> str:
     """The path of the first of ``names`` on PATH; else skip (locally) or fail (strict) saying what to install."""
     for name in names:
@@ -105,6 +113,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(getattr(pytest.mark, lane))
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` in the fast lane: two workers per core, since the lane mostly waits (on the emulator's
+    predictions, a subprocess's start, a bound) rather than computes: with one worker per core, its run kept less
+    than one of two cores busy. The other lanes time and measure things, so they keep one per core."""
+    cores = os.cpu_count() or 1
+    return 2 * cores if config.getoption("markexpr") == DEFAULT_LANE else cores
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     chosen = config.getoption("markexpr")
     left_out = "" if chosen != DEFAULT_LANE else " (integration and e2e left out: see README, Development)"
@@ -134,20 +150,37 @@ def _fresh_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
 
 
+# The emulator runs on wall time, so the suite's predictions are near-instant and its servers look often (the test
+# hook ATLAS_MCP_TEST_POLL_SECONDS, read by create_server; a stdio server inherits it). Not zero, so that a poll
+# may still find a generation running. A test about a prediction that is still running (progress, cancellation, the
+# wait bound) sets its own longer prediction_seconds.
+PREDICTION_SECONDS = 0.02
+POLL_SECONDS = "0.01"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_polling() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATLAS_MCP_TEST_POLL_SECONDS", POLL_SECONDS)
+        yield
+
+
 @pytest.fixture(scope="session")
 def emulator_session() -> Iterator[Emulator]:
-    with Emulator(EmulatorConfig(prediction_seconds=0.3)) as emulator:
+    with Emulator(EmulatorConfig(prediction_seconds=PREDICTION_SECONDS)) as emulator:
         yield emulator
 
 
 @pytest.fixture
 def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     emulator_session.state.reset()
-    emulator_session.state.config.prediction_seconds = 0.3
+    emulator_session.state.config.prediction_seconds = PREDICTION_SECONDS
     emulator_session.state.config.profile = None
+    emulator_session.state.config.warm_up_seconds = None
     yield emulator_session
     emulator_session.state.reset()
     emulator_session.state.config.profile = None
+    emulator_session.state.config.warm_up_seconds = None
 
 
 def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:

@@ -231,7 +231,10 @@ async def test_audio_is_saved_and_linked(emulator: Emulator, tmp_path: Path) -> 
     "fault",
     [
         Fault(path="/api/v1/model/calculate", kind="status", status=503, times=None),
-        Fault(path="/api/v1/model/calculate", kind="delay", seconds=60, times=None),
+        # Waits out the server's 5 s quote bound on purpose: the integration lane.
+        pytest.param(
+            Fault(path="/api/v1/model/calculate", kind="delay", seconds=60, times=None), marks=pytest.mark.integration
+        ),
     ],
     ids=["failing", "hanging"],
 )

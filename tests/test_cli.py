@@ -72,6 +72,7 @@ def test_the_emulator_command_says_where_it_listens_and_answers_curl(tmp_path: P
     assert unauthorised.stdout == "401"
 
 
+@pytest.mark.integration  # two processes and a 2.5 s emulated generation, shown with its progress as a user sees it
 def test_the_demo_makes_an_image_without_a_key(tmp_path: Path) -> None:
     done = subprocess.run(
         [CONSOLE_SCRIPT, "demo", "a small test of the demo", "--out", str(tmp_path / "images"), "--size", "512*512"],

@@ -29,7 +29,7 @@ from atlas_mcp.server import create_server
 from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import MemoryStore
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, examples
 from .harness import ServerProcess, assert_not_a_crash, emulator_env, expect_done, expect_error, text_of
 from .test_http import ERAS, KEYS, connect, http_env, http_server
 
@@ -331,7 +331,7 @@ def test_no_spelling_of_a_token_is_a_second_yes_and_none_crashes(emulator: Emula
         def call(confirm: str) -> CallToolResult:
             return portal.call(client.call_tool, "generate_image", {**arguments, "confirm": confirm})
 
-        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck))
         @given(data=st.data())
         def one_yes(data: st.DataObject) -> None:
             token = portal.call(guard.issue_token, payer, body, 0.003)

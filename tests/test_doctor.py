@@ -55,6 +55,7 @@ def test_doctor_on_the_emulator_passes_every_step(tmp_path: Path) -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.integration  # two doctor runs, each with its own emulator and a generation
 def test_doctor_generate_makes_one_image_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "images"
     done = doctor("--emulator", "--generate", env={"ATLASCLOUD_OUTPUT_DIR": str(out)})
@@ -111,6 +112,7 @@ def test_without_a_key_it_runs_the_key_free_steps_and_says_what_it_skipped(stric
     assert "default request passes validation" in done.stdout
 
 
+@pytest.mark.integration  # three doctor runs, one retrying an address nothing answers
 def test_an_unreachable_atlas_and_a_bad_setting_fail_with_their_fixes(tmp_path: Path) -> None:
     closed = doctor(env={"ATLASCLOUD_BASE_URL": "http://127.0.0.1:9", "ATLASCLOUD_API_KEY": KEY})
     assert closed.returncode == 1

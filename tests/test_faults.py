@@ -26,7 +26,7 @@ from PIL import Image
 
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 
-from .conftest import TEST_KEY
+from .conftest import PREDICTION_SECONDS, TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, images_of, server_env, text_of
 
 pytestmark = pytest.mark.anyio
@@ -572,7 +572,7 @@ async def matrix(emulator_session: Emulator, tmp_path_factory: pytest.TempPathFa
             yield m
     finally:
         emulator.state.reset()
-        emulator.state.config.prediction_seconds = 0.3
+        emulator.state.config.prediction_seconds = PREDICTION_SECONDS
         emulator.state.config.api_key = None
 
 
@@ -590,7 +590,22 @@ async def run_case(m: Matrix, case_id: str) -> None:
     m.ran.add(case_id)
 
 
-@pytest.mark.parametrize("case_id", list(CASES))
+# Rows that wait out ATLASCLOUD_HTTP_TIMEOUT on purpose (2-4 s each), or start a second server: the integration lane.
+WAIT_OUT_A_TIMEOUT = {
+    "hang-submit",
+    "hang-poll",
+    "hang-persists-poll",
+    "trickle-poll",
+    "output-trickle",
+    "connect-refused",
+}
+
+
+def _in_lane(case_id: str) -> Any:
+    return pytest.param(case_id, marks=pytest.mark.integration) if case_id in WAIT_OUT_A_TIMEOUT else case_id
+
+
+@pytest.mark.parametrize("case_id", [_in_lane(case_id) for case_id in CASES])
 async def test_fault(matrix: Matrix, case_id: str) -> None:
     await run_case(matrix, case_id)
 
@@ -601,10 +616,12 @@ async def test_the_docs_table_lists_every_case() -> None:
     assert not missing, f"docs/reliability.md lacks rows for {missing}"
 
 
-async def test_nothing_the_server_wrote_holds_the_key(matrix: Matrix) -> None:
-    """After the whole matrix: stdout byte for byte, stderr at DEBUG, every tool result and log notification."""
-    for case_id in CASES:  # when run alone, run the matrix first
-        if case_id not in matrix.ran:
+@pytest.mark.parametrize("timeouts", [False, pytest.param(True, marks=pytest.mark.integration)])
+async def test_nothing_the_server_wrote_holds_the_key(matrix: Matrix, timeouts: bool) -> None:
+    """After the whole matrix (each lane's rows): stdout byte for byte, stderr at DEBUG, every tool result and log
+    notification."""
+    for case_id in CASES:  # when run alone, run this lane's rows first
+        if case_id not in matrix.ran and (case_id in WAIT_OUT_A_TIMEOUT) == timeouts:
             await run_case(matrix, case_id)
     for tool, arguments in [
         ("list_models", {}),

@@ -44,7 +44,7 @@ from atlas_mcp.media.files import root_paths
 from atlas_mcp.server import create_server
 from atlas_mcp.server.pipeline import naming_the_prediction
 
-from .conftest import ALL_TOOLS, TEST_KEY
+from .conftest import ALL_TOOLS, TEST_KEY, examples
 from .harness import assert_not_a_crash, emulator_env, expect_done, expect_error, images_of, text_of
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("atlascloud-mcp"))
@@ -121,7 +121,7 @@ EXPECTED_REQUESTS = re.compile(
     r"|GET /emulator-storage/uploads/[0-9a-f]{32}/[A-Za-z0-9._-]+"  # files on the origin served as outputs
 )
 RUN = settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -848,6 +848,7 @@ def _small_png() -> bytes:
 
 
 @pytest.mark.anyio
+@pytest.mark.integration  # waits out the server's 5 s bound on roots/list on purpose
 async def test_a_client_that_never_lists_its_roots_gets_an_answer_in_seconds(
     emulator: Emulator, tmp_path: Path
 ) -> None:

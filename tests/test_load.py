@@ -23,7 +23,8 @@ from atlas_mcp.emulator import Emulator, PredictionPlan
 
 from .harness import ServerProcess, emulator_env, expect_done
 
-pytestmark = pytest.mark.anyio
+# Load and soak: thousands of calls through a server process, timed and measured (the integration lane).
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 SIZES = {  # default run, --full-load
     "concurrent": (50, 200),

@@ -18,7 +18,8 @@ from atlas_mcp.emulator import Emulator, PredictionPlan
 from .conftest import TEST_KEY
 from .harness import ServerProcess, emulator_env, expect_done
 
-pytestmark = pytest.mark.anyio
+# A server process's memory under pictures that take seconds each to make and decode (the integration lane).
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 LIMIT_MIB = 300
 

@@ -407,14 +407,15 @@ async def test_two_server_processes_share_budget_repeats_and_tokens(
 
 async def test_the_stdio_server_asks_through_elicitation_in_both_eras(emulator: Emulator, tmp_path: Path) -> None:
     env = emulator_env(emulator, tmp_path, ATLASCLOUD_CONFIRM_ABOVE_USD="0", ATLASCLOUD_REPEAT_WINDOW_S="0")
-    for era in ERAS:
-        for answer, sent in (("accept", True), ("decline", False)):
-            asker = Asker(answer, {"pay": True})
-            server = ServerProcess(env, tmp_path / f"stderr-{era}-{answer}.log")
-            async with Client(server.transport(), mode=ERAS[era], elicitation_callback=asker) as client:
+    for era in ERAS:  # one process per era (each start costs a second): the same question, answered twice
+        asker = Asker("accept", {"pay": True})
+        server = ServerProcess(env, tmp_path / f"stderr-{era}.log")
+        async with Client(server.transport(), mode=ERAS[era], elicitation_callback=asker) as client:
+            for answer, sent in (("accept", True), ("decline", False)):
+                asker.action = answer
                 result = await client.call_tool("generate_image", {"prompt": "a fox"})
-            assert len(asker.questions) == 1 and FLUX in asker.questions[0].message
-            assert (result.structured_content or {}).get("phase") == ("succeeded" if sent else "not_sent"), era
+                assert len(asker.questions) == 1 + (answer == "decline") and FLUX in asker.questions[-1].message
+                assert (result.structured_content or {}).get("phase") == ("succeeded" if sent else "not_sent"), era
     assert posts(emulator) == 2
 
 

@@ -35,7 +35,7 @@ def server_env(emulator: Emulator, tmp_path: Path, **extra: str) -> dict[str, st
 
 @pytest.mark.anyio
 async def test_the_console_script_serves_the_tools_over_stdio(emulator: Emulator, tmp_path: Path) -> None:
-    emulator.state.config.prediction_seconds = 0.8
+    emulator.state.config.prediction_seconds = 0.3  # long enough for progress, at the suite's fast polling
     params = StdioServerParameters(command=CONSOLE_SCRIPT, args=[], env=server_env(emulator, tmp_path))
     progress: list[float] = []
 
@@ -50,8 +50,8 @@ async def test_the_console_script_serves_the_tools_over_stdio(emulator: Emulator
         assert any(isinstance(block, ImageContent) for block in result.content)
         assert progress
         # the wait bound and check_prediction, across the process boundary
-        emulator.state.plan_next(PredictionPlan(seconds=2))
-        pending = await client.call_tool("generate_image", {"prompt": "slow", "max_wait_seconds": 0.5})
+        emulator.state.plan_next(PredictionPlan(seconds=0.8))
+        pending = await client.call_tool("generate_image", {"prompt": "slow", "max_wait_seconds": 0.2})
         assert pending.structured_content is not None and pending.structured_content["phase"] == "running"
         done = await client.call_tool(
             "check_prediction", {"prediction_id": pending.structured_content["prediction_id"], "wait": True}
@@ -59,11 +59,11 @@ async def test_the_console_script_serves_the_tools_over_stdio(emulator: Emulator
         assert done.structured_content is not None and done.structured_content["phase"] == "succeeded"
         # cancellation over JSON-RPC: notifications/cancelled stops the polling in the subprocess
         emulator.state.plan_next(PredictionPlan(seconds=60))
-        with anyio.move_on_after(1.0):
+        with anyio.move_on_after(0.5):
             await client.call_tool("generate_image", {"prompt": "cancel me"})
-        await anyio.sleep(0.5)
+        await anyio.sleep(0.3)
         polls = len(emulator.state.requests)
-        await anyio.sleep(1.5)
+        await anyio.sleep(0.6)  # still polling, the server would look several times in this (every ≤ 0.1 s)
         assert len(emulator.state.requests) == polls
     saved = list((tmp_path / "out").iterdir())
     assert len(saved) == 2

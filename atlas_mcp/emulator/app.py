@@ -42,6 +42,7 @@ from atlas_mcp.emulator.images import render_picture, render_png
 from atlas_mcp.emulator.media import render_audio, render_video
 from atlas_mcp.emulator.middleware import LoopbackOnly, RecordAndFaultMiddleware
 from atlas_mcp.emulator.predictions import THUMBNAIL, Prediction
+from atlas_mcp.emulator.profiles import with_warm_up
 from atlas_mcp.emulator.state import EmulatorState, Upload
 from atlas_mcp.emulator.uploads import UploadError, safe_filename, store_upload
 from atlas_mcp.emulator.validation import InvalidRequest, parse_submission
@@ -225,7 +226,9 @@ class _Endpoints:
         except InvalidRequest as exc:
             return wire.error(400, exc.message)
         try:
-            profile = submission.model.answers_as(self.state.config.profile)
+            profile = with_warm_up(
+                submission.model.answers_as(self.state.config.profile), self.state.config.warm_up_seconds
+            )
         except ValueError as exc:
             return wire.error(500, f"emulator misconfigured: {exc}")
         admitted = self.state.admit(submission.model.price * submission.num_outputs)

@@ -7,10 +7,11 @@ recorded in ``tests/fixtures/atlas/`` (see its README).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["PROFILES", "OutputForm", "Profile", "profile_named"]
+__all__ = ["PROFILES", "OutputForm", "Profile", "profile_named", "with_warm_up"]
 
 OutputForm = Literal["url", "signed-url", "base64", "data-uri"]
 
@@ -59,3 +60,11 @@ def profile_named(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown emulator profile {name!r}; use one of {', '.join(PROFILES)}") from None
+
+
+def with_warm_up(profile: Profile, seconds: float | None) -> Profile:
+    """The profile with its warm-up window set to ``seconds`` (``EmulatorConfig.warm_up_seconds``); a profile
+    without a warm-up, or ``None``, leaves it as it is."""
+    if seconds is None or profile.not_visible_seconds == 0:
+        return profile
+    return dataclasses.replace(profile, not_visible_seconds=seconds)

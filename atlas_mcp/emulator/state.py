@@ -30,6 +30,10 @@ class EmulatorConfig:
     storage_dir: Path | None = None  # uploads and outputs; None: a temporary directory
     profile: str | None = None  # answer every model in this profile (see profiles.py); None: each its own
     chat_token_seconds: float = 0.0  # pause between the pieces of a streamed chat answer
+    # A warm-up profile's window (reads answer 404/400 for this long after a submit) instead of its own 0.6 s:
+    # a test that polls every few milliseconds sees the window just as well in a fraction of the time. None: the
+    # profile's; profiles without a warm-up keep none.
+    warm_up_seconds: float | None = None
     # Model id -> what /api/v1/model/calculate quotes for a request to it, whatever its list price: Atlas prices
     # some models by duration, size or quality, so its quote can be far from the catalogue's base price.
     quotes: dict[str, float] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ def create_server(
     state once it exists (the HTTP server's readiness probe reads it). ``poll`` replaces the default
     :class:`PollPolicy`, so an embedder (or a test against a fast emulator) can look at running predictions
     more often than a real Atlas deserves."""
+    poll = poll if poll is not None else _test_poll_policy()
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -103,6 +105,17 @@ def create_server(
     register_tools(server, settings)
     advertise_only_what_exists(server)
     return server
+
+
+# A test hook, not a setting (hence not ATLASCLOUD_*): the test suite's emulator finishes a prediction in
+# milliseconds, and its servers, in memory and over stdio (a child inherits the variable), look that often rather
+# than every 0.2 s. The interval still grows with the wait, so a long prediction is not hammered.
+TEST_POLL_SECONDS = "ATLAS_MCP_TEST_POLL_SECONDS"
+
+
+def _test_poll_policy() -> PollPolicy | None:
+    value = os.environ.get(TEST_POLL_SECONDS, "").strip()
+    return PollPolicy(min_interval=max(float(value), 0.001)) if value else None
 
 
 async def _per_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
