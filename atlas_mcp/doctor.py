@@ -112,7 +112,12 @@ def run_doctor(
 
 def _settings_text(settings: Settings, emulator: bool) -> str:
     origin = "the embedded emulator" if emulator else settings.base_url
-    return f"Settings are valid: Atlas at {origin}, calls wait up to {settings.wait_seconds:g} s."
+    waits = (
+        f"calls wait up to {settings.wait_seconds:g} s"
+        if "wait_seconds" in settings.model_fields_set
+        else f"calls wait up to {settings.wait_seconds:g} s, longer for clients known to allow it (docs/clients.md)"
+    )
+    return f"Settings are valid: Atlas at {origin}, {waits}."
 
 
 async def _check_all(settings: Settings, report: Report, generate: bool) -> None:

@@ -80,6 +80,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _TOOL_FOR_TYPE = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
+HEARTBEAT_SECONDS = 8.0  # progress at least this often while waiting (clients reset timeouts on it)
 QUOTE_WAIT_SECONDS = 5.0  # a slow quote must not eat the generation's time: past this, the catalogue price stands
 _MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
 
@@ -405,17 +406,34 @@ async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
 
 async def wait_for(state: AppState, prediction: Prediction, *, limit: float, watch: Stopwatch) -> Prediction:
     """Wait (bounded, with progress) until the prediction is done or ``limit`` seconds have passed since the call
-    started (``watch``)."""
+    started (``watch``). Progress goes out after every poll, and from a heartbeat when a poll is slow, so a client
+    that resets its timeout on progress hears from the call at least every :data:`HEARTBEAT_SECONDS`."""
 
     async def on_poll(current: Prediction, polls: int) -> None:
         await watch.report(f"Prediction {current.id}: {_phrase(current, watch.elapsed())}")
 
     if prediction.done or limit <= 0:
         return prediction
-    try:
-        return await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
-    except PredictionTimeoutError as exc:
-        return exc.prediction
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(_heartbeat, watch, prediction.id)
+        try:
+            prediction = await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
+        except PredictionTimeoutError as exc:
+            prediction = exc.prediction
+        except Exception as exc:  # raised below, as it is: not wrapped in the task group's ExceptionGroup
+            failure = exc
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return prediction
+
+
+async def _heartbeat(watch: Stopwatch, prediction_id: str) -> None:
+    while True:
+        await anyio.sleep(1.0)
+        if watch.quiet_for() >= HEARTBEAT_SECONDS:
+            await watch.report(f"Prediction {prediction_id}: still waiting ({watch.elapsed():.0f} s)")
 
 
 _WAITING_WORDS = frozenset({"created", "queued", "starting", "pending", "submitted"})

@@ -23,9 +23,14 @@ class Stopwatch:
         self._total = total or None
         self._started = time.monotonic()
         self._last: float | None = None
+        self._last_at = self._started
 
     def elapsed(self) -> float:
         return time.monotonic() - self._started
+
+    def quiet_for(self) -> float:
+        """Seconds since the last report (or the start)."""
+        return time.monotonic() - self._last_at
 
     def next_value(self) -> float:
         """The value the next report sends: seconds so far to a tenth, always past the last one sent."""
@@ -33,6 +38,7 @@ class Stopwatch:
         if self._last is not None and value <= self._last:
             value = round(self._last + 0.1, 1)
         self._last = value
+        self._last_at = time.monotonic()
         return value
 
     async def report(self, message: str) -> None:

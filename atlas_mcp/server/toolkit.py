@@ -20,6 +20,7 @@ from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.advice import worded
 from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.clients import identify, wait_bound
 from atlas_mcp.server.gallery import view_for
 from atlas_mcp.server.pipeline import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
 from atlas_mcp.server.results import render
@@ -43,7 +44,9 @@ __all__ = [
     "generate",
     "max_wait",
     "state_of",
+    "wait_bound_for",
     "wait_limit",
+    "wait_words",
 ]
 
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)+$"
@@ -126,23 +129,33 @@ def gated(
     return gate, consent
 
 
-def wait_limit(settings: Settings, wait: bool, max_wait_seconds: float | None) -> float:
-    """How long a call may wait: what the caller asked, within the configured bound; nothing when it asked not to."""
-    bound = settings.wait_seconds
+def wait_bound_for(ctx: Context) -> float:
+    """How long this call may wait, by who is calling (:mod:`atlas_mcp.server.clients`)."""
+    params = ctx.session.client_params
+    name = params.client_info.name if params is not None and params.client_info is not None else None
+    return wait_bound(state_of(ctx).settings, identify(name, ctx.headers))
+
+
+def wait_limit(bound: float, wait: bool, max_wait_seconds: float | None) -> float:
+    """How long a call may wait: what the caller asked, within the bound; nothing when it asked not to."""
     return min(bound, bound if max_wait_seconds is None else max_wait_seconds) if wait else 0.0
 
 
 TYPICAL_DURATIONS = "3D models usually take 2–5 minutes, songs minutes, videos 1–5 minutes"
 
 
-def cap_note(settings: Settings, wait: bool, max_wait_seconds: float | None) -> str | None:
-    """Said in the result when the caller asked to wait longer than this server waits, so a long job still
-    running is not mistaken for a hung one (the cap itself is ATLASCLOUD_WAIT_SECONDS)."""
-    bound = settings.wait_seconds
+def cap_note(settings: Settings, bound: float, wait: bool, max_wait_seconds: float | None) -> str | None:
+    """Said in the result when the caller asked to wait longer than this server waits for it, so a long job still
+    running is not mistaken for a hung one."""
     if not wait or max_wait_seconds is None or max_wait_seconds <= bound:
         return None
+    why = (
+        "(ATLASCLOUD_WAIT_SECONDS)"
+        if "wait_seconds" in settings.model_fields_set
+        else "(the longest your MCP client is known to allow a call; ATLASCLOUD_WAIT_SECONDS sets it)"
+    )
     return (
-        f"max_wait_seconds={max_wait_seconds:g} was capped at this server's {bound:g} s (ATLASCLOUD_WAIT_SECONDS). "
+        f"max_wait_seconds={max_wait_seconds:g} was capped at this server's {bound:g} s {why}. "
         f"{TYPICAL_DURATIONS}: if it is still running, finish it with check_prediction."
     )
 
@@ -160,9 +173,10 @@ async def generate(
     call: pay once, wait within the bound, and render the outcome once, with the model ``choice`` said first when
     the tool chose it (quick_generate, transcribe_audio), a note when the wait was capped, and the gallery's view."""
     state = state_of(ctx)
+    bound = wait_bound_for(ctx)
     try:
         with as_tool_errors():
-            outcome = await run(ctx, state, gate, decision, limit=wait_limit(state.settings, wait, max_wait_seconds))
+            outcome = await run(ctx, state, gate, decision, limit=wait_limit(bound, wait, max_wait_seconds))
     except ToolError as exc:
         if choice is None:
             raise
@@ -172,11 +186,19 @@ async def generate(
         extra["view"] = view
     if choice is not None:
         extra["choice"] = choice
-    note = cap_note(state.settings, wait, max_wait_seconds)
+    note = cap_note(state.settings, bound, wait, max_wait_seconds)
     return render(outcome, lead=choice.line() if choice else None, notes=[note] if note else [], extra=extra)
 
 
 def max_wait(settings: Settings) -> Any:
     """The field of a tool's ``max_wait_seconds`` (``Annotated[float | None, max_wait(settings)]``): its
     description names this server's bound."""
-    return Field(ge=0, le=600, description=f"Wait at most this long (capped at {settings.wait_seconds:g} s).")
+    return Field(ge=0, le=600, description=f"Wait at most this long (capped at {wait_words(settings)}).")
+
+
+def wait_words(settings: Settings) -> str:
+    """How long a call waits, as the tools' descriptions say it: the same for every client when
+    ATLASCLOUD_WAIT_SECONDS is set, else the safe bound and that known clients get longer."""
+    if "wait_seconds" in settings.model_fields_set:
+        return f"{settings.wait_seconds:g} s"
+    return f"{settings.wait_seconds:g} s, or longer for clients known to allow it"

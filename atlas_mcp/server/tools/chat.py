@@ -28,7 +28,15 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
-from atlas_mcp.server.toolkit import GENERATING, LONG_RESULT, MODEL_ID, as_tool_errors, state_of
+from atlas_mcp.server.toolkit import (
+    GENERATING,
+    LONG_RESULT,
+    MODEL_ID,
+    as_tool_errors,
+    state_of,
+    wait_bound_for,
+    wait_words,
+)
 from atlas_mcp.spend.policy import SpendReport, dollars
 
 __all__ = ["ChatMessage", "ChatResult", "ask", "chat_body", "register_chat", "worst_case"]
@@ -141,7 +149,7 @@ def _text(result: ChatResult) -> str:
 
 def register_chat(server: MCPServer[AppState], settings: Settings) -> None:
     """Register chat; its wait bound is the generate tools' (ATLASCLOUD_WAIT_SECONDS)."""
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
 
     @server.tool(
         title="Chat with an Atlas LLM",
@@ -150,7 +158,7 @@ def register_chat(server: MCPServer[AppState], settings: Settings) -> None:
         description=(
             "Ask one of Atlas Cloud's LLMs (a Text model: see list_models type=Text) and get its answer. COSTS MONEY "
             "per token (the result gives tokens and price). messages is the conversation (system/user/assistant); "
-            f"max_tokens caps the answer (and its price). Streams with progress and waits up to {bound:g} s: an "
+            f"max_tokens caps the answer (and its price). Streams with progress and waits up to {bound}: an "
             "answer not finished by then is returned as it stands, marked partial."
         ),
         annotations=GENERATING,
@@ -170,10 +178,11 @@ def register_chat(server: MCPServer[AppState], settings: Settings) -> None:
             Literal["text", "json"], Field(description="json: the answer is one JSON object (say so in the prompt).")
         ] = "text",
         max_wait_seconds: Annotated[
-            float | None, Field(ge=1, le=600, description=f"Wait at most this long (capped at {bound:g} s).")
+            float | None, Field(ge=1, le=600, description=f"Wait at most this long (capped at {bound}).")
         ] = None,
     ) -> Annotated[CallToolResult, ChatResult]:
-        limit = max(1.0, min(bound, bound if max_wait_seconds is None else max_wait_seconds))
+        allowed = wait_bound_for(ctx)  # by who is calling (ATLASCLOUD_WAIT_SECONDS when set)
+        limit = max(1.0, min(allowed, allowed if max_wait_seconds is None else max_wait_seconds))
         body = chat_body(model, messages, max_tokens, temperature, top_p, response_format)
         with as_tool_errors():
             return await ask(ctx, state_of(ctx), body, messages, max_tokens, limit=limit)

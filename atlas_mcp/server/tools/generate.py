@@ -34,6 +34,7 @@ from atlas_mcp.server.toolkit import (
     gated,
     generate,
     max_wait,
+    wait_words,
 )
 
 __all__ = ["register_generate_audio", "register_generate_image", "register_generate_video"]
@@ -114,7 +115,7 @@ audio_gate, audio_consent = gated(audio_call)
 
 def register_generate_image(server: MCPServer[AppState], settings: Settings) -> None:
     """Register generate_image: images from a prompt (or, for prompt-less models, from params.image)."""
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
     bounded = max_wait(settings)
 
     @server.tool(
@@ -124,7 +125,7 @@ def register_generate_image(server: MCPServer[AppState], settings: Settings) -> 
         description=(
             f"Generate images from a text prompt with an Atlas Cloud model (default {settings.default_model}, "
             "about $0.003 per image). COSTS MONEY on every call, so do not repeat a call that succeeded or "
-            f"is still running. Waits for the result (up to {bound:g} s) while reporting progress, then returns "
+            f"is still running. Waits for the result (up to {bound}) while reporting progress, then returns "
             "the image URLs, an inline preview and the saved file path. If it is not done by then, the result "
             "has a prediction_id: call check_prediction with it instead of generating again. Parameters are "
             "checked against the model's schema first; dry_run=true shows the request without paying."
@@ -181,7 +182,7 @@ def register_generate_image(server: MCPServer[AppState], settings: Settings) -> 
 
 def register_generate_video(server: MCPServer[AppState], settings: Settings) -> None:
     """Register generate_video: a video model, by id."""
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
     bounded = max_wait(settings)
 
     @server.tool(
@@ -191,7 +192,7 @@ def register_generate_video(server: MCPServer[AppState], settings: Settings) -> 
         description=(
             "Generate a video with an Atlas Cloud video model (find one with list_models type=Video; "
             "get_model_info shows its parameters and price). COSTS MONEY on every call. Videos usually take "
-            f"longer than one call may wait ({bound:g} s): the result then has a prediction_id; finish with "
+            f"longer than one call may wait ({bound}): the result then has a prediction_id; finish with "
             "check_prediction (wait=true) and never resubmit. Results link the video and save it when an "
             "output folder is set; dry_run=true shows the request without paying."
         ),
@@ -220,7 +221,7 @@ def register_generate_video(server: MCPServer[AppState], settings: Settings) -> 
 
 def register_generate_audio(server: MCPServer[AppState], settings: Settings) -> None:
     """Register generate_audio: speech or music, by model id."""
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
     bounded = max_wait(settings)
 
     @server.tool(
@@ -230,7 +231,7 @@ def register_generate_audio(server: MCPServer[AppState], settings: Settings) -> 
         description=(
             "Generate speech or music with an Atlas Cloud audio model (find one with list_models type=Audio; "
             "get_model_info shows its parameters, e.g. voices, and price). COSTS MONEY on every call. Waits up "
-            f"to {bound:g} s; if not done, finish with check_prediction (wait=true). Results link the audio "
+            f"to {bound}; if not done, finish with check_prediction (wait=true). Results link the audio "
             "file and save it when an output folder is set; dry_run=true shows the request without paying."
         ),
         annotations=GENERATING,

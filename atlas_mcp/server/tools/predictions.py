@@ -27,7 +27,9 @@ from atlas_mcp.server.toolkit import (
     cap_note,
     max_wait,
     state_of,
+    wait_bound_for,
     wait_limit,
+    wait_words,
 )
 from atlas_mcp.spend.ownership import only_owned, require_owner
 
@@ -36,7 +38,7 @@ __all__ = ["register_check_prediction", "register_list_predictions"]
 
 def register_check_prediction(server: MCPServer[AppState], settings: Settings) -> None:
     """Register check_prediction: a prediction's state by id, waiting for it when asked (free)."""
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
     bounded = max_wait(settings)
 
     @server.tool(
@@ -45,7 +47,7 @@ def register_check_prediction(server: MCPServer[AppState], settings: Settings) -
         icons=icons.SERVER,
         description=(
             "Read a prediction's state by id (free: nothing is generated or paid), optionally waiting for it "
-            f"to finish (up to {bound:g} s). Use it with the prediction_id from a generating call that returned "
+            f"to finish (up to {bound}). Use it with the prediction_id from a generating call that returned "
             "before it was done. Returns the same result as that call: URLs, previews, saved files (or the "
             "transcript) and price once it has finished."
         ),
@@ -60,14 +62,15 @@ def register_check_prediction(server: MCPServer[AppState], settings: Settings) -
         max_wait_seconds: Annotated[float | None, bounded] = None,
     ) -> Annotated[CallToolResult, GenerationResult]:
         state = state_of(ctx)
-        limit = wait_limit(state.settings, wait, max_wait_seconds)
+        bound = wait_bound_for(ctx)
+        limit = wait_limit(bound, wait, max_wait_seconds)
         watch = Stopwatch(ctx, limit)  # waited_seconds counts from the call, the reads before the wait included
         with as_tool_errors():
             await require_owner(state, prediction_id)
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
                 outcome = await finish(state, prediction, limit=limit, watch=watch)
-                note = cap_note(state.settings, wait, max_wait_seconds)
+                note = cap_note(state.settings, bound, wait, max_wait_seconds)
                 return render(outcome, notes=[note] if note else [])
 
 

@@ -33,6 +33,7 @@ from atlas_mcp.server.toolkit import (
     generate,
     max_wait,
     state_of,
+    wait_words,
 )
 
 __all__ = ["register_quick_generate"]
@@ -79,7 +80,7 @@ quick_gate, quick_consent = gated(quick_call)
 
 
 def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> None:
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
     bounded = max_wait(settings)
 
     @server.tool(
@@ -93,7 +94,7 @@ def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> 
             "matches differ in price by more than 2× it returns the short list instead of guessing. COSTS MONEY on "
             f"every call, with the same checks as generate_*: parameters checked before paying, dry_run=true to "
             f"see the model, request and price for free, the user asked above their price threshold. Waits up to "
-            f"{bound:g} s; if not done, finish with check_prediction. For other parameters, use generate_image, "
+            f"{bound}; if not done, finish with check_prediction. For other parameters, use generate_image, "
             "generate_video or generate_audio with the model id this returns."
         ),
         annotations=GENERATING,

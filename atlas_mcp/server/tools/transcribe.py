@@ -35,6 +35,7 @@ from atlas_mcp.server.toolkit import (
     generate,
     max_wait,
     state_of,
+    wait_words,
 )
 
 __all__ = ["register_transcribe_audio"]
@@ -109,7 +110,7 @@ transcribe_gate, transcribe_consent = gated(transcribe_call)
 
 
 def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -> None:
-    bound = settings.wait_seconds
+    bound = wait_words(settings)
     bounded = max_wait(settings)
 
     @server.tool(
@@ -121,7 +122,7 @@ def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -
             "file call upload_media first and pass the url it returns. COSTS MONEY on every call, with the same "
             "checks as generate_*: dry_run=true shows the model, request and price for free. Returns the "
             "transcript, with timed segments when the model gives them, saved as .txt and .json next to other "
-            f"outputs when an output folder is set. Waits up to {bound:g} s; if not done, finish with "
+            f"outputs when an output folder is set. Waits up to {bound}; if not done, finish with "
             "check_prediction (wait=true), never by transcribing again."
         ),
         annotations=GENERATING,
