@@ -14,29 +14,18 @@ from mcp import Client
 from mcp_types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
-from atlas_mcp.config import Settings
 from atlas_mcp.core.catalog import InputSchema
 from atlas_mcp.core.validation import find_problems
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
 
-from .conftest import TEST_KEY
+from .conftest import settings_for
 
 pytestmark = pytest.mark.anyio
 
 VIDEO = "alibaba/wan-2.2/t2v-480p"
 AUDIO = "minimax/speech-2.5-hd"
 FLUX = "black-forest-labs/flux-schnell"
-
-
-def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-    }
-    return Settings(**(values | overrides))
 
 
 def text_of(result: CallToolResult) -> str:

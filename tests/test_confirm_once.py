@@ -30,6 +30,7 @@ from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import MemoryStore
 
 from .conftest import TEST_KEY, examples
+from .conftest import settings_for as shared_settings
 from .harness import ServerProcess, assert_not_a_crash, emulator_env, expect_done, expect_error, text_of
 from .test_http import ERAS, KEYS, connect, http_env, http_server
 
@@ -92,15 +93,8 @@ def respellings(token: str) -> list[str]:
 
 
 def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "confirm_above_usd": 0.001,
-        "state_url": f"sqlite:///{tmp_path / 'state.db'}",
-    }
-    return Settings(**(values | overrides))
+    """The suite's settings, with every generation above the confirmation threshold."""
+    return shared_settings(emulator, tmp_path, **({"confirm_above_usd": 0.001} | overrides))
 
 
 async def spend_every_spelling(clients: list[Client], emulator: Emulator) -> None:

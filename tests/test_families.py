@@ -20,7 +20,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.server import create_server
 
-from .conftest import TEST_KEY
+from .conftest import settings_for as shared_settings
 from .harness import ServerProcess, emulator_env, expect_done, expect_error, text_of
 
 pytestmark = pytest.mark.anyio
@@ -43,15 +43,8 @@ SOLIDS = {
 
 
 def settings_for(emulator: Emulator, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "api_key": TEST_KEY,
-        "base_url": emulator.url,
-        "output_dir": tmp_path / "out",
-        "wait_seconds": 10,
-        "repeat_window_s": 0,
-        "confirm_above_usd": 1.0,  # Seed3D's $0.35 a run is above the default threshold; asking is tested elsewhere
-    }
-    return Settings(**(values | overrides))
+    """The suite's settings; Seed3D's $0.35 a run is above the default threshold (asking is tested elsewhere)."""
+    return shared_settings(emulator, tmp_path, **({"repeat_window_s": 0, "confirm_above_usd": 1.0} | overrides))
 
 
 @pytest.fixture

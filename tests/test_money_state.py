@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,7 @@ async def test_keys_atlas_refused_leave_no_ledger_rows(emulator: Emulator, tmp_p
     finally:
         emulator.state.config.api_key = None
     assert sent(emulator, SUBMIT) == 20
-    with sqlite3.connect(tmp_path / "state.db") as raw:
+    with closing(sqlite3.connect(tmp_path / "state.db")) as raw, raw:
         assert raw.execute("SELECT count(*) FROM ledger").fetchone() == (0,)
 
 
@@ -227,7 +227,7 @@ async def test_old_or_unbilled_entries_go_for_payers_who_never_come_back(
     finally:
         await store.aclose()
     if backend == "sqlite":
-        with sqlite3.connect(tmp_path / "state.db") as raw:
+        with closing(sqlite3.connect(tmp_path / "state.db")) as raw, raw:
             assert raw.execute("SELECT DISTINCT payer FROM ledger").fetchall() == [("stays",)]
     else:
         import redis
@@ -258,7 +258,7 @@ def state_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
 def stored_state(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """Everything the state store holds, as text."""
     if backend == "sqlite":
-        with sqlite3.connect(tmp_path / "state.db") as raw:
+        with closing(sqlite3.connect(tmp_path / "state.db")) as raw, raw:
             return "\n".join(raw.iterdump())
     import redis
 
@@ -337,7 +337,7 @@ async def test_an_account_wide_cap_holds_across_team_tokens(
 
 def damage_an_index(path: Path) -> None:
     """Overwrite one page of the repeat claims' index: the file fails its integrity check, its ledger still reads."""
-    with sqlite3.connect(path) as raw:
+    with closing(sqlite3.connect(path)) as raw, raw:
         rows = [(f"claim-{n:05d}-{'x' * 60}", "held", 4e9) for n in range(3000)]
         raw.executemany("INSERT INTO claims VALUES (?, ?, ?)", rows)
     raw = sqlite3.connect(path)

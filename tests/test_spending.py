@@ -9,7 +9,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ async def test_the_key_is_stored_only_as_a_salted_hash(emulator: Emulator, tmp_p
     async with Client(create_server(settings)) as client:
         expect_done(await client.call_tool("generate_image", {"prompt": "a fox"}))
     stored = b"".join(path.read_bytes() for path in tmp_path.glob("state.db*"))
-    with sqlite3.connect(tmp_path / "state.db") as db:
+    with closing(sqlite3.connect(tmp_path / "state.db")) as db, db:
         stored += "".join(map(str, db.execute("SELECT payer, entry FROM ledger").fetchall())).encode()
     for form in (TEST_KEY, TEST_KEY[-12:], hashlib.sha256(TEST_KEY.encode()).hexdigest()):
         assert form.encode() not in stored
@@ -423,7 +423,7 @@ def test_the_state_file_is_shared_not_locked(tmp_path: Path) -> None:
     """A second process may read the file while a server holds it open (WAL): the same file both use."""
     store = SqliteStore(tmp_path / "s.db")
     anyio.run(store.secret)
-    with sqlite3.connect(tmp_path / "s.db", timeout=0.1) as db:
+    with closing(sqlite3.connect(tmp_path / "s.db", timeout=0.1)) as db, db:
         assert db.execute("SELECT count(*) FROM meta").fetchone() == (1,)
     anyio.run(store.aclose)
 

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -140,7 +141,7 @@ async def test_two_sqlite_stores_on_one_file_share_everything(tmp_path: Path) ->
         assert not (await two.reserve("p", "b", 3 * MICRO, limit_micro=4 * MICRO, now=T0, window=DAY)).allowed
         (mode,) = {stat.S_IMODE(os.stat(tmp_path / "shared.db").st_mode)}
         assert mode == 0o600
-        with sqlite3.connect(tmp_path / "shared.db") as raw:
+        with closing(sqlite3.connect(tmp_path / "shared.db")) as raw, raw:
             (journal,) = raw.execute("PRAGMA journal_mode").fetchone()
         assert journal == "wal"
     finally:
