@@ -42,7 +42,7 @@ from atlas_mcp.emulator import Emulator, Fault, PredictionPlan
 from atlas_mcp.errors import BadResponseError, PaidResultError
 from atlas_mcp.media.files import root_paths
 from atlas_mcp.server import create_server
-from atlas_mcp.server.pipeline import naming_the_prediction
+from atlas_mcp.server.waiting import naming_the_prediction
 
 from .conftest import ALL_TOOLS, TEST_KEY, examples
 from .harness import assert_not_a_crash, emulator_env, expect_done, expect_error, images_of, text_of

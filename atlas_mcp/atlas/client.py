@@ -184,10 +184,15 @@ class AtlasClient(Chat, Downloads):
         except BadResponseError as exc:  # Atlas said yes (2xx) in a form we cannot read: it may be running
             said = f" The answer named {named}." if named else ""
             raise BadResponseError(f"{exc}{said} {MAYBE_SENT}").about("maybe_received", named=named) from exc
-        self._submitted[prediction.id] = (time.monotonic(), prediction.model or model)
+        self.submitted(prediction.id, model=prediction.model or model)
+        return prediction
+
+    def submitted(self, prediction_id: str, *, model: str | None, seconds_ago: float = 0.0) -> None:
+        """Remember a submit of ours (made ``seconds_ago``; by another process of ours that handed the wait over),
+        so that Atlas not knowing the id for its first seconds reads as "not visible yet", not as an unknown id."""
+        self._submitted[prediction_id] = (time.monotonic() - max(seconds_ago, 0.0), model)
         while len(self._submitted) > _RECENT_SUBMITS:
             self._submitted.popitem(last=False)
-        return prediction
 
     async def quote(self, model: str, params: Mapping[str, Any]) -> Quote:
         """Atlas's own price for exactly this generation, before paying for it. Free, so it is retried like a read."""

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -22,11 +23,13 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.catalog import ModelCatalog
 from atlas_mcp.media.previews import DecodeBudget
 from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.background import Background
 from atlas_mcp.server.caller import Caller
 from atlas_mcp.server.capabilities import advertise_only_what_exists
 from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.outgoing import OutgoingResults
+from atlas_mcp.server.tasks import Tasks
 from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
 from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import StateStore, open_store
@@ -61,13 +64,16 @@ def create_server(
         state_url = settings.state_url.get_secret_value() if settings.state_url is not None else None
         spend_store = store if store is not None else open_store(state_url)
         try:
-            async with AtlasClient(
-                api_key=settings.api_key,
-                base_url=settings.base_url,
-                timeout=settings.http_timeout,
-                transport=transport,
-                poll=poll,
-            ) as atlas:
+            async with (
+                AtlasClient(
+                    api_key=settings.api_key,
+                    base_url=settings.base_url,
+                    timeout=settings.http_timeout,
+                    transport=transport,
+                    poll=poll,
+                ) as atlas,
+                anyio.create_task_group() as group,
+            ):
                 state = AppState(
                     settings=settings,
                     atlas=atlas,
@@ -76,10 +82,17 @@ def create_server(
                     spend=SpendGuard(settings, spend_store),
                     caller=Caller.of_server(settings),
                     remote=token_verifier is not None,
+                    background=(background := Background(spend_store, group)),
                 )
                 if on_state is not None:
                     on_state(state)
-                yield state
+                try:
+                    yield state
+                finally:
+                    # Tasks' waiters and collectors end with the server; a task's record stays in the store, and
+                    # the next process asked about it waits for it again.
+                    await background.let_go()
+                    group.cancel_scope.cancel()
         finally:
             if store is None:  # a store handed in belongs to the caller
                 await spend_store.aclose()
@@ -96,7 +109,7 @@ def create_server(
         token_verifier=token_verifier,
         auth=auth,
         request_state_security=request_state_security,
-        extensions=[gallery_apps(settings)],
+        extensions=[gallery_apps(settings), Tasks()],
         middleware=[OutgoingResults(settings, remote=token_verifier is not None, store_name=_store_name)],
     )
     # Outside the SDK's request-state boundary, so that it sees a 2026-era answer's state still sealed.

@@ -16,6 +16,7 @@ from atlas_mcp.atlas import AtlasClient
 from atlas_mcp.config import Settings
 from atlas_mcp.core.catalog import ModelCatalog
 from atlas_mcp.media.previews import DecodeBudget
+from atlas_mcp.server.background import Background, TaskOffer
 from atlas_mcp.server.caller import Caller
 from atlas_mcp.spend.policy import SpendGuard
 
@@ -41,6 +42,12 @@ class AppState:
     sealed_state: str | None = None
     # url re-hosts in flight (each holds a download and a spool); shared by every caller's view of this state
     rehosts: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(REHOSTS_AT_ONCE))
+    # Work that outlives its request (tasks' waiters, collectors), in the lifespan's task group; None when the
+    # server runs without one (a state built by hand).
+    background: Background | None = None
+    # In a tools/call whose client declared the Tasks extension in that request: the permission to answer with a
+    # task (see atlas_mcp.server.tasks).
+    task_offer: TaskOffer | None = None
 
     @property
     def secrets(self) -> list[str]:

@@ -6,7 +6,8 @@ output URL: it may carry the caller's key in its query, or a right-to-left overr
 ``…/photo<U+202E>gnp.exe`` read as ``…/photoexe.png``. Over HTTP the caller is not on this machine, so the
 absolute paths of saved files and of the state store tell it nothing it can use and a stranger too much.
 
-One middleware sees every ``tools/call`` answer, errors included, so no tool can forget it:
+One middleware sees every ``tools/call`` answer, errors included, and every task's (``tasks/get``), so no tool
+can forget it:
 
 - every form of the payer's key (and of the server's own) becomes ``[redacted]``, in the text, the structured
   content and the links;
@@ -78,9 +79,19 @@ class OutgoingResults:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         result = await call_next(ctx)  # already in its wire form: a dict
-        if ctx.method != "tools/call" or not isinstance(result, dict):
+        if ctx.method not in ("tools/call", "tasks/get") or not isinstance(result, dict):
             return result
         clean = self._cleaner(ctx)
+        if ctx.method == "tools/call":
+            return self._cleaned(result, clean)
+        cleaned = dict(result)  # a task: its status message, and the tool's result once it is done
+        if isinstance(result.get("statusMessage"), str):
+            cleaned["statusMessage"] = clean(result["statusMessage"])
+        if isinstance(result.get("result"), dict):
+            cleaned["result"] = self._cleaned(result["result"], clean)
+        return cleaned
+
+    def _cleaned(self, result: dict[str, Any], clean: Callable[[str], str]) -> dict[str, Any]:
         cleaned = dict(result)
         if isinstance(result.get("content"), list):
             content = []

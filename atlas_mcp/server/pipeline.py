@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,37 +28,31 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from atlas_mcp.addresses import is_loopback_host
-from atlas_mcp.atlas import NOT_VISIBLE_YET, AtlasClient, MediaKind, Prediction
+from atlas_mcp.atlas import AtlasClient, MediaKind, Prediction
 from atlas_mcp.core.catalog import SERVER_OWNED, ModelDetails
 from atlas_mcp.core.outcome import GenerationResult, Outcome, PriceQuote, SubmitRequest
-from atlas_mcp.core.outputs import Family, family_of
 from atlas_mcp.core.requests import BuildParams, Prepared
 from atlas_mcp.core.validation import describe_parameters, find_problems, normalised, safety_problems
 from atlas_mcp.errors import (
     AtlasMCPError,
     InputError,
-    PaidResultError,
-    PredictionFailedError,
-    PredictionTimeoutError,
     SchemaUnavailableError,
     SpendRefusedError,
 )
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.progress import Stopwatch
-from atlas_mcp.server.results import generation_outcome
+from atlas_mcp.server.waiting import Paid, can_hand_off, hand_off, naming_the_prediction, remaining, wait_for
 from atlas_mcp.spend.ownership import record_owner
 from atlas_mcp.spend.policy import (
     CONFIRM_SECONDS,
     ConfirmationNeeded,
     Repeat,
-    SpendReport,
     TokenRefused,
     dollars,
     known_price,
 )
 
 __all__ = [
-    "Bought",
     "BuildParams",
     "Consent",
     "Decision",
@@ -68,19 +61,15 @@ __all__ = [
     "Prepared",
     "Verdict",
     "confirmation",
-    "finish",
-    "naming_the_prediction",
     "open_gate",
     "prepare",
     "price_quote",
     "run",
-    "wait_for",
 ]
 
 logger = logging.getLogger(__name__)
 
 _TOOL_FOR_TYPE = {"image": "generate_image", "video": "generate_video", "audio": "generate_audio"}
-HEARTBEAT_SECONDS = 8.0  # progress at least this often while waiting (clients reset timeouts on it)
 QUOTE_WAIT_SECONDS = 5.0  # a slow quote must not eat the generation's time: past this, the catalogue price stands
 _MAX_PROBLEMS = 10  # named in one refusal; the rest are counted
 
@@ -121,17 +110,6 @@ async def prepare(
         takes = f" {model} takes: {describe_parameters(schema)}. Put other parameters in params." if schema else ""
         raise InputError(f"Not sent, nothing was spent: {shown}.{takes}")
     return Prepared(kind, model, params, not_used, details.entry if details else None, schema)
-
-
-@dataclass(frozen=True)
-class Bought:
-    """What a call that paid for a prediction (or was answered by an identical earlier one) knows, for its result."""
-
-    kind: MediaKind
-    not_used: tuple[str, ...]
-    quote: PriceQuote | None
-    spend: SpendReport | None
-    reused_after: float | None = None  # seconds since the identical call this one is answered with
 
 
 @dataclass(frozen=True)
@@ -289,9 +267,10 @@ async def run(ctx: Context, state: AppState, gate: Gate, decision: Decision, *, 
 async def _buy_and_finish(
     ctx: Context, state: AppState, gate: Gate, *, limit: float, once: str | None, confirmed: bool
 ) -> Outcome:
-    """Submit once (or take the identical earlier prediction) and wait up to ``limit`` seconds for the result."""
+    """Submit once (or take the identical earlier prediction) and wait up to ``limit`` seconds for the result; or,
+    for a client that takes tasks, hand the wait to a task as soon as Atlas has the prediction."""
     assert gate.payer is not None
-    watch = Stopwatch(ctx, limit)
+    watch = Stopwatch(ctx.report_progress, limit)
     prepared = gate.prepared
     guard = state.spend
     price = f"; {gate.quote.text()}" if gate.quote else ""
@@ -325,62 +304,38 @@ async def _buy_and_finish(
         logger.info("submitted prediction %s (%s)", prediction_id, prepared.model)
         await record_owner(state, prediction_id)
         said = f"submitted ({prediction.status})"
+    paid = Paid(
+        payer=gate.payer,
+        kind=prepared.kind,
+        not_used=tuple(prepared.not_used),
+        quote=gate.quote,
+        purchase=purchase if prediction is not None else None,
+        repeat=purchase if prediction is None else None,
+        reused_at=earlier.at if earlier is not None else None,
+    )
     with naming_the_prediction(prediction_id):
         # From here every message names the job: a call that is cancelled or times out still leaves the id with the
         # assistant, who can fetch the result (check_prediction) instead of paying for it again.
         await watch.report(f"Prediction {prediction_id}: {said}")
         if prediction is None:
-            assert earlier is not None
-            found = await state.atlas.get_prediction(prediction_id)
-            prediction = await wait_for(state, found, limit=limit, watch=watch)
-            if prediction.phase == "failed":  # not billed, so the same request may be tried again: say so
-                await guard.forget_failed(purchase)
-                raise PredictionFailedError(
-                    f"An identical request was sent {time.time() - earlier.at:.0f} s ago as prediction "
-                    f"{prediction.id}, and it {prediction.status}: {prediction.error or 'Atlas gave no reason'}. It "
-                    "was not billed, and this call sent nothing. Call again to send it afresh, or change the prompt "
-                    "or parameters first.",
+            prediction = await state.atlas.get_prediction(prediction_id)
+        if can_hand_off(state, prediction, limit):
+            if prepared.kind == "image":  # most images are done in seconds: those are answered in the call
+                prediction = await wait_for(state, prediction, limit=min(limit, IMAGE_GRACE_SECONDS), watch=watch)
+            if not prediction.done:
+                return await hand_off(
+                    state,
+                    tool=gate.call.tool,
                     prediction=prediction,
+                    payer=paid.payer,
+                    kind=paid.kind,
+                    work=remaining(state, prediction, paid),
+                    facts={"paid": paid.facts()},
                 )
-        else:
-            try:
-                prediction = await wait_for(state, prediction, limit=limit, watch=watch)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await guard.settle(purchase, prediction)
-        bought = Bought(
-            kind=prepared.kind,
-            not_used=tuple(prepared.not_used),
-            quote=gate.quote,
-            spend=await guard.report_after_paying(gate.payer),
-            reused_after=time.time() - earlier.at if earlier is not None else None,
-        )
-        return await finish(state, prediction, limit=0, watch=watch, bought=bought)
+        return await remaining(state, prediction, paid)(watch, limit)
 
 
-@contextmanager
-def naming_the_prediction(prediction_id: str) -> Iterator[None]:
-    """Once Atlas has a prediction, every way out of the call names it: whatever fails while waiting for it or
-    building its result, the caller can still fetch it for free instead of paying for it again.
-
-    Our own errors that do not name it gain its id; anything else is a defect, logged here with its traceback
-    and turned into an error that says what to do. Cancellation passes through untouched.
-    """
-    then = (
-        f'Call check_prediction with prediction_id "{prediction_id}" to get the result; do not submit the '
-        "generation again (that would be paid twice)."
-    )
-    try:
-        yield
-    except AtlasMCPError as exc:
-        if prediction_id in str(exc):
-            raise
-        raise PaidResultError(f"Prediction {prediction_id} is at Atlas, but: {exc} {then}") from exc
-    except Exception as exc:
-        logger.exception("unexpected failure after Atlas accepted prediction %s", prediction_id)
-        raise PaidResultError(
-            f"Prediction {prediction_id} is at Atlas, but building its result failed ({type(exc).__name__}). {then}"
-        ) from exc
+IMAGE_GRACE_SECONDS = 10.0  # an image a task-taking client asked for is waited for this long before it becomes one
 
 
 async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
@@ -402,97 +357,6 @@ async def price_quote(state: AppState, prepared: Prepared) -> PriceQuote | None:
             logger.info("no quote from Atlas for %s, using the catalogue price: %s", prepared.model, exc)
     listed = prepared.catalogue_price()
     return PriceQuote(price_usd=listed, source="catalogue", estimate=True) if listed is not None else None
-
-
-async def wait_for(state: AppState, prediction: Prediction, *, limit: float, watch: Stopwatch) -> Prediction:
-    """Wait (bounded, with progress) until the prediction is done or ``limit`` seconds have passed since the call
-    started (``watch``). Progress goes out after every poll, and from a heartbeat when a poll is slow, so a client
-    that resets its timeout on progress hears from the call at least every :data:`HEARTBEAT_SECONDS`."""
-
-    async def on_poll(current: Prediction, polls: int) -> None:
-        await watch.report(f"Prediction {current.id}: {_phrase(current, watch.elapsed())}")
-
-    if prediction.done or limit <= 0:
-        return prediction
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
-        group.start_soon(_heartbeat, watch, prediction.id)
-        try:
-            prediction = await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
-        except PredictionTimeoutError as exc:
-            prediction = exc.prediction
-        except Exception as exc:  # raised below, as it is: not wrapped in the task group's ExceptionGroup
-            failure = exc
-        group.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return prediction
-
-
-async def _heartbeat(watch: Stopwatch, prediction_id: str) -> None:
-    while True:
-        await anyio.sleep(1.0)
-        if watch.quiet_for() >= HEARTBEAT_SECONDS:
-            await watch.report(f"Prediction {prediction_id}: still waiting ({watch.elapsed():.0f} s)")
-
-
-_WAITING_WORDS = frozenset({"created", "queued", "starting", "pending", "submitted"})
-
-
-def _phrase(prediction: Prediction, elapsed: float) -> str:
-    """The state in a few human words: "queued", "running 12 s", "not visible at Atlas yet"."""
-    if prediction.status == NOT_VISIBLE_YET:
-        return "submitted, not visible at Atlas yet"
-    if prediction.status.lower() in _WAITING_WORDS:
-        return f"queued ({prediction.status}), {elapsed:.0f} s"
-    return f"running {elapsed:.0f} s" if prediction.phase == "running" else prediction.status
-
-
-async def finish(
-    state: AppState,
-    prediction: Prediction,
-    *,
-    limit: float,
-    watch: Stopwatch,
-    bought: Bought | None = None,
-) -> Outcome:
-    """Wait (bounded, with progress) for a prediction, then build its outcome or raise its failure.
-
-    ``bought`` is what the call that paid for it knows (check_prediction knows none of it): what kind of model it
-    asked for (inline previews are for images only; without it, the model's catalogue type decides), the inputs
-    not used, the quote, the spending, and whether it answers an identical earlier call.
-    """
-    prediction = await wait_for(state, prediction, limit=limit, watch=watch)
-    if prediction.phase == "failed":
-        reason = prediction.error or "Atlas gave no reason"
-        code = f" (Atlas error code {prediction.error_code})" if prediction.error_code else ""
-        raise PredictionFailedError(
-            f"Prediction {prediction.id} {prediction.status}: {reason}{code}. Nothing to show, and failed "
-            "predictions are not billed; change the prompt or parameters before trying again.",
-            prediction=prediction,
-        )
-    family: Family = "image"
-    previews = True  # (a prediction not finished has no outputs to preview)
-    if prediction.done:  # only a finished prediction has outputs whose kind matters
-        entry = await state.catalog.entry(prediction.model) if prediction.model else None
-        family = family_of(prediction.model, entry.type if entry else None, entry.tags if entry else ())
-        previews = (bought.kind if bought else (entry.type if entry else None) or "image").lower() == "image"
-        count = len(prediction.outputs)
-        fetching = f"fetching {count} output{'s' if count != 1 else ''}"
-        await watch.report(f"Prediction {prediction.id}: {fetching}")
-    return await generation_outcome(
-        prediction,
-        atlas=state.atlas,
-        settings=state.settings,
-        waited_seconds=watch.elapsed(),
-        not_used=bought.not_used if bought else (),
-        previews=previews,
-        budget=state.previews,
-        quote=bought.quote if bought else None,
-        reused_after=bought.reused_after if bought else None,
-        spend=bought.spend if bought else None,
-        family=family,
-    )
 
 
 def _not_sent(gate: Gate, action: str) -> Outcome:

@@ -9,17 +9,19 @@ reported before the submit, still count up.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
-from mcp.server.mcpserver import Context
+__all__ = ["Report", "Stopwatch"]
 
-__all__ = ["Stopwatch"]
+Report = Callable[[float, float | None, str | None], Awaitable[None]]
+"""Where a report goes: a call's progress notifications (``ctx.report_progress``), or a task's status message."""
 
 
 class Stopwatch:
-    """Started with the call; ``total`` is its wait bound (None or 0: no bound to show)."""
+    """Started with the call (or the task); ``total`` is its wait bound (None or 0: no bound to show)."""
 
-    def __init__(self, ctx: Context, total: float | None) -> None:
-        self._ctx = ctx
+    def __init__(self, report: Report, total: float | None) -> None:
+        self._send = report
         self._total = total or None
         self._started = time.monotonic()
         self._last: float | None = None
@@ -42,4 +44,4 @@ class Stopwatch:
         return value
 
     async def report(self, message: str) -> None:
-        await self._ctx.report_progress(self.next_value(), self._total, message)
+        await self._send(self.next_value(), self._total, message)

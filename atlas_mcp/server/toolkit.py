@@ -11,11 +11,12 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from atlas_mcp.config import Settings
 from atlas_mcp.core.choosing import ModelChoice
+from atlas_mcp.core.outcome import Outcome
 from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.advice import worded
@@ -39,7 +40,9 @@ __all__ = [
     "SkipValidation",
     "Wait",
     "as_tool_errors",
+    "became_task",
     "cap_note",
+    "error_result",
     "gated",
     "generate",
     "max_wait",
@@ -174,20 +177,40 @@ async def generate(
     the tool chose it (quick_generate, transcribe_audio), a note when the wait was capped, and the gallery's view."""
     state = state_of(ctx)
     bound = wait_bound_for(ctx)
-    try:
-        with as_tool_errors():
-            outcome = await run(ctx, state, gate, decision, limit=wait_limit(bound, wait, max_wait_seconds))
-    except ToolError as exc:
-        if choice is None:
-            raise
-        raise ToolError(f"{choice.line()}\n{exc}") from exc
     extra: dict[str, Shown] = {}
     if (view := view_for(ctx, gate.call, gate.prepared)) is not None:
         extra["view"] = view
     if choice is not None:
         extra["choice"] = choice
     note = cap_note(state.settings, bound, wait, max_wait_seconds)
-    return render(outcome, lead=choice.line() if choice else None, notes=[note] if note else [], extra=extra)
+    lead = choice.line() if choice else None
+
+    def finished(outcome: Outcome | AtlasMCPError) -> CallToolResult:
+        if isinstance(outcome, AtlasMCPError):
+            return error_result(outcome, lead)
+        return render(outcome, lead=lead, notes=[note] if note and not became_task(state) else [], extra=extra)
+
+    if state.task_offer is not None:
+        state.task_offer.finished, state.task_offer.lead = finished, lead
+    try:
+        with as_tool_errors():
+            outcome = await run(ctx, state, gate, decision, limit=wait_limit(bound, wait, max_wait_seconds))
+    except ToolError as exc:
+        if lead is None:
+            raise
+        raise ToolError(f"{lead}\n{exc}") from exc
+    return finished(outcome)
+
+
+def became_task(state: AppState) -> bool:
+    """Whether this call answered with a task (whose wait is not the call's: a cap note would mislead)."""
+    return state.task_offer is not None and state.task_offer.created is not None
+
+
+def error_result(exc: AtlasMCPError, lead: str | None = None) -> CallToolResult:
+    """A tool error as the call would have answered it, for a result that is not the call's own answer (a task's)."""
+    text = worded(exc)
+    return CallToolResult(content=[TextContent(text=f"{lead}\n{text}" if lead else text)], is_error=True)
 
 
 def max_wait(settings: Settings) -> Any:

@@ -11,12 +11,12 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
 from atlas_mcp.config import Settings
-from atlas_mcp.core.outcome import GenerationResult
+from atlas_mcp.core.outcome import GenerationResult, Outcome
+from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.listing import HistoryResult, history_result
-from atlas_mcp.server.pipeline import finish, naming_the_prediction
 from atlas_mcp.server.progress import Stopwatch
 from atlas_mcp.server.results import render
 from atlas_mcp.server.toolkit import (
@@ -24,13 +24,16 @@ from atlas_mcp.server.toolkit import (
     MODEL_ID,
     READING,
     as_tool_errors,
+    became_task,
     cap_note,
+    error_result,
     max_wait,
     state_of,
     wait_bound_for,
     wait_limit,
     wait_words,
 )
+from atlas_mcp.server.waiting import can_hand_off, finish, hand_off, naming_the_prediction, waiting_for
 from atlas_mcp.spend.ownership import only_owned, require_owner
 
 __all__ = ["register_check_prediction", "register_list_predictions"]
@@ -64,14 +67,33 @@ def register_check_prediction(server: MCPServer[AppState], settings: Settings) -
         state = state_of(ctx)
         bound = wait_bound_for(ctx)
         limit = wait_limit(bound, wait, max_wait_seconds)
-        watch = Stopwatch(ctx, limit)  # waited_seconds counts from the call, the reads before the wait included
+        watch = Stopwatch(ctx.report_progress, limit)  # waited_seconds counts from the call, the reads included
+        note = cap_note(state.settings, bound, wait, max_wait_seconds)
+
+        def finished(outcome: Outcome | AtlasMCPError) -> CallToolResult:
+            if isinstance(outcome, AtlasMCPError):
+                return error_result(outcome)
+            return render(outcome, notes=[note] if note and not became_task(state) else [])
+
         with as_tool_errors():
             await require_owner(state, prediction_id)
             prediction = await state.atlas.get_prediction(prediction_id)
             with naming_the_prediction(prediction.id):
-                outcome = await finish(state, prediction, limit=limit, watch=watch)
-                note = cap_note(state.settings, bound, wait, max_wait_seconds)
-                return render(outcome, notes=[note] if note else [])
+                if state.task_offer is not None and can_hand_off(state, prediction, limit):
+                    state.task_offer.finished = finished
+                    payer = await state.spend.payer(state.payer_key)
+                    outcome = await hand_off(
+                        state,
+                        tool="check_prediction",
+                        prediction=prediction,
+                        payer=payer,
+                        kind="any",
+                        work=waiting_for(state, prediction),
+                        facts={},
+                    )
+                else:
+                    outcome = await finish(state, prediction, limit=limit, watch=watch)
+                return finished(outcome)
 
 
 def register_list_predictions(server: MCPServer[AppState], settings: Settings) -> None:
