@@ -151,6 +151,12 @@ class Settings(BaseModel):
     )
 
     @property
+    def wait_is_set(self) -> bool:
+        """Whether ATLASCLOUD_WAIT_SECONDS was given: then it is every client's wait bound, and the per-client
+        table (atlas_mcp.server.clients) is not used."""
+        return "wait_seconds" in self.model_fields_set
+
+    @property
     def http_max_body_bytes(self) -> int:
         return int(self.http_max_body_mb * 1024 * 1024)
 

@@ -114,7 +114,7 @@ def _settings_text(settings: Settings, emulator: bool) -> str:
     origin = "the embedded emulator" if emulator else settings.base_url
     waits = (
         f"calls wait up to {settings.wait_seconds:g} s"
-        if "wait_seconds" in settings.model_fields_set
+        if settings.wait_is_set
         else f"calls wait up to {settings.wait_seconds:g} s, longer for clients known to allow it (docs/clients.md)"
     )
     return f"Settings are valid: Atlas at {origin}, {waits}."

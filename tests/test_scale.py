@@ -16,11 +16,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
-from atlas_mcp.emulator import Emulator
+from atlas_mcp.emulator import Emulator, PredictionPlan
+from atlas_mcp.server.background import STALE_SECONDS
 
 from .conftest import free_port, require_binary
 from .harness import CONSOLE_SCRIPT, expect_done, expect_error
+from .tasks_client import CreatedTask, TasksClient, get_task, poll_task
 from .test_http import connect, http_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -53,6 +56,7 @@ class Cluster:
     origin: str
     replicas: list[subprocess.Popen[bytes]]
     logs: list[Path]
+    ports: list[int]
 
     def submitted_by(self) -> list[int]:
         """How many predictions each replica submitted (each logs one line per submit)."""
@@ -102,7 +106,7 @@ def cluster(emulator: Emulator, tmp_path: Path, redis_url: str) -> Iterator[Clus
                 assert time.monotonic() < deadline, [log.read_text() for log in logs]
                 time.sleep(0.05)
         time.sleep(1.2)  # HAProxy's checks see all three up (rise 2, every 500 ms)
-        yield Cluster(origin, replicas, logs)
+        yield Cluster(origin, replicas, logs, ports)
     finally:
         proxy.terminate()
         for replica in replicas:
@@ -231,4 +235,39 @@ async def test_a_replica_killed_mid_run_fails_its_calls_cleanly(
     figures.append(
         f"a replica killed with 30 calls in flight: {len(lost)} failed at once ({sorted(set(outcomes.values()))}), "
         f"the other {30 - len(lost)} and all 15 later calls succeeded; {len(submits)} submits for 45 calls"
+    )
+
+
+async def test_a_task_is_answered_by_every_replica_and_finished_after_its_creator_is_killed(
+    cluster: Cluster, emulator: Emulator, figures: list[str]
+) -> None:
+    """Issue 24's "done when" over HTTP: a task made through HAProxy is answered by each replica it did not come
+    from (the record is in Redis); its creator killed, the task still completes, taken over by the replica that is
+    asked next once the dead waiter's heartbeat is stale."""
+    emulator.state.plan_next(PredictionPlan(seconds=STALE_SECONDS / 2))
+    async with connect(cluster.origin, KEYS[0], "2026", extensions=[TasksClient()]) as client:
+        arguments = {"model": "minimax/lyrics-generation", "text": "a song about herons"}  # $0.001, in the budget
+        created = await client.session.call_tool("generate_audio", arguments, allow_claimed=True)
+    assert isinstance(created, CreatedTask), created
+    (creator,) = [n for n, count in enumerate(cluster.submitted_by()) if count]
+    others = [n for n in range(3) if n != creator]
+    for n in others:
+        async with connect(f"http://127.0.0.1:{cluster.ports[n]}", KEYS[0], "2026", extensions=[TasksClient()]) as c:
+            task = await get_task(c.session, created.task_id)
+        assert task["status"] == "working", task
+        async with connect(f"http://127.0.0.1:{cluster.ports[n]}", KEYS[1], "2026", extensions=[TasksClient()]) as c:
+            with pytest.raises(MCPError):  # another caller, on any replica: unknown
+                await get_task(c.session, created.task_id)
+    os.kill(cluster.replicas[creator].pid, signal.SIGKILL)
+    killed = time.monotonic()
+    survivor = f"http://127.0.0.1:{cluster.ports[others[0]]}"
+    async with connect(survivor, KEYS[0], "2026", extensions=[TasksClient()]) as client:
+        done = await poll_task(client.session, created.task_id, timeout=STALE_SECONDS * 3)
+    assert done["status"] == "completed", done
+    assert done["result"]["structuredContent"]["phase"] == "succeeded", done
+    posts = [r for r in emulator.state.requests if r.method == "POST" and "/generate" in r.path]
+    assert len(posts) == 1  # taken over, never submitted again
+    figures.append(
+        f"a task whose replica was killed: completed by another replica {time.monotonic() - killed:.1f} s after "
+        f"the kill (a waiter counts as gone after {STALE_SECONDS:g} s of silence)"
     )

@@ -114,6 +114,18 @@ async def test_an_image_done_within_seconds_is_answered_in_the_call(emulator: Em
     assert tasks.seen == []
 
 
+async def test_a_transcript_made_as_a_task_still_says_which_model_was_chosen(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    tasks = TasksClient()
+    emulator.state.plan_next(PredictionPlan(seconds=1.0))
+    async with Client(create_server(settings_for(emulator, tmp_path)), extensions=[tasks]) as client:
+        result = await client.call_tool("transcribe_audio", {"audio_url": "https://example.com/talk.mp3"})
+    assert len(tasks.seen) == 1
+    expect_done(result)
+    assert text_of(result).startswith("Model: "), text_of(result)
+
+
 async def test_check_prediction_waits_as_a_task_and_a_call_that_asked_not_to_wait_gets_none(
     emulator: Emulator, tmp_path: Path
 ) -> None:

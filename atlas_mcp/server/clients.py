@@ -84,6 +84,6 @@ def identify(client_name: str | None, headers: Mapping[str, str] | None = None) 
 def wait_bound(settings: Settings, client: KnownClient | None) -> float:
     """How long one call of this client may wait: ATLASCLOUD_WAIT_SECONDS when set, else the client's row, else
     the safe bound."""
-    if "wait_seconds" in settings.model_fields_set or client is None:
+    if settings.wait_is_set or client is None:
         return settings.wait_seconds
     return client.wait_seconds

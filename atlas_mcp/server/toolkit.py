@@ -154,7 +154,7 @@ def cap_note(settings: Settings, bound: float, wait: bool, max_wait_seconds: flo
         return None
     why = (
         "(ATLASCLOUD_WAIT_SECONDS)"
-        if "wait_seconds" in settings.model_fields_set
+        if settings.wait_is_set
         else "(the longest your MCP client is known to allow a call; ATLASCLOUD_WAIT_SECONDS sets it)"
     )
     return (
@@ -222,6 +222,6 @@ def max_wait(settings: Settings) -> Any:
 def wait_words(settings: Settings) -> str:
     """How long a call waits, as the tools' descriptions say it: the same for every client when
     ATLASCLOUD_WAIT_SECONDS is set, else the safe bound and that known clients get longer."""
-    if "wait_seconds" in settings.model_fields_set:
+    if settings.wait_is_set:
         return f"{settings.wait_seconds:g} s"
     return f"{settings.wait_seconds:g} s, or longer for clients known to allow it"
