@@ -24,7 +24,7 @@ from atlas_mcp.server import create_server
 
 from .conftest import TEST_KEY
 from .harness import assert_not_a_crash, text_of
-from .test_hostile import EXPECTED_REQUESTS, RUN, extras, json_values, models, mostly, strings, urls
+from .test_hostile import EXPECTED_REQUESTS, RUN, caused_by_the_call, extras, json_values, models, mostly, strings, urls
 
 WHISPER = "openai/whisper-large-v3"
 KEYWORDS = ["flux", "flux dev", "schnell", "shnell", "seedream", "wan", "whisper", "speech", "text to speech", WHISPER]
@@ -47,7 +47,7 @@ class Session:
         whole = result.model_dump_json()
         assert len(whole) < 1024 * 1024, f"a {len(whole)}-byte result"
         assert TEST_KEY not in whole
-        requests = state.requests
+        requests = caused_by_the_call(state.requests, before)
         for request in requests:
             assert EXPECTED_REQUESTS.fullmatch(f"{request.method} {request.path}"), (tool, request)
         assert len([r for r in requests if r.method == "POST" and "/generate" in r.path]) <= 1, "two billable POSTs"

@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from pydantic import SecretStr
 
+from atlas_mcp.core.outputs import usual_duration
 from atlas_mcp.emulator import Emulator, PredictionPlan
 from atlas_mcp.server import create_server
 
@@ -205,6 +206,7 @@ async def test_a_call_that_stopped_waiting_still_gets_its_outputs_saved(emulator
     async with Client(create_server(settings)) as client:
         result = await client.call_tool("generate_video", {"model": VIDEO, "prompt": "a heron"})
         assert result.structured_content is not None and result.structured_content["phase"] == "running"
+        assert "Videos usually take 1–5 minutes" in text_of(result)  # not taken for a hung job
         prediction_id = result.structured_content["prediction_id"]
         with anyio.fail_after(20):
             while not list((tmp_path / "out").glob(f"{prediction_id}-0.*")):
@@ -230,3 +232,17 @@ async def test_tasks_work_over_stdio_in_the_2026_era_and_not_in_the_2025_era(
             else:
                 assert not isinstance(answer, CreatedTask)
                 expect_done(answer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("family", "model", "said"),
+    [
+        ("3d", "tencent/hunyuan3d-v2.1/image-to-3d", "3D models usually take 2–5 minutes"),
+        ("audio", "minimax/music-2.6", "Songs usually take"),
+        ("audio", "minimax/speech-2.5-hd", "Speech usually takes"),
+        ("text", "bytedance/seed-asr-2.0/speech-to-text", "Transcripts"),
+        ("image", "black-forest-labs/flux-schnell", "Images usually take seconds"),
+    ],
+)
+def test_a_running_job_says_what_its_family_usually_takes(family: Any, model: str, said: str) -> None:
+    assert usual_duration(family, model).startswith(said)

@@ -31,6 +31,7 @@ __all__ = [
     "identify_solid",
     "plan_for",
     "solid_label",
+    "usual_duration",
 ]
 
 Family = Literal["image", "video", "audio", "3d", "text", "llm"]
@@ -74,6 +75,23 @@ def family_of(model_id: str | None, model_type: str | None, tags: Iterable[str] 
     if kind in ("video", "audio"):
         return kind  # type: ignore[return-value]  # narrowed by the test above
     return "image"
+
+
+def usual_duration(family: Family, model_id: str | None = None) -> str:
+    """What such a job usually takes at Atlas, said when one is still running, so that a long job is not taken
+    for a hung one (nor polled every few seconds)."""
+    tokens = set(re.split(r"[^a-z0-9]+", (model_id or "").lower()))
+    if family == "video":
+        return "Videos usually take 1–5 minutes"
+    if family == "3d":
+        return "3D models usually take 2–5 minutes"
+    if family == "audio" and tokens & {"music", "song", "songs", "suno"}:
+        return "Songs usually take 1–4 minutes"
+    if family == "audio":
+        return "Speech usually takes seconds, long texts up to a few minutes"
+    if family == "text":
+        return "Transcripts and lyrics usually take under a minute; long recordings take longer"
+    return "Images usually take seconds; large edits and upscales up to a minute or two"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from atlas_mcp.core.outcome import (
     TranscriptInfo,
     UploadResult,
 )
-from atlas_mcp.core.outputs import Family, identify_output, identify_solid, plan_for, solid_label
+from atlas_mcp.core.outputs import Family, identify_output, identify_solid, plan_for, solid_label, usual_duration
 from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.media.files import output_path
@@ -102,7 +102,7 @@ async def generation_outcome(
         predict_time_seconds=prediction.predict_time,
         waited_seconds=round(waited_seconds, 2),
         not_used=list(not_used),
-        next_step=_next_step(prediction),
+        next_step=_next_step(prediction, family),
         reused=reused_after is not None,
         spend=spend,
         transcript=await _transcript(prediction, heard, settings) if heard is not None else None,
@@ -434,16 +434,18 @@ def _url_extension(url: str) -> str:
     return os.path.splitext(path)[1].lower()[:8]
 
 
-def _next_step(prediction: Prediction) -> str | None:
+def _next_step(prediction: Prediction, family: Family) -> str | None:
     if prediction.status == NOT_VISIBLE_YET:
         return (
             f'Atlas accepted prediction "{prediction.id}" but does not show it yet (this can take a few seconds). '
-            "Call check_prediction with this id and wait=true in a moment; do not submit the generation again."
+            f"{usual_duration(family, prediction.model)}. Call check_prediction with this id and wait=true in a "
+            "moment; do not submit the generation again."
         )
     if prediction.phase == "running":
         return (
-            f'Call check_prediction with prediction_id "{prediction.id}" and wait=true to get the result; '
-            "do not submit the generation again (that would be paid twice)."
+            f"{usual_duration(family, prediction.model)}. Call check_prediction with prediction_id "
+            f'"{prediction.id}" and wait=true to get the result; do not submit the generation again (that would be '
+            "paid twice)."
         )
     return None
 

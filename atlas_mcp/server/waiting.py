@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -316,7 +316,13 @@ async def finish(
         )
     family: Family = "image"
     previews = True  # (a prediction not finished has no outputs to preview)
-    if prediction.done:  # only a finished prediction has outputs whose kind matters
+    if not prediction.done:  # its family says how long such jobs take: best effort, the catalogue is cached
+        entry = None
+        with suppress(AtlasMCPError):
+            entry = await state.catalog.entry(prediction.model) if prediction.model else None
+        kind = entry.type if entry else (bought.kind if bought else None)
+        family = family_of(prediction.model, kind, entry.tags if entry else ())
+    else:  # only a finished prediction has outputs whose kind matters
         entry = await state.catalog.entry(prediction.model) if prediction.model else None
         family = family_of(prediction.model, entry.type if entry else None, entry.tags if entry else ())
         previews = (bought.kind if bought else (entry.type if entry else None) or "image").lower() == "image"
