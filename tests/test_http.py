@@ -103,19 +103,29 @@ def test_readiness_says_which_part_is_not_ready_and_never_hangs(served: str, emu
     assert httpx.get(f"{served}/readyz", timeout=20).json() == {"ready": True}
 
 
-def test_a_request_without_a_key_gets_401_with_the_resource_metadata(served: str) -> None:
-    answer = httpx.post(f"{served}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-    assert answer.status_code == 401
-    challenge = answer.headers["www-authenticate"]
-    assert challenge.startswith("Bearer") and "resource_metadata=" in challenge
-    metadata_url = challenge.split('resource_metadata="')[1].split('"')[0]
-    metadata = httpx.get(metadata_url).json()
-    assert metadata["resource"] == f"{served}/mcp"
-    # Atlas is no OAuth server: the metadata names this one, whose registration endpoint says what to send.
-    assert metadata["authorization_servers"] == [served]
+def test_a_request_without_a_key_is_told_which_header_to_send_and_nothing_invites_oauth(served: str) -> None:
+    """Header mode sends no OAuth signals (issue 25): a client that sees them signs in instead of sending its
+    configured header (Cursor), or shows "needs authentication" although its header works (Claude Code)."""
+    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic dXNlcjpwYXNz"}):
+        answer = httpx.post(f"{served}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers)
+        assert answer.status_code == 401
+        challenge = answer.headers["www-authenticate"]
+        assert challenge.startswith('Bearer error="invalid_token"'), challenge
+        assert "resource_metadata" not in challenge and "resource_metadata" not in answer.text
+        assert "Send your Atlas Cloud API key in the header 'Authorization: Bearer <key>'" in challenge
+        assert answer.json()["error_description"] in challenge
+    for path in (
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/authorize",
+        "/token",
+    ):
+        assert httpx.get(f"{served}{path}").status_code == 404, path
     registered = httpx.post(f"{served}/register", json={"redirect_uris": ["http://127.0.0.1:1/cb"]})
-    assert registered.status_code == 400
-    assert "send your Atlas Cloud API key in the header 'Authorization: Bearer <key>'" in registered.text
+    assert registered.status_code == 404  # no registration; the words are for clients that try it anyway
+    assert "No OAuth sign-in here. Send your Atlas Cloud API key" in registered.text
 
 
 def test_host_and_origin_are_checked_and_bodies_are_bounded(served: str) -> None:
@@ -343,7 +353,7 @@ def test_the_mcp_inspector_connects_with_nothing_but_the_url_and_a_header(
     paid = [r for r in emulator.state.requests if r.path.startswith("/api/v1/model/")]
     assert paid and all(r.headers.get("authorization") == f"Bearer {KEYS[3]}" for r in paid)
     refused = inspect("--method", "tools/list", key=None)
-    assert refused.returncode != 0 and "Authentication required" in refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "Send your Atlas Cloud API key" in refused.stdout + refused.stderr
 
 
 CLAUDE_CODE = ["npx", "-y", "-p", "node@22", "-p", "@anthropic-ai/claude-code@2.1.332", "--", "claude"]
@@ -352,7 +362,7 @@ CLAUDE_CODE = ["npx", "-y", "-p", "node@22", "-p", "@anthropic-ai/claude-code@2.
 @pytest.mark.usefixtures("npx")
 def test_claude_code_connects_with_the_readmes_command(served: str, tmp_path: Path) -> None:
     """The README's ``claude mcp add --transport http … --header`` line, run by Claude Code itself; its health
-    check connects. Without the header, it shows our /register's explanation of what to send."""
+    check connects. Without the header, it shows what our 404 at /register says to send."""
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -375,4 +385,6 @@ def test_claude_code_connects_with_the_readmes_command(served: str, tmp_path: Pa
     listed = {line.split(":")[0]: line for line in claude("mcp", "list").splitlines() if ": http" in line}
     assert "✔ Connected" in listed["atlascloud"], listed
     assert "Connected" not in listed["forgot-the-key"]
-    assert "send your Atlas Cloud API key in the header" in listed["forgot-the-key"], listed
+    # No OAuth is offered, yet Claude Code tries the 2025 spec's default registration endpoint after any 401: the
+    # 404 it gets says which header to send, and Claude Code shows those words.
+    assert "Send your Atlas Cloud API key in the header" in listed["forgot-the-key"], listed

@@ -45,6 +45,7 @@ def create_server(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     store: StateStore | None = None,
+    remote: bool = False,
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
     on_state: Callable[[AppState], None] | None = None,
@@ -52,12 +53,12 @@ def create_server(
     poll: PollPolicy | None = None,
 ) -> MCPServer[AppState]:
     """Build the server. Nothing connects until a session starts (and the state store not until the first paid
-    call); ``transport`` and ``store`` are for embedding and tests. ``token_verifier`` and ``auth`` make it a
-    remote server whose callers present a bearer (see :mod:`atlas_mcp.server.http`); ``on_state`` is handed the
-    state once it exists (the HTTP server's readiness probe reads it). ``poll`` replaces the default
-    :class:`PollPolicy`, so an embedder (or a test against a fast emulator) can look at running predictions
-    more often than a real Atlas deserves."""
+    call); ``transport`` and ``store`` are for embedding and tests. ``remote``: its callers are elsewhere and
+    bring a bearer (:mod:`atlas_mcp.server.http` checks it, or the SDK's OAuth support with ``token_verifier`` and
+    ``auth``); ``on_state`` is handed the state once it exists (for the HTTP readiness probe). ``poll`` replaces
+    the default :class:`PollPolicy` (a test against a fast emulator looks more often than Atlas deserves)."""
     poll = poll if poll is not None else _test_poll_policy()
+    remote = remote or token_verifier is not None
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -81,7 +82,7 @@ def create_server(
                     previews=DecodeBudget(),
                     spend=SpendGuard(settings, spend_store),
                     caller=Caller.of_server(settings),
-                    remote=token_verifier is not None,
+                    remote=remote,
                     background=(background := Background(spend_store, group)),
                 )
                 if on_state is not None:
@@ -110,7 +111,7 @@ def create_server(
         auth=auth,
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings), Tasks()],
-        middleware=[OutgoingResults(settings, remote=token_verifier is not None, store_name=_store_name)],
+        middleware=[OutgoingResults(settings, remote=remote, store_name=_store_name)],
     )
     # Outside the SDK's request-state boundary, so that it sees a 2026-era answer's state still sealed.
     layers = server.middleware

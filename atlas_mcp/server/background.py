@@ -25,6 +25,7 @@ import anyio.abc
 
 from atlas_mcp.core.outcome import Outcome
 from atlas_mcp.errors import AtlasMCPError
+from atlas_mcp.redaction import without_secrets
 from atlas_mcp.server.progress import Stopwatch
 from atlas_mcp.state import StateStore
 from atlas_mcp.state.tasks import TaskBook, TaskRecord
@@ -251,8 +252,6 @@ class Background:
 
 def _scrubbed(value: Any, known: list[str]) -> Any:
     """No secret this request knows is stored in a task's result (the outgoing middleware would hide it anyway)."""
-    from atlas_mcp.redaction import without_secrets
-
     if isinstance(value, str):
         return without_secrets(value, known)
     if isinstance(value, dict):

@@ -10,12 +10,13 @@ Whose key pays:
 - **Shared key**: ``ATLASCLOUD_API_KEY`` pays for everyone and ``ATLASCLOUD_HTTP_TOKENS`` lists the bearer tokens
   clients must present; budgets and the repeat guard are then per client token.
 
-A request without an acceptable bearer gets 401 with ``WWW-Authenticate`` naming the RFC 9728
-protected-resource metadata; a client that answers it with an OAuth sign-in is told at ``/register`` what to
-send instead. Host and Origin are checked against ``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS rebinding) before any
-route answers, request bodies are bounded in size and in time (:mod:`atlas_mcp.server.http_guard`), and
-``/healthz`` and ``/readyz`` answer probes without a token: ready or not, and which part, never why (that goes
-to the log: an address, a store's name or Atlas's words are nobody else's business).
+A request without an acceptable bearer gets 401 with a plain ``Bearer`` challenge that says which header to send
+(:class:`KeyChallenge`); nothing OAuth is advertised (no metadata, no ``/register``), since a client that sees OAuth
+signals may sign in instead of sending its configured header. Host and Origin are checked against
+``ATLASCLOUD_HTTP_ALLOWED_HOSTS`` (DNS rebinding) before any route answers, request bodies are bounded in size and
+in time (:mod:`atlas_mcp.server.http_guard`), and ``/healthz`` and ``/readyz`` answer probes without a token: ready
+or not, and which part, never why (that goes to the log: an address, a store's name or Atlas's words are nobody
+else's business).
 """
 
 from __future__ import annotations
@@ -28,16 +29,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.request_state import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from atlas_mcp.addresses import is_loopback_host, origin_of
+from atlas_mcp.addresses import is_loopback_host
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, ConfigError
 from atlas_mcp.server.http_guard import AllowList, HttpGuard
@@ -132,24 +135,12 @@ def create_http_app(
     verifier = (
         _SharedTokens(tuple(token.get_secret_value() for token in settings.http_tokens)) if shared else _CallerKeys()
     )
-    public = settings.http_public_url or options.url
-    # The bearer is an Atlas key or a team token, not an OAuth token issued for a resource: the verifier checks it
-    # itself, so there is no resource indicator to compare (and the SDK warns on every start until it is said).
-    # The metadata must name an authorization server; Atlas is none, so this server names itself, and a client
-    # that tries OAuth on a 401 (Claude Code does) reaches our /register and reads how to send the header.
-    auth = AuthSettings(
-        issuer_url=origin_of(public),  # type: ignore[arg-type]
-        resource_server_url=public,  # type: ignore[arg-type]
-        required_scopes=[],
-        validate_token_resource=False,
-    )
     holder: list[AppState] = []
     server = create_server(
         settings if shared else settings.model_copy(update={"api_key": None}),
         transport=transport,
         store=store,
-        token_verifier=verifier,
-        auth=auth,
+        remote=True,
         on_state=holder.append,
         # A 2026-era call that asks the user comes back with sealed state, maybe to another replica: all must
         # hold the same keys. One process alone may keep its own.
@@ -171,7 +162,14 @@ def create_http_app(
     # Probes need no token and say nothing secret.
     app.router.routes.append(Route("/healthz", _healthz, methods=["GET"]))
     app.router.routes.append(Route("/readyz", _readiness(holder), methods=["GET"]))
-    app.router.routes.append(Route("/register", _no_oauth(shared), methods=["POST"]))
+    # No OAuth here: registration does not exist (404), but a client that tries it anyway (Claude Code does, after
+    # any 401, by the 2025 spec's default endpoints) shows its user the 404's words: they say which header to send.
+    app.router.routes.append(Route("/register", _not_here(shared), methods=["POST"]))
+    # Header mode: the SDK's bearer check (the same AccessToken the tools read), and no OAuth anywhere. Starlette
+    # runs the middleware added last first: the guard, the bearer check, its context, then the challenge.
+    app.add_middleware(KeyChallenge, how=_which_header(shared))
+    app.add_middleware(AuthContextMiddleware)
+    app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier))
     allowed = AllowList.configured(settings.http_allowed_hosts, options.port)
     app.add_middleware(HttpGuard, allowed=allowed, body_timeout=settings.http_body_timeout)  # outermost: first
     return app
@@ -206,20 +204,46 @@ def _readiness(holder: list[AppState]) -> Callable[[Request], Awaitable[Response
     return readyz
 
 
-def _no_oauth(shared: bool) -> Callable[[Request], Awaitable[Response]]:
-    """RFC 7591 dynamic client registration, refused with the fix: a client that starts OAuth after a 401 (its
-    user forgot the header) shows this description, where it would otherwise show a bare 404."""
+def _which_header(shared: bool) -> str:
+    """What a caller without an acceptable bearer is told to send (a quoted-string: no double quotes)."""
     what, name = ("the team token you were given", "token") if shared else ("your Atlas Cloud API key", "key")
-    how = (
-        f"This MCP server takes no OAuth sign-in: send {what} in the header 'Authorization: Bearer <{name}>'. "
-        f'Claude Code: claude mcp add --transport http NAME URL --header "Authorization: Bearer <{name}>"; '
+    return (
+        f"Send {what} in the header 'Authorization: Bearer <{name}>'. This server takes no OAuth sign-in. "
+        f"Claude Code: claude mcp add --transport http NAME URL --header 'Authorization: Bearer <{name}>'; "
         "other clients: the headers of this server's entry in their MCP config."
     )
 
+
+def _not_here(shared: bool) -> Callable[[Request], Awaitable[Response]]:
+    how = _which_header(shared)
+
     async def register(_request: Request) -> Response:
-        return JSONResponse({"error": "invalid_client_metadata", "error_description": how}, status_code=400)
+        return PlainTextResponse(f"No OAuth sign-in here. {how}", status_code=404)
 
     return register
+
+
+class KeyChallenge:
+    """Header mode's answer to a request for ``/mcp`` without an acceptable bearer: 401 with a plain ``Bearer``
+    challenge whose ``error_description`` says which header to send, and nothing that invites an OAuth sign-in (no
+    ``resource_metadata``; no metadata or registration endpoints exist). A client that sees OAuth signals tries
+    them and may then ignore its configured header (Cursor does), or show "needs authentication" (Claude Code)."""
+
+    def __init__(self, app: ASGIApp, how: str) -> None:
+        self.app = app
+        self.how = how
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].rstrip("/") == MCP_PATH
+            and not isinstance(scope.get("user"), AuthenticatedUser)
+        ):
+            challenge = f'Bearer error="invalid_token", error_description="{self.how}"'
+            body = {"error": "invalid_token", "error_description": self.how}
+            await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def serve_http(settings: Settings, options: HttpOptions) -> None:

@@ -112,13 +112,14 @@ class Tasks(Extension):
         def edit(current: TaskRecord) -> TaskRecord | None:
             return None if current.done else dataclasses.replace(current, status="cancelled", message=message)
 
-        background = state.background
-        if background is not None and (scope := background.waiting.get(record.task_id)) is not None:
-            scope.cancel()
         try:
             await _book(state).change(record.task_id, edit)
         except AtlasMCPError as exc:
             raise MCPError(code=INTERNAL_ERROR, message=f"The task could not be cancelled: {exc}") from None
+        # A waiter in this process stops now; one in another process, at its next progress write.
+        background = state.background
+        if background is not None and (scope := background.waiting.get(record.task_id)) is not None:
+            scope.cancel()
         return {}
 
 
