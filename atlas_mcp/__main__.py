@@ -29,6 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP: port (default 8000)")
     serve.add_argument(
+        "--auth",
+        choices=("header", "oauth"),
+        default="header",
+        help="HTTP: how callers authenticate. header (default): their Atlas key, or a team token, in Authorization; "
+        "oauth: this server signs them in (OAuth 2.1) and keeps their Atlas keys encrypted (ATLASCLOUD_OAUTH_SECRET)",
+    )
+    serve.add_argument(
         "--upload-roots",
         nargs="*",
         default=[],
@@ -80,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.prompt, out=args.out, size=args.size)
     if args.command == "serve" and args.transport == "http":
-        return _serve_http(args.host, args.port)
+        return _serve_http(args.host, args.port, args.auth)
     return _serve(getattr(args, "upload_roots", []))
 
 
@@ -130,7 +137,7 @@ def _serve(upload_roots: Sequence[str] = ()) -> int:
     return 0
 
 
-def _serve_http(host: str, port: int) -> int:
+def _serve_http(host: str, port: int, auth: str = "header") -> int:
     from atlas_mcp.config import Settings
     from atlas_mcp.errors import ConfigError
 
@@ -139,7 +146,7 @@ def _serve_http(host: str, port: int) -> int:
         _log_to_stderr(settings.log_level)
         from atlas_mcp.server.http import HttpOptions, serve_http
 
-        serve_http(settings, HttpOptions(host=host, port=port))
+        serve_http(settings, HttpOptions(host=host, port=port, auth="oauth" if auth == "oauth" else "header"))
     except ConfigError as exc:
         print(f"atlascloud-mcp: configuration error: {exc}", file=sys.stderr)
         return 2

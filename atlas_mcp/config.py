@@ -7,6 +7,8 @@ and ``str`` are masked, so printing the settings cannot leak it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -124,7 +126,13 @@ class Settings(BaseModel):
     )
     http_public_url: str | None = Field(
         default=None,
-        description="ATLASCLOUD_HTTP_PUBLIC_URL: the /mcp URL clients use (behind a proxy), for the 401's metadata.",
+        description="ATLASCLOUD_HTTP_PUBLIC_URL: the /mcp URL clients use (behind a proxy); in OAuth mode the "
+        "resource its tokens are issued for, and the issuer's origin.",
+    )
+    oauth_secret: SecretStr | None = Field(
+        default=None,
+        description="ATLASCLOUD_OAUTH_SECRET: 32 random bytes in base64 (openssl rand -base64 32) that encrypt the "
+        "Atlas keys users paste in OAuth mode (serve --transport http --auth oauth); every replica needs the same.",
     )
     http_state_keys: tuple[SecretStr, ...] = Field(
         default=(),
@@ -199,6 +207,7 @@ class Settings(BaseModel):
         read("ATLASCLOUD_HTTP_SHARE_ACCOUNT_USAGE", "http_share_account_usage", _parse_switch)
         read("ATLASCLOUD_HTTP_PUBLIC_URL", "http_public_url", _parse_public_url)
         read("ATLASCLOUD_HTTP_STATE_KEYS", "http_state_keys", _parse_state_keys)
+        read("ATLASCLOUD_OAUTH_SECRET", "oauth_secret", _parse_oauth_secret)
         read("ATLASCLOUD_HTTP_MAX_BODY_MB", "http_max_body_mb", _parse_float)
         read("ATLASCLOUD_HTTP_BODY_TIMEOUT", "http_body_timeout", _parse_float)
         read("ATLASCLOUD_LOG_LEVEL", "log_level", str.upper)
@@ -225,6 +234,17 @@ _VARIABLES = {
     "http_max_body_mb": "ATLASCLOUD_HTTP_MAX_BODY_MB",
     "http_body_timeout": "ATLASCLOUD_HTTP_BODY_TIMEOUT",
 }
+
+
+def _parse_oauth_secret(raw: str) -> SecretStr:
+    """32 random bytes in base64; the value itself is never echoed."""
+    try:
+        secret = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected 32 random bytes in base64 (openssl rand -base64 32)") from None
+    if len(secret) != 32:
+        raise ValueError(f"expected 32 bytes in base64, got {len(secret)} (openssl rand -base64 32)")
+    return SecretStr(raw.strip())
 
 
 _QUOTES = "'\"`“”‘’«»„‚"

@@ -35,12 +35,12 @@ KEYS = [f"sk-caller-{n:02d}-{'x' * 20}" for n in range(8)]
 
 
 @contextmanager
-def http_server(env: dict[str, str], log: Path, *, host: str = "127.0.0.1") -> Iterator[str]:
+def http_server(env: dict[str, str], log: Path, *, host: str = "127.0.0.1", auth: str = "header") -> Iterator[str]:
     """``atlascloud-mcp serve --transport http`` on a free port until it answers /healthz; yields its origin."""
     port = free_port()
     with log.open("ab") as errors:
         process = subprocess.Popen(
-            [CONSOLE_SCRIPT, "serve", "--transport", "http", "--host", host, "--port", str(port)],
+            [CONSOLE_SCRIPT, "serve", "--transport", "http", "--host", host, "--port", str(port), "--auth", auth],
             env=env,
             stdout=errors,
             stderr=errors,

@@ -24,7 +24,7 @@ from atlas_mcp.core.catalog import ModelCatalog
 from atlas_mcp.media.previews import DecodeBudget
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.background import Background
-from atlas_mcp.server.caller import Caller
+from atlas_mcp.server.caller import KEY_CLAIM, Caller
 from atlas_mcp.server.capabilities import advertise_only_what_exists
 from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
@@ -48,6 +48,7 @@ def create_server(
     remote: bool = False,
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    auth_server_provider: Any = None,
     on_state: Callable[[AppState], None] | None = None,
     request_state_security: RequestStateSecurity | None = None,
     poll: PollPolicy | None = None,
@@ -58,7 +59,7 @@ def create_server(
     ``auth``); ``on_state`` is handed the state once it exists (for the HTTP readiness probe). ``poll`` replaces
     the default :class:`PollPolicy` (a test against a fast emulator looks more often than Atlas deserves)."""
     poll = poll if poll is not None else _test_poll_policy()
-    remote = remote or token_verifier is not None
+    remote = remote or token_verifier is not None or auth_server_provider is not None
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -109,13 +110,12 @@ def create_server(
         log_level=settings.log_level,
         token_verifier=token_verifier,
         auth=auth,
+        auth_server_provider=auth_server_provider,
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings), Tasks()],
         middleware=[OutgoingResults(settings, remote=remote, store_name=_store_name)],
     )
-    # Outside the SDK's request-state boundary, so that it sees a 2026-era answer's state still sealed.
-    layers = server.middleware
-    layers.insert(next(i for i, layer in enumerate(layers) if isinstance(layer, RequestStateBoundary)), _per_request)
+    _install_per_request(server)
     register_tools(server, settings)
     advertise_only_what_exists(server)
     return server
@@ -132,6 +132,12 @@ def _test_poll_policy() -> PollPolicy | None:
     return PollPolicy(min_interval=max(float(value), 0.001)) if value else None
 
 
+def _install_per_request(server: MCPServer[AppState]) -> None:
+    """Outside the SDK's request-state boundary, so that it sees a 2026-era answer's state still sealed."""
+    layers = server.middleware
+    layers.insert(next(i for i, layer in enumerate(layers) if isinstance(layer, RequestStateBoundary)), _per_request)
+
+
 async def _per_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
     """Give each request its own copy of the state, built once: who it is (an HTTP request's bearer) and, for a
     2026-era call coming back with the user's answer, a digest of the sealed state it brought. The sealed form is
@@ -142,9 +148,11 @@ async def _per_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext)
         wire = ctx.params.get("requestState") if ctx.params is not None else None
         # A lone surrogate is valid JSON text: hashed as it is, it must not be an encoding error here.
         sealed = hashlib.sha256(wire.encode("utf-8", "surrogatepass")).hexdigest() if isinstance(wire, str) else None
+        key = (access.claims or {}).get(KEY_CLAIM) if access is not None else None
         mine = state.for_request(
             bearer=access.token if access is not None else None,
             sealed_state=f"answer:{sealed}" if sealed is not None else None,
+            caller=Caller.signed_in(key, str(access.subject)) if access is not None and key is not None else None,
         )
         ctx = dataclasses.replace(ctx, lifespan_context=mine)
     return await call_next(ctx)

@@ -61,12 +61,15 @@ class AppState:
         """What names the payer (only ever hashed): the API key, or a client's HTTP token."""
         return self.caller.payer_text
 
-    def for_request(self, *, bearer: str | None, sealed_state: str | None) -> AppState:
+    def for_request(self, *, bearer: str | None, sealed_state: str | None, caller: Caller | None = None) -> AppState:
         """This state as one request sees it. An HTTP request's bearer decides who pays (see
-        :meth:`Caller.over_http`): its own key is used for that request's calls only."""
+        :meth:`Caller.over_http`), or in OAuth mode the signed-in ``caller``: its key is used for that request's
+        calls only."""
         state = dataclasses.replace(self, sealed_state=sealed_state)
-        if bearer is None:
+        if bearer is None and caller is None:
             return state
-        caller = Caller.over_http(self.settings, bearer)
-        atlas = self.atlas if self.settings.http_tokens else self.atlas.with_key(caller.key)
+        if caller is None:
+            assert bearer is not None
+            caller = Caller.over_http(self.settings, bearer)
+        atlas = self.atlas if caller.key == self.settings.api_key else self.atlas.with_key(caller.key)
         return dataclasses.replace(state, caller=caller, atlas=atlas)

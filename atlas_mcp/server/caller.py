@@ -16,7 +16,9 @@ from pydantic import SecretStr
 
 from atlas_mcp.config import Settings
 
-__all__ = ["Caller"]
+__all__ = ["KEY_CLAIM", "Caller"]
+
+KEY_CLAIM = "atlas_key"  # OAuth mode: the claim of an access token that carries its user's key, inside this process
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,12 @@ class Caller:
         otherwise the bearer is the caller's own Atlas key, and does both."""
         token = SecretStr(bearer)
         return cls(key=settings.api_key, payer=token) if settings.http_tokens else cls(key=token, payer=token)
+
+    @classmethod
+    def signed_in(cls, key: SecretStr, user: str) -> Caller:
+        """OAuth mode: the user's own key (decrypted for this request) pays; the user id names the payer, so the
+        budget follows the user across their tokens and clients."""
+        return cls(key=key, payer=SecretStr(f"oauth-user:{user}"))
 
     @property
     def payer_text(self) -> str | None:

@@ -26,7 +26,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
@@ -40,16 +40,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from atlas_mcp.addresses import is_loopback_host
+from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
 from atlas_mcp.errors import AtlasMCPError, ConfigError
 from atlas_mcp.server.http_guard import AllowList, HttpGuard
 
 if TYPE_CHECKING:
     import httpx
+    from mcp.server.auth.settings import AuthSettings
     from starlette.applications import Starlette
 
     from atlas_mcp.server.appstate import AppState
+    from atlas_mcp.server.oauth import AtlasOAuth
     from atlas_mcp.state import StateStore
 
 __all__ = ["HttpOptions", "caller_token", "create_http_app", "serve_http"]
@@ -64,6 +66,7 @@ READY_WAIT_SECONDS = 5.0  # each part of /readyz: under the probes' own timeouts
 class HttpOptions:
     host: str = "127.0.0.1"
     port: int = 8000
+    auth: Literal["header", "oauth"] = "header"  # header: a key or team token in Authorization; oauth: sign-in
 
     @property
     def url(self) -> str:
@@ -126,21 +129,21 @@ def create_http_app(
     store: StateStore | None = None,
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (stateless Streamable HTTP, SSE responses so progress reaches the caller),
-    ``/healthz`` and ``/readyz``, and the protected-resource metadata."""
+    ``/healthz`` and ``/readyz``; in OAuth mode also the authorization server and its consent page."""
     from atlas_mcp.server.app import create_server
 
     shared = bool(settings.http_tokens)
     if shared and settings.api_key is None:
         raise ConfigError("ATLASCLOUD_HTTP_TOKENS is set, so the server's own key pays: set ATLASCLOUD_API_KEY too.")
-    verifier = (
-        _SharedTokens(tuple(token.get_secret_value() for token in settings.http_tokens)) if shared else _CallerKeys()
-    )
     holder: list[AppState] = []
+    oauth = _oauth_front(settings, options, holder) if options.auth == "oauth" else None
     server = create_server(
         settings if shared else settings.model_copy(update={"api_key": None}),
         transport=transport,
         store=store,
         remote=True,
+        auth=oauth.settings if oauth else None,
+        auth_server_provider=oauth.provider if oauth else None,
         on_state=holder.append,
         # A 2026-era call that asks the user comes back with sealed state, maybe to another replica: all must
         # hold the same keys. One process alone may keep its own.
@@ -162,17 +165,68 @@ def create_http_app(
     # Probes need no token and say nothing secret.
     app.router.routes.append(Route("/healthz", _healthz, methods=["GET"]))
     app.router.routes.append(Route("/readyz", _readiness(holder), methods=["GET"]))
-    # No OAuth here: registration does not exist (404), but a client that tries it anyway (Claude Code does, after
-    # any 401, by the 2025 spec's default endpoints) shows its user the 404's words: they say which header to send.
-    app.router.routes.append(Route("/register", _not_here(shared), methods=["POST"]))
-    # Header mode: the SDK's bearer check (the same AccessToken the tools read), and no OAuth anywhere. Starlette
-    # runs the middleware added last first: the guard, the bearer check, its context, then the challenge.
-    app.add_middleware(KeyChallenge, how=_which_header(shared))
-    app.add_middleware(AuthContextMiddleware)
-    app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier))
+    if oauth is not None:
+        # Ours first: the authorization-server metadata the SDK's lacks parts of, then the consent page.
+        app.router.routes[:0] = oauth.routes
+    else:
+        # No OAuth here: registration does not exist (404), but a client that tries it anyway (Claude Code does,
+        # after any 401, by the 2025 spec's default endpoints) shows its user the 404's words: which header to send.
+        app.router.routes.append(Route("/register", _not_here(shared), methods=["POST"]))
+        # Header mode: the SDK's bearer check (the same AccessToken the tools read), and no OAuth anywhere.
+        # Starlette runs the middleware added last first: the guard, the bearer check, its context, the challenge.
+        verifier = _SharedTokens(tuple(t.get_secret_value() for t in settings.http_tokens)) if shared else _CallerKeys()
+        app.add_middleware(KeyChallenge, how=_which_header(shared))
+        app.add_middleware(AuthContextMiddleware)
+        app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier))
     allowed = AllowList.configured(settings.http_allowed_hosts, options.port)
     app.add_middleware(HttpGuard, allowed=allowed, body_timeout=settings.http_body_timeout)  # outermost: first
     return app
+
+
+@dataclass(frozen=True)
+class _OAuthFront:
+    settings: AuthSettings
+    provider: AtlasOAuth
+    routes: list[Route]
+
+
+def _oauth_front(settings: Settings, options: HttpOptions, holder: list[AppState]) -> _OAuthFront:
+    """OAuth mode's parts (:mod:`atlas_mcp.server.oauth`): the SDK's authorization server over our provider, with
+    tokens bound to this server's public ``/mcp`` URL (RFC 8707), and what the SDK lacks."""
+    import base64
+
+    from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
+
+    from atlas_mcp.server.consent import consent_routes
+    from atlas_mcp.server.oauth import AtlasOAuth, metadata_route, revocation_route
+    from atlas_mcp.state.vault import Vault
+
+    if settings.oauth_secret is None:
+        raise ConfigError(
+            "--auth oauth keeps each user's Atlas key encrypted: set ATLASCLOUD_OAUTH_SECRET to 32 random bytes in "
+            "base64 (openssl rand -base64 32), the same on every replica."
+        )
+    if settings.http_tokens:
+        raise ConfigError("--auth oauth signs users in with their own Atlas keys: unset ATLASCLOUD_HTTP_TOKENS.")
+    resource = settings.http_public_url or options.url
+    issuer = origin_of(resource)
+    vault = Vault(base64.b64decode(settings.oauth_secret.get_secret_value()))
+    provider = AtlasOAuth(running=lambda: _running(holder), vault=vault, resource=resource, issuer=issuer)
+    auth = AuthSettings(
+        issuer_url=issuer,  # type: ignore[arg-type]
+        resource_server_url=resource,  # type: ignore[arg-type]
+        required_scopes=[],
+        client_registration_options=ClientRegistrationOptions(enabled=True),
+        revocation_options=RevocationOptions(enabled=True),
+        validate_token_resource=True,
+    )
+    return _OAuthFront(auth, provider, [metadata_route(auth), revocation_route(provider), *consent_routes(provider)])
+
+
+def _running(holder: list[AppState]) -> AppState:
+    if not holder:
+        raise AtlasMCPError("the server is starting; try again in a moment")
+    return holder[-1]
 
 
 async def _healthz(_request: Request) -> Response:
@@ -252,7 +306,9 @@ def serve_http(settings: Settings, options: HttpOptions) -> None:
 
     app = create_http_app(settings, options)
     mode = (
-        f"shared key, {len(settings.http_tokens)} client token(s)"
+        "OAuth: users sign in with their own Atlas keys, kept encrypted"
+        if options.auth == "oauth"
+        else f"shared key, {len(settings.http_tokens)} client token(s)"
         if settings.http_tokens
         else "each request brings its own Atlas key (Authorization: Bearer)"
     )

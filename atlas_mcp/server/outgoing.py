@@ -28,9 +28,11 @@ from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from pydantic import SecretStr
 
 from atlas_mcp.config import Settings
 from atlas_mcp.redaction import without_secrets
+from atlas_mcp.server.caller import KEY_CLAIM
 
 __all__ = ["OutgoingResults", "escape_controls"]
 
@@ -111,6 +113,9 @@ class OutgoingResults:
         access = get_access_token()
         if access is not None:
             secrets.append(access.token)
+            key = (access.claims or {}).get(KEY_CLAIM)  # OAuth mode: the user's key, behind our token
+            if isinstance(key, SecretStr):
+                secrets.append(key.get_secret_value())
         hidden = self._server_paths(ctx) if self.remote else []
 
         def clean(text: str) -> str:
