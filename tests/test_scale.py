@@ -25,11 +25,13 @@ from .conftest import free_port, require_binary
 from .harness import CONSOLE_SCRIPT, expect_done, expect_error
 from .tasks_client import CreatedTask, TasksClient, get_task, poll_task
 from .test_http import connect, http_env
+from .test_oauth import PASTED, _Memory, _paid_with, _Person, _tools_list, signed_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 KEYS = [f"sk-scale-{n:02d}-{'k' * 20}" for n in range(20)]
 STATE_KEY = "request-state-key-for-every-replica-0123456789"
+OAUTH_SECRET = "b2F1dGgtc2VjcmV0LWZvci1ldmVyeS1yZXBsaWNhLTA="  # 32 bytes, base64
 HAPROXY_CFG = """\
 global
     maxconn 2000
@@ -57,6 +59,7 @@ class Cluster:
     replicas: list[subprocess.Popen[bytes]]
     logs: list[Path]
     ports: list[int]
+    env: dict[str, str]
 
     def submitted_by(self) -> list[int]:
         """How many predictions each replica submitted (each logs one line per submit)."""
@@ -64,8 +67,15 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(emulator: Emulator, tmp_path: Path, redis_url: str) -> Iterator[Cluster]:
+def auth_mode() -> str:
+    """How the cluster's callers authenticate (a test may override this fixture: "oauth")."""
+    return "header"
+
+
+@pytest.fixture
+def cluster(emulator: Emulator, tmp_path: Path, redis_url: str, auth_mode: str) -> Iterator[Cluster]:
     binary = require_binary("haproxy", install="apt-get install haproxy")
+    front = free_port()
     env = http_env(
         emulator,
         tmp_path,
@@ -74,6 +84,8 @@ def cluster(emulator: Emulator, tmp_path: Path, redis_url: str) -> Iterator[Clus
         ATLASCLOUD_BUDGET_USD="0.012",
         ATLASCLOUD_CONFIRM_ABOVE_USD="0.01",  # a single image ($0.003) goes by; four ($0.012) ask first
         ATLASCLOUD_LOG_LEVEL="INFO",
+        ATLASCLOUD_OAUTH_SECRET=OAUTH_SECRET,
+        ATLASCLOUD_HTTP_PUBLIC_URL=f"http://127.0.0.1:{front}/mcp",  # what OAuth tokens are issued for
     )
     ports = [free_port() for _ in range(3)]
     logs = [tmp_path / f"replica-{n}.log" for n in range(3)]
@@ -82,13 +94,12 @@ def cluster(emulator: Emulator, tmp_path: Path, redis_url: str) -> Iterator[Clus
         with log.open("ab") as errors:
             replicas.append(
                 subprocess.Popen(
-                    [CONSOLE_SCRIPT, "serve", "--transport", "http", "--port", str(port)],
+                    [CONSOLE_SCRIPT, "serve", "--transport", "http", "--port", str(port), "--auth", auth_mode],
                     env=env,
                     stdout=errors,
                     stderr=errors,
                 )
             )
-    front = free_port()
     config = tmp_path / "haproxy.cfg"
     servers = "\n".join(f"    server r{n} 127.0.0.1:{port} check" for n, port in enumerate(ports))
     config.write_text(HAPROXY_CFG.format(port=front, servers=servers))
@@ -106,7 +117,7 @@ def cluster(emulator: Emulator, tmp_path: Path, redis_url: str) -> Iterator[Clus
                 assert time.monotonic() < deadline, [log.read_text() for log in logs]
                 time.sleep(0.05)
         time.sleep(1.2)  # HAProxy's checks see all three up (rise 2, every 500 ms)
-        yield Cluster(origin, replicas, logs, ports)
+        yield Cluster(origin, replicas, logs, ports, env)
     finally:
         proxy.terminate()
         for replica in replicas:
@@ -271,3 +282,34 @@ async def test_a_task_is_answered_by_every_replica_and_finished_after_its_creato
         f"a task whose replica was killed: completed by another replica {time.monotonic() - killed:.1f} s after "
         f"the kill (a waiter counts as gone after {STALE_SECONDS:g} s of silence)"
     )
+
+
+@pytest.mark.parametrize("auth_mode", ["oauth"])
+async def test_an_oauth_sign_in_on_one_replica_works_on_every_replica_and_after_a_restart(
+    cluster: Cluster, emulator: Emulator, auth_mode: str
+) -> None:
+    """Issue 25: tokens live in Redis as hashes and the keys they stand for are sealed with the shared secret, so a
+    token minted through one replica is accepted by each of them, and by a replica started afresh."""
+    storage = _Memory()
+    async with signed_in(cluster.origin, _Person(), storage) as client:
+        expect_done(await client.call_tool("generate_image", {"prompt": "a heron"}))
+    assert storage.tokens is not None
+    token = storage.tokens.access_token
+    for port in cluster.ports:
+        assert _tools_list(f"http://127.0.0.1:{port}", token) == 200, port
+    victim = cluster.replicas[0]
+    victim.terminate()
+    victim.wait(timeout=10)
+    with cluster.logs[0].open("ab") as errors:
+        cluster.replicas[0] = subprocess.Popen(victim.args, env=cluster.env, stdout=errors, stderr=errors)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{cluster.ports[0]}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, cluster.logs[0].read_text()
+        await anyio.sleep(0.1)
+    assert _tools_list(f"http://127.0.0.1:{cluster.ports[0]}", token) == 200  # restarted: nobody is logged out
+    assert _paid_with(emulator) == {f"Bearer {PASTED}"}

@@ -89,7 +89,7 @@ button {{ margin-top: 1rem; padding: .5rem 1.25rem; font: inherit; }}
     headers = {
         "Content-Security-Policy": policy,
         "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",  # no-referrer would make the form post "Origin: null" (refused)
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }
