@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +26,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from atlas_mcp.emulator import Emulator
+from atlas_mcp.emulator import Emulator, EmulatorConfig
 from atlas_mcp.emulator.state import Upload
 
 from .harness import expect_done
@@ -218,6 +219,57 @@ def _published(emulator: Emulator, tmp_path: Path, document: Any, name: str = "c
     path.write_bytes(body)
     emulator.state.add_upload(Upload(key, name, "application/json", len(body), path))
     yield url
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, for an emulator that serves https as Atlas does."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert, private = folder / "atlas.pem", folder / "atlas.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert, private
+
+
+async def test_the_sdk_client_signs_in_with_a_client_id_metadata_document(tmp_path: Path) -> None:
+    """CIMD end to end with the SDK's own client, which takes only an https metadata URL: the document is served
+    (over https, by an emulator with its own certificate, trusted through SSL_CERT_FILE) from the Atlas origin this
+    server talks to, the one loopback origin it fetches from."""
+    cert, key = _self_signed(tmp_path)
+    with Emulator(EmulatorConfig(prediction_seconds=0.3), tls=(cert, key)) as secure:
+        assert secure.url.startswith("https://")
+        document = {"client_id": "{url}", "client_name": "CIMD client", "redirect_uris": [CALLBACK]}
+        with _published(secure, tmp_path, document) as url:
+            env = http_env(secure, tmp_path, ATLASCLOUD_OAUTH_SECRET=SECRET, SSL_CERT_FILE=str(cert))
+            storage = _Memory()
+            with http_server(env, tmp_path / "http.log", auth="oauth") as origin:
+                async with signed_in(origin, _Person(), storage, client_metadata_url=url) as client:
+                    result = await client.call_tool("generate_image", {"prompt": "a heron"})
+        expect_done(result)
+        assert storage.client is not None and storage.client.client_id == url  # no registration: the URL is its id
+        assert _paid_with(secure) == {f"Bearer {PASTED}"}
 
 
 async def test_a_cimd_client_signs_in_by_its_metadata_document_url(

@@ -49,14 +49,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _origin(sock: socket.socket) -> str:
+def _origin(sock: socket.socket, scheme: str) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def _uvicorn_config(app: EmulatorApp) -> uvicorn.Config:
+def _uvicorn_config(app: EmulatorApp, tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
         log_config=None,  # leave the host application's logging alone
         access_log=False,  # the emulator logs requests itself, without the Authorization header
         lifespan="off",
@@ -69,8 +71,17 @@ def _uvicorn_config(app: EmulatorApp) -> uvicorn.Config:
 class Emulator:
     """The Atlas emulator served by uvicorn on a daemon thread (127.0.0.1 and a free port by default)."""
 
-    def __init__(self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls``: a certificate and its key (PEM) to serve ``https`` with, as Atlas does; None: plain ``http``."""
         self.config = config or EmulatorConfig()
+        self._tls = tls
         storage = self.config.storage_dir
         if storage is None:
             storage = Path(tempfile.mkdtemp(prefix="atlas-emulator-"))
@@ -102,7 +113,7 @@ class Emulator:
         if self._server is not None:
             raise RuntimeError("an Emulator can be started only once; create a new one")
         sock = _bind(self._host, self._port)
-        server = uvicorn.Server(_uvicorn_config(self.app))
+        server = uvicorn.Server(_uvicorn_config(self.app, self._tls))
         self._server = server
 
         def serve() -> None:
@@ -121,7 +132,7 @@ class Emulator:
                 self.stop()
                 raise RuntimeError("the Atlas emulator did not start") from self._failure
             time.sleep(0.005)
-        self._url = _origin(sock)
+        self._url = _origin(sock, "https" if self._tls else "http")
         logger.debug("Atlas emulator listening on %s", self._url)
 
     def stop(self) -> None:
@@ -209,7 +220,7 @@ def run_emulator(host: str, port: int, config: EmulatorConfig) -> None:
         app = build_app(EmulatorState(config, storage))
         sock = stack.enter_context(_bind(host, port))
         keys = "any API key accepted" if config.api_key is None else "API key required"
-        logger.info("Atlas emulator listening on %s (%s)", _origin(sock), keys)
+        logger.info("Atlas emulator listening on %s (%s)", _origin(sock, "http"), keys)
         logger.info("Atlas emulator storage: %s", storage)
         _ForegroundServer(_uvicorn_config(app)).run(sockets=[sock])
         logger.info("Atlas emulator stopped")
