@@ -10,6 +10,7 @@ redirect back to the client with the code, its ``state``, and ``iss`` (RFC 9207)
 
 from __future__ import annotations
 
+import functools
 import hmac
 import html
 import secrets
@@ -30,41 +31,44 @@ _MAX_FORM_BYTES = 8 * 1024
 
 def consent_routes(provider: AtlasOAuth) -> list[Route]:
     secure = provider.issuer.startswith("https://")
+    cookie_path = urlsplit(provider.issuer).path.rstrip("/") + CONSENT_PATH  # the path the browser sees (a proxy's)
+    page = functools.partial(_page, secure=secure, cookie_path=cookie_path)
 
     async def show(request: Request) -> Response:
         pending = await provider.pending(request.query_params.get("request", ""))
         if pending is None:
-            return _page(None, "This sign-in link has expired or was already used. Start again from your app.", 400)
-        return _page(pending, None, 200, secure=secure)
+            return page(None, "This sign-in link has expired or was already used. Start again from your app.", 400)
+        return page(pending, None, 200)
 
     async def submit(request: Request) -> Response:
         if int(request.headers.get("content-length") or 0) > _MAX_FORM_BYTES:
-            return _page(None, "That form was too large.", 413)
+            return page(None, "That form was too large.", 413)
         form = await request.form()
         pending = await provider.pending(str(form.get("request", "")))
         if pending is None:
-            return _page(None, "This sign-in link has expired or was already used. Start again from your app.", 400)
+            return page(None, "This sign-in link has expired or was already used. Start again from your app.", 400)
         offered, cookie = str(form.get("csrf", "")), request.cookies.get(_COOKIE, "")
-        if not (hmac.compare_digest(offered, pending.csrf) and hmac.compare_digest(cookie, pending.csrf)):
-            return _page(None, "This form did not come from this page. Start again from your app.", 403)
+        expected = pending.csrf.encode()
+        if not (hmac.compare_digest(offered.encode(), expected) and hmac.compare_digest(cookie.encode(), expected)):
+            return page(None, "This form did not come from this page. Start again from your app.", 403)
         key = str(form.get("api_key", "")).strip()
         if not 8 <= len(key) <= 512 or not key.isprintable() or any(ch.isspace() for ch in key):
-            return _page(pending, "That does not look like an Atlas Cloud API key.", 400, secure=secure)
+            return page(pending, "That does not look like an Atlas Cloud API key.", 400)
         if not await provider.check_key(key):
-            return _page(pending, "Atlas Cloud did not accept that key. Check it and try again.", 400, secure=secure)
+            return page(pending, "Atlas Cloud did not accept that key. Check it and try again.", 400)
         try:
             code = await provider.grant(pending, key)
         except AuthorizeError as exc:
-            return _page(None, exc.error_description or "This sign-in cannot be completed.", 400)
+            return page(None, exc.error_description or "This sign-in cannot be completed.", 400)
         target = construct_redirect_uri(pending.redirect_uri, code=code, state=pending.state, iss=provider.issuer)
         answer = RedirectResponse(target, status_code=302)
-        answer.delete_cookie(_COOKIE, path=CONSENT_PATH)
+        answer.delete_cookie(_COOKIE, path=cookie_path)
         return answer
 
     return [Route(CONSENT_PATH, show, methods=["GET"]), Route(CONSENT_PATH, submit, methods=["POST"])]
 
 
-def _page(pending: Pending | None, problem: str | None, status: int, *, secure: bool = True) -> Response:
+def _page(pending: Pending | None, problem: str | None, status: int, *, secure: bool, cookie_path: str) -> Response:
     nonce = secrets.token_urlsafe(16)
     redirect_origin = ""
     if pending is not None:
@@ -96,7 +100,7 @@ button {{ margin-top: 1rem; padding: .5rem 1.25rem; font: inherit; }}
     response = HTMLResponse(page, status_code=status, headers=headers)
     if pending is not None:
         response.set_cookie(
-            _COOKIE, pending.csrf, max_age=600, path=CONSENT_PATH, httponly=True, samesite="strict", secure=secure
+            _COOKIE, pending.csrf, max_age=600, path=cookie_path, httponly=True, samesite="strict", secure=secure
         )
     return response
 
@@ -107,7 +111,7 @@ def _form(pending: Pending) -> str:
     return f"""
 <p><strong>{client}</strong> asks to generate images, video and audio with your Atlas Cloud account through this
 server. What it makes is billed to the key you enter here. You will be sent back to <code>{back}</code>.</p>
-<form method="post" action="{CONSENT_PATH}">
+<form method="post" action="consent">
 <input type="hidden" name="request" value="{html.escape(pending.pending_id)}">
 <input type="hidden" name="csrf" value="{html.escape(pending.csrf)}">
 <label for="api_key">Your Atlas Cloud API key</label>

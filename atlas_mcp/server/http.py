@@ -198,7 +198,7 @@ def _oauth_front(settings: Settings, options: HttpOptions, holder: list[AppState
     from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 
     from atlas_mcp.server.consent import consent_routes
-    from atlas_mcp.server.oauth import AtlasOAuth, metadata_route, revocation_route
+    from atlas_mcp.server.oauth import AtlasOAuth, metadata_routes, revocation_route
     from atlas_mcp.state.vault import Vault
 
     if settings.oauth_secret is None:
@@ -209,7 +209,9 @@ def _oauth_front(settings: Settings, options: HttpOptions, holder: list[AppState
     if settings.http_tokens:
         raise ConfigError("--auth oauth signs users in with their own Atlas keys: unset ATLASCLOUD_HTTP_TOKENS.")
     resource = settings.http_public_url or options.url
-    issuer = origin_of(resource)
+    # Behind a proxy that serves this server under a path (https://example.com/team/mcp), the issuer is that path
+    # (https://example.com/team): its endpoints are found under it, and its metadata at the RFC 8414 place.
+    issuer = resource.removesuffix(MCP_PATH) if resource.endswith(MCP_PATH) else origin_of(resource)
     vault = Vault(base64.b64decode(settings.oauth_secret.get_secret_value()))
     provider = AtlasOAuth(running=lambda: _running(holder), vault=vault, resource=resource, issuer=issuer)
     auth = AuthSettings(
@@ -220,7 +222,7 @@ def _oauth_front(settings: Settings, options: HttpOptions, holder: list[AppState
         revocation_options=RevocationOptions(enabled=True),
         validate_token_resource=True,
     )
-    return _OAuthFront(auth, provider, [metadata_route(auth), revocation_route(provider), *consent_routes(provider)])
+    return _OAuthFront(auth, provider, [*metadata_routes(auth), revocation_route(provider), *consent_routes(provider)])
 
 
 def _running(holder: list[AppState]) -> AppState:

@@ -62,7 +62,7 @@ __all__ = [
     "REFRESH_SECONDS",
     "AtlasOAuth",
     "Pending",
-    "metadata_route",
+    "metadata_routes",
     "revocation_route",
     "same_resource",
 ]
@@ -397,7 +397,7 @@ def _client_from_document(client_id: str, document: Any) -> OAuthClientInformati
         return None
 
 
-def metadata_route(auth: AuthSettings) -> Route:
+def metadata_routes(auth: AuthSettings) -> list[Route]:
     """RFC 8414 metadata: the SDK's, plus what it leaves out and clients look for. ``none`` among the token
     endpoint's auth methods (public clients: claude.ai and ChatGPT keep no secret; CIMD clients cannot),
     ``client_id_metadata_document_supported`` (CIMD), and ``iss`` in the authorization response (RFC 9207)."""
@@ -413,11 +413,13 @@ def metadata_route(auth: AuthSettings) -> Route:
     metadata["authorization_response_iss_parameter_supported"] = True
 
     async def serve(_request: Request) -> Response:
-        return JSONResponse(
-            metadata, headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
-        )
+        headers = {"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"}
+        return JSONResponse(metadata, headers=headers)
 
-    return Route("/.well-known/oauth-authorization-server", serve, methods=["GET"])
+    # An issuer with a path (behind a proxy, https://example.com/team) is looked up at
+    # /.well-known/oauth-authorization-server/team (RFC 8414 3.1); without one, at the bare well-known path.
+    path = "/.well-known/oauth-authorization-server" + urlsplit(metadata["issuer"]).path.rstrip("/")
+    return [Route(path, serve, methods=["GET"])]
 
 
 def revocation_route(provider: AtlasOAuth) -> Route:
