@@ -18,6 +18,7 @@ from atlas_mcp.core.catalog import ModelCatalog
 from atlas_mcp.media.previews import DecodeBudget
 from atlas_mcp.server.background import Background, TaskOffer
 from atlas_mcp.server.caller import Caller
+from atlas_mcp.server.results import FinishedOutputs
 from atlas_mcp.spend.policy import SpendGuard
 
 __all__ = ["REHOSTS_AT_ONCE", "AppState"]
@@ -42,6 +43,8 @@ class AppState:
     sealed_state: str | None = None
     # url re-hosts in flight (each holds a download and a spool); shared by every caller's view of this state
     rehosts: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(REHOSTS_AT_ONCE))
+    # What finished predictions' outputs were found to be: a second look downloads nothing
+    finished: FinishedOutputs = field(default_factory=FinishedOutputs)
     # Work that outlives its request (tasks' waiters, collectors), in the lifespan's task group; None when the
     # server runs without one (a state built by hand).
     background: Background | None = None

@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +44,7 @@ from atlas_mcp.media.files import output_path
 from atlas_mcp.media.previews import DecodeBudget, Preview, make_preview, probe_image
 from atlas_mcp.spend.policy import SpendReport
 
-__all__ = ["generation_outcome", "render", "upload_result"]
+__all__ = ["FinishedOutputs", "generation_outcome", "render", "upload_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ async def generation_outcome(
     reused_after: float | None = None,
     spend: SpendReport | None = None,
     family: Family = "image",
+    known: FinishedOutputs | None = None,
 ) -> Outcome:
     """Turn a prediction into its outcome: the text, previews within budget, saved files, the structured result.
+    ``known`` keeps what a finished prediction's outputs were found to be, so the next look costs no download.
 
     ``previews`` False keeps media out of the result (video and audio link their files instead). ``budget``
     is the memory decodes in flight share, across calls: each holds a full-size bitmap, so a burst of
@@ -83,9 +86,13 @@ async def generation_outcome(
         if heard is None and said.strip():
             heard = Transcript(text=said.strip())
     elif prediction.phase == "succeeded" and prediction.outputs:
-        outputs, images = await _fetched_outputs(
-            prediction, atlas, settings, previews, budget or DecodeBudget(), family
-        )
+        key = (prediction.id, previews, family, tuple(output.url or "" for output in prediction.outputs))
+        found = known.get(key) if known is not None else None
+        if found is None:
+            found = await _fetched_outputs(prediction, atlas, settings, previews, budget or DecodeBudget(), family)
+            if known is not None:
+                known.put(key, found)
+        outputs, images = found
     else:
         outputs = [_plain_info(output) for output in prediction.outputs]
 
@@ -137,6 +144,40 @@ def render(
     structured = result.model_dump(mode="json")
     structured |= {name: value.model_dump(mode="json") for name, value in (extra or {}).items()}
     return CallToolResult(content=list(content), structured_content=structured, is_error=outcome.is_error)
+
+
+Fetched = tuple[list[OutputInfo], list[Preview | None]]
+
+
+class FinishedOutputs:
+    """What finished predictions' outputs were found to be (their facts, saved paths and previews), so that a
+    second look at one (check_prediction again, a task polled twice) downloads nothing: a succeeded prediction's
+    outputs never change. Least recently used first out, bounded by entries and by the previews' bytes."""
+
+    def __init__(self, entries: int = 128, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._entries = entries
+        self._max_bytes = max_bytes
+        self._held: OrderedDict[Hashable, tuple[Fetched, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: Hashable) -> Fetched | None:
+        found = self._held.get(key)
+        if found is None:
+            return None
+        self._held.move_to_end(key)
+        outputs, images = found[0]
+        return [info.model_copy() for info in outputs], list(images)
+
+    def put(self, key: Hashable, fetched: Fetched) -> None:
+        size = sum(len(image.jpeg) for image in fetched[1] if image is not None)
+        if size > self._max_bytes // 4:
+            return  # one huge set of previews would push out everything else
+        if key in self._held:
+            self._bytes -= self._held.pop(key)[1]
+        self._held[key] = (fetched, size)
+        self._bytes += size
+        while len(self._held) > self._entries or self._bytes > self._max_bytes:
+            self._bytes -= self._held.popitem(last=False)[1][1]
 
 
 async def _fetched_outputs(

@@ -337,6 +337,7 @@ async def finish(
         not_used=bought.not_used if bought else (),
         previews=previews,
         budget=state.previews,
+        known=state.finished,
         quote=bought.quote if bought else None,
         reused_after=bought.reused_after if bought else None,
         spend=bought.spend if bought else None,

@@ -1,0 +1,38 @@
+"""A finished prediction is downloaded once (issue 26): what its outputs were found to be (facts, saved paths,
+previews) is kept, so a second check_prediction of it, or a task polled again, asks Atlas's storage for nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from atlas_mcp.emulator import Emulator
+from atlas_mcp.server import create_server
+
+from .conftest import settings_for
+from .harness import expect_done
+
+pytestmark = pytest.mark.anyio
+
+
+def _output_fetches(emulator: Emulator) -> int:
+    return sum(1 for r in emulator.state.requests if r.path.startswith("/emulator-storage/outputs/"))
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_second_check_of_a_finished_prediction_downloads_nothing(
+    emulator: Emulator, tmp_path: Path, mode: str
+) -> None:
+    async with Client(create_server(settings_for(emulator, tmp_path)), mode=mode) as client:
+        made = expect_done(await client.call_tool("generate_image", {"prompt": "a heron", "num_images": 2}))
+        prediction_id = made["prediction_id"]
+        first = await client.call_tool("check_prediction", {"prediction_id": prediction_id})
+        fetched = _output_fetches(emulator)
+        second = await client.call_tool("check_prediction", {"prediction_id": prediction_id})
+    assert fetched > 0
+    assert _output_fetches(emulator) == fetched, "the second check downloaded the outputs again"
+    assert second.structured_content is not None and first.structured_content is not None
+    assert second.structured_content["outputs"] == first.structured_content["outputs"]
+    assert [b.type for b in second.content] == [b.type for b in first.content]  # the previews, still shown
