@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -66,6 +67,18 @@ class Cluster:
         return [log.read_text().count("submitted prediction") for log in self.logs]
 
 
+def _wait_ready(port: int, deadline: float, logs: list[Path]) -> None:
+    """Until the replica on ``port`` answers /readyz (its logs in the failure)."""
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, [log.read_text() for log in logs]
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def auth_mode() -> str:
     """How the cluster's callers authenticate (a test may override this fixture: "oauth")."""
@@ -108,14 +121,7 @@ def cluster(emulator: Emulator, tmp_path: Path, redis_url: str, auth_mode: str) 
     try:
         deadline = time.monotonic() + 30
         for port in ports:
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, [log.read_text() for log in logs]
-                time.sleep(0.05)
+            _wait_ready(port, deadline, logs)
         time.sleep(1.2)  # HAProxy's checks see all three up (rise 2, every 500 ms)
         yield Cluster(origin, replicas, logs, ports, env)
     finally:
@@ -302,14 +308,6 @@ async def test_an_oauth_sign_in_on_one_replica_works_on_every_replica_and_after_
     victim.wait(timeout=10)
     with cluster.logs[0].open("ab") as errors:
         cluster.replicas[0] = subprocess.Popen(victim.args, env=cluster.env, stdout=errors, stderr=errors)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{cluster.ports[0]}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, cluster.logs[0].read_text()
-        await anyio.sleep(0.1)
+    await anyio.to_thread.run_sync(_wait_ready, cluster.ports[0], time.monotonic() + 30, cluster.logs[:1])
     assert _tools_list(f"http://127.0.0.1:{cluster.ports[0]}", token) == 200  # restarted: nobody is logged out
     assert _paid_with(emulator) == {f"Bearer {PASTED}"}

@@ -267,17 +267,24 @@ class AtlasOAuth:
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
-        digest = _digest(authorization_code.code)
-        found = await self._get(f"oauth:code:{digest}")
-        if found is None:
-            raise TokenError("invalid_grant", "authorization code expired")
-        family = str(found["family"])
-        if not await self._once(f"code:{digest}", CODE_SECONDS):
-            await self.revoke_family(family)  # a code replayed: whatever it bought is revoked too (OAuth 2.1 4.1.3)
-            raise TokenError("invalid_grant", "authorization code already used")
+        family = await self._use_once("code", authorization_code.code, CODE_SECONDS)
         assert client.client_id is not None
         assert authorization_code.subject is not None
         return await self._issue(client.client_id, authorization_code.subject, authorization_code.scopes, family)
+
+    async def _use_once(self, kind: str, token: str, ttl: float) -> str:
+        """Spend a one-use code or refresh token now, on whichever replica; returns its sign-in's family. A second
+        use means it was stolen (or replayed): everything issued from that sign-in is revoked (OAuth 2.1 4.1.3, 4.3)."""
+        digest = _digest(token)
+        what = "authorization code" if kind == "code" else "refresh token"
+        found = await self._get(f"oauth:{kind}:{digest}")
+        if found is None:
+            raise TokenError("invalid_grant", f"{what} expired")
+        family = str(found["family"])
+        if not await self._once(f"{kind}:{digest}", ttl):
+            await self.revoke_family(family)
+            raise TokenError("invalid_grant", f"{what} already used")
+        return family
 
     async def _issue(self, client_id: str, user: str, scopes: list[str], family: str) -> OAuthToken:
         access, refresh, now = f"atk_{secrets.token_urlsafe(32)}", f"art_{secrets.token_urlsafe(32)}", int(time.time())
@@ -321,14 +328,7 @@ class AtlasOAuth:
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
-        digest = _digest(refresh_token.token)
-        found = await self._get(f"oauth:refresh:{digest}")
-        if found is None:
-            raise TokenError("invalid_grant", "refresh token expired")
-        family = str(found["family"])
-        if not await self._once(f"refresh:{digest}", REFRESH_SECONDS):
-            await self.revoke_family(family)
-            raise TokenError("invalid_grant", "refresh token already used")
+        family = await self._use_once("refresh", refresh_token.token, REFRESH_SECONDS)
         assert client.client_id is not None
         assert refresh_token.subject is not None
         return await self._issue(client.client_id, refresh_token.subject, scopes or refresh_token.scopes, family)
