@@ -1,4 +1,4 @@
-"""Work that outlives the call that started it: the waiters behind MCP Tasks, and the collectors that finish what a
+"""Work that outlives the call that started it: the waiters behind MCP Tasks, and the followers that finish what a
 call stopped waiting for.
 
 Both run in one task group the server's lifespan owns (so they end with the server, never with a request), with
@@ -6,7 +6,7 @@ the request's own view of the state: the same Atlas key, the same payer. A waite
 message, written to the state store, and each write is also its heartbeat: a task whose waiter stopped writing (its
 process died) is taken over by whichever process is asked about it next (:mod:`atlas_mcp.server.tasks`).
 
-A collector is a waiter nobody is told about: a call that returned "still running" leaves one behind, so that once
+A follower is a waiter nobody is told about: a call that returned "still running" leaves one behind, so that once
 Atlas finishes, the outputs are saved to the output folder and the price settles, whether or not anyone asks again.
 """
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
 __all__ = [
-    "COLLECTORS_AT_ONCE",
+    "FOLLOWERS_AT_ONCE",
     "STALE_SECONDS",
     "TASK_TTL_SECONDS",
     "TASK_WAIT_SECONDS",
@@ -52,7 +52,7 @@ TASK_TTL_SECONDS = 24 * 3600.0  # a task is kept this long after it was created,
 STALE_SECONDS = 30.0  # a working task whose waiter has not written for this long has lost its waiter
 BEAT_SECONDS = 2.0  # progress is written to the store at most this often (the heartbeat reports every 8 s)
 LET_GO_SECONDS = 3.0  # a stopping server spends at most this long handing its tasks over
-COLLECTORS_AT_ONCE = 64  # predictions followed after their call returned, per process
+FOLLOWERS_AT_ONCE = 64  # predictions followed after their call returned, per process
 
 Work = Callable[[Stopwatch, float], Awaitable[Outcome]]
 """What is left of a paid call once Atlas has its prediction: wait (within the given seconds), settle, build."""
@@ -102,7 +102,7 @@ class Background:
     store: StateStore
     group: anyio.abc.TaskGroup
     name: str = field(default_factory=lambda: secrets.token_hex(6))
-    following: set[str] = field(default_factory=set)  # predictions this process's collectors follow
+    following: set[str] = field(default_factory=set)  # predictions this process's followers follow
     waiting: dict[str, anyio.CancelScope] = field(default_factory=dict)  # task id -> its waiter here
 
     @property
@@ -228,20 +228,20 @@ class Background:
                         "could not hand task %s over; another process takes it in %g s", task_id, STALE_SECONDS
                     )
 
-    def collect(self, prediction_id: str, work: Callable[[], Awaitable[object]]) -> None:
-        """Follow a prediction a call stopped waiting for, once per process, within :data:`COLLECTORS_AT_ONCE`."""
+    def follow(self, prediction_id: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Follow a prediction a call stopped waiting for, once per process, within :data:`FOLLOWERS_AT_ONCE`."""
         if prediction_id in self.following:
             return
-        if len(self.following) >= COLLECTORS_AT_ONCE:
+        if len(self.following) >= FOLLOWERS_AT_ONCE:
             logger.info("not following prediction %s: %d are followed already", prediction_id, len(self.following))
             return
         self.following.add(prediction_id)
-        self.group.start_soon(self._collect, prediction_id, work, name=f"collect {prediction_id}")
+        self.group.start_soon(self._follow, prediction_id, work, name=f"follow {prediction_id}")
 
-    async def _collect(self, prediction_id: str, work: Callable[[], Awaitable[object]]) -> None:
+    async def _follow(self, prediction_id: str, work: Callable[[], Awaitable[object]]) -> None:
         try:
             await work()
-            logger.info("prediction %s finished after its call returned; its outputs are collected", prediction_id)
+            logger.info("prediction %s finished after its call returned: settled, outputs saved", prediction_id)
         except AtlasMCPError as exc:
             logger.info("prediction %s, followed after its call returned: %s", prediction_id, exc)
         except Exception:

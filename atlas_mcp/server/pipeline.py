@@ -1,6 +1,6 @@
 """One path for every generating tool: resolve the model, check the parameters, quote, hold the budget and the
-repeat guard, ask the user when the price calls for it, then dry-run or submit once, wait (bounded, with
-progress) and build the result.
+repeat guard, ask the user when the price calls for it, then dry-run or submit once; what follows the submit
+(wait, settle, build the result, or hand all that to an MCP Task) is :mod:`atlas_mcp.server.waiting`'s.
 
 The order matters for money: nothing is submitted until the model is known and its parameters passed
 its schema; a schema that cannot be read stops the call unless the caller explicitly opts out. The price is

@@ -2,7 +2,7 @@
 call, or handed to a task (:mod:`atlas_mcp.server.tasks`) whose waiter does the same in the background.
 
 Every way out of here names the prediction (:func:`naming_the_prediction`): what was paid for is never lost. A call
-that returns before its prediction finished leaves a collector behind (:func:`follow`), so the price settles and
+that returns before its prediction finished leaves a follower behind (:func:`follow`), so the price settles and
 the outputs are saved once Atlas is done, whether or not anyone asks again.
 """
 
@@ -200,7 +200,7 @@ def poll_interval_ms(kind: str) -> int:
 
 
 def follow(state: AppState, prediction: Prediction, paid: Paid) -> None:
-    """A paid call that stopped waiting before its prediction finished leaves a collector behind: once Atlas is
+    """A paid call that stopped waiting before its prediction finished leaves a follower behind: once Atlas is
     done, the price settles and, with an output folder set, the outputs are saved there, whether or not anyone
     asks again (a later check_prediction finds them saved under the same names)."""
     background = state.background
@@ -210,7 +210,7 @@ def follow(state: AppState, prediction: Prediction, paid: Paid) -> None:
     async def quiet(_value: float, _total: float | None, _message: str | None) -> None:
         return None
 
-    async def collect() -> None:
+    async def settle_and_save() -> None:
         watch = Stopwatch(quiet, None)
         current = await wait_for(state, prediction, limit=TASK_WAIT_SECONDS, watch=watch)
         if paid.purchase is not None:
@@ -219,7 +219,7 @@ def follow(state: AppState, prediction: Prediction, paid: Paid) -> None:
             bought = Bought(kind=paid.kind, not_used=(), quote=None, spend=None)
             await finish(state, current, limit=0, watch=watch, bought=bought)
 
-    background.collect(prediction.id, collect)
+    background.follow(prediction.id, settle_and_save)
 
 
 @contextmanager
