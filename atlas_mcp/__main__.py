@@ -64,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="take the environment from an MCP client's config file (e.g. claude_desktop_config.json)",
     )
     doctor.add_argument("--server", help="the server's name in that file (default: the one that runs atlascloud-mcp)")
+    doctor.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="write every Atlas request and answer to FILE (JSON lines), redacted before writing: attach it to a bug "
+        "report",
+    )
+    doctor.add_argument("--keep-prompts", action="store_true", help="with --record: keep prompts (else their length)")
 
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["emulator"]:
@@ -103,7 +111,9 @@ def _doctor(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"atlascloud-mcp doctor: {exc}", file=sys.stderr)
             return 2
-    return run_doctor(environ, emulator=args.emulator, generate=args.generate)
+    return run_doctor(
+        environ, emulator=args.emulator, generate=args.generate, record=args.record, keep_prompts=args.keep_prompts
+    )
 
 
 def _serve(upload_roots: Sequence[str] = ()) -> int:

@@ -37,7 +37,8 @@ from atlas_mcp.errors import (
 from atlas_mcp.state import StateStore, open_store
 
 if TYPE_CHECKING:
-    from atlas_mcp.core.requests import ImageRequest
+    from atlas_mcp.atlas.recording import Recorder
+    from atlas_mcp.core.requests import ImageRequest, Prepared
 
 __all__ = ["client_config_env", "run_doctor"]
 
@@ -83,8 +84,11 @@ def run_doctor(
     emulator: bool = False,
     generate: bool = False,
     out: TextIO | None = None,
+    record: Path | None = None,
+    keep_prompts: bool = False,
 ) -> int:
-    """Run the checks and print them; return the exit status (0: every step that ran passed)."""
+    """Run the checks and print them; return the exit status (0: every step that ran passed). ``record``: write
+    every Atlas request and answer to that file, redacted (:mod:`atlas_mcp.atlas.recording`)."""
     report = Report(out or sys.stdout)
     env = dict(os.environ if environ is None else environ)
     with contextlib.ExitStack() as stack:
@@ -106,8 +110,23 @@ def run_doctor(
             report.skip("Everything else: it needs valid settings.")
             return _summary(report)
         report.ok(_settings_text(settings, emulator))
-        anyio.run(_check_all, settings, report, generate)
+        recorder = _recorder(record, settings, keep_prompts) if record is not None else None
+        anyio.run(_check_all, settings, report, generate, recorder)
+        if recorder is not None and record is not None:
+            prompts = "" if keep_prompts else ", and prompts only by their length"
+            report.note(
+                f"Recorded {recorder.summary()} to {record}: no key, signed-URL values, account names or file "
+                f"bytes are in it{prompts}."
+            )
         return _summary(report)
+
+
+def _recorder(path: Path, settings: Settings, keep_prompts: bool) -> Recorder:
+    from atlas_mcp.atlas.recording import Recorder
+
+    path.write_text("", encoding="utf-8")  # a fresh recording each run
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    return Recorder(path, [key] if key else [], keep_prompts=keep_prompts)
 
 
 def _settings_text(settings: Settings, emulator: bool) -> str:
@@ -120,15 +139,16 @@ def _settings_text(settings: Settings, emulator: bool) -> str:
     return f"Settings are valid: Atlas at {origin}, {waits}."
 
 
-async def _check_all(settings: Settings, report: Report, generate: bool) -> None:
+async def _check_all(settings: Settings, report: Report, generate: bool, recorder: Recorder | None = None) -> None:
     from atlas_mcp.core.catalog import ModelCatalog
     from atlas_mcp.media.previews import DecodeBudget
     from atlas_mcp.server.appstate import AppState
     from atlas_mcp.server.pipeline import prepare
     from atlas_mcp.spend.policy import SpendGuard
 
+    transport = _recording(recorder)
     async with AtlasClient(
-        api_key=settings.api_key, base_url=settings.base_url, timeout=settings.http_timeout
+        api_key=settings.api_key, base_url=settings.base_url, timeout=settings.http_timeout, transport=transport
     ) as atlas:
         catalog = ModelCatalog(atlas)
         try:
@@ -177,16 +197,7 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
             report.fail(f"Default model {model}: {exc}", "try again in a minute; Atlas may be having trouble.")
 
         if prepared is not None and key_works:
-            try:
-                quoted = await atlas.quote(prepared.model, prepared.params)
-                estimate = ", an estimate" if quoted.estimated else ""
-                report.ok(f"Atlas quotes that request: ${quoted.price:.4g}{estimate}.")
-            except AtlasMCPError as exc:
-                report.fail(
-                    f"Atlas did not quote that request: {exc}",
-                    "generations still work and show the catalogue price as an estimate; if this persists, "
-                    "Atlas's pricing service may be down.",
-                )
+            await _check_quote(atlas, prepared, report)
         elif has_key and prepared is not None:
             report.skip("Quote: skipped, the key was not accepted.")
 
@@ -199,7 +210,20 @@ async def _check_all(settings: Settings, report: Report, generate: bool) -> None
         elif not key_works or prepared is None:
             report.skip("Generation: skipped, it needs an accepted key and a default model that passes.")
         else:
-            await _check_generation(settings, report, {"prompt": DOCTOR_PROMPT})
+            await _check_generation(settings, report, {"prompt": DOCTOR_PROMPT}, _recording(recorder))
+
+
+async def _check_quote(atlas: AtlasClient, prepared: Prepared, report: Report) -> None:
+    try:
+        quoted = await atlas.quote(prepared.model, prepared.params)
+        estimate = ", an estimate" if quoted.estimated else ""
+        report.ok(f"Atlas quotes that request: ${quoted.price:.4g}{estimate}.")
+    except AtlasMCPError as exc:
+        report.fail(
+            f"Atlas did not quote that request: {exc}",
+            "generations still work and show the catalogue price as an estimate; if this persists, "
+            "Atlas's pricing service may be down.",
+        )
 
 
 async def _check_state(settings: Settings, store: StateStore, report: Report) -> None:
@@ -293,14 +317,24 @@ def _default_request() -> ImageRequest:
     )
 
 
-async def _check_generation(settings: Settings, report: Report, arguments: dict[str, Any]) -> None:
+def _recording(recorder: Recorder | None) -> Any:
+    if recorder is None:
+        return None
+    from atlas_mcp.atlas.recording import RecordingTransport
+
+    return RecordingTransport(recorder)
+
+
+async def _check_generation(
+    settings: Settings, report: Report, arguments: dict[str, Any], transport: Any = None
+) -> None:
     """One real generation through the server itself, as a client would make it: quote, submit, wait, save."""
     from mcp import Client
     from mcp_types import ImageContent, TextContent
 
     from atlas_mcp.server import create_server
 
-    async with Client(create_server(settings)) as client:
+    async with Client(create_server(settings, transport=transport)) as client:
         dry = await client.call_tool("generate_image", {**arguments, "dry_run": True})
         quote = (dry.structured_content or {}).get("quote") or {}
         price = f"${quote['price_usd']:.4g}" if "price_usd" in quote else "an unknown price"

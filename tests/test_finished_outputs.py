@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -30,9 +31,12 @@ async def test_a_second_check_of_a_finished_prediction_downloads_nothing(
         prediction_id = made["prediction_id"]
         first = await client.call_tool("check_prediction", {"prediction_id": prediction_id})
         fetched = _output_fetches(emulator)
+        await anyio.sleep(1.1)  # Atlas signs the links afresh on each read: the next read's expire a second later
         second = await client.call_tool("check_prediction", {"prediction_id": prediction_id})
     assert fetched > 0
     assert _output_fetches(emulator) == fetched, "the second check downloaded the outputs again"
     assert second.structured_content is not None and first.structured_content is not None
-    assert second.structured_content["outputs"] == first.structured_content["outputs"]
+    old, new = first.structured_content["outputs"], second.structured_content["outputs"]
+    assert [o["url"] for o in new] != [o["url"] for o in old]  # this read's links, not the first read's
+    assert [{**o, "url": None} for o in new] == [{**o, "url": None} for o in old]
     assert [b.type for b in second.content] == [b.type for b in first.content]  # the previews, still shown

@@ -86,12 +86,17 @@ async def generation_outcome(
         if heard is None and said.strip():
             heard = Transcript(text=said.strip())
     elif prediction.phase == "succeeded" and prediction.outputs:
-        key = (prediction.id, previews, family, tuple(output.url or "" for output in prediction.outputs))
+        # Atlas signs output links afresh on every read (a new expiry, a new signature): the files are the same,
+        # so they are known by their paths, and the result carries the links of this read.
+        key = (prediction.id, previews, family, tuple((o.url or "").split("?")[0] for o in prediction.outputs))
         found = known.get(key) if known is not None else None
         if found is None:
             found = await _fetched_outputs(prediction, atlas, settings, previews, budget or DecodeBudget(), family)
             if known is not None:
                 known.put(key, found)
+        else:
+            fresh = [o.url for o in prediction.outputs]
+            found = ([i.model_copy(update={"url": fresh[n]}) if i.url else i for n, i in enumerate(found[0])], found[1])
         outputs, images = found
     else:
         outputs = [_plain_info(output) for output in prediction.outputs]
