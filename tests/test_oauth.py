@@ -26,7 +26,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from atlas_mcp.emulator import Emulator, EmulatorConfig
+from atlas_mcp.emulator import Emulator, EmulatorConfig, Fault
 from atlas_mcp.emulator.state import Upload
 
 from .harness import expect_done
@@ -346,6 +346,12 @@ async def test_hostile_cimd_documents_are_refused(oauth_server: str, emulator: E
     answer, _ = _authorize(oauth_server, "https://10.0.0.7/client.json")
     assert answer.status_code == 400
     assert len(emulator.state.requests) == before
+    # A document whose URL redirects to a private address: the hop is checked as the first one was, and refused.
+    with _published(emulator, tmp_path, {"client_id": "{url}", "redirect_uris": [CALLBACK]}, "moved.json") as url:
+        emulator.state.add_fault(Fault(path=urlsplit(url).path, kind="redirect", location="https://10.0.0.7/c.json"))
+        answer, _ = _authorize(oauth_server, url)
+        emulator.state.clear_faults()
+    assert answer.status_code == 400
     # A redirect_uri the document does not list.
     with _published(emulator, tmp_path, {"client_id": "{url}", "redirect_uris": [CALLBACK]}, "ok.json") as url:
         answer, _ = _authorize(oauth_server, url, redirect_uri="https://evil.example/cb")
