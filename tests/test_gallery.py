@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.extension import advertise
@@ -136,7 +137,11 @@ async def test_the_gallery_shows_four_images_varies_and_uses_one_as_input(emulat
             view = page.frame_locator("#view")
             images = view.locator("section img")
             await images.nth(3).wait_for()
-            widths = await images.evaluate_all("imgs => imgs.map(img => img.complete && img.naturalWidth)")
+            widths: list[Any] = []
+            with anyio.move_on_after(15):  # the <img> exist at once; the browser loads their files in its own time
+                while not (len(widths) == 4 and all(widths)):
+                    widths = await images.evaluate_all("imgs => imgs.map(img => img.complete && img.naturalWidth)")
+                    await anyio.sleep(0.05)
             assert len(widths) == 4 and all(width and width > 0 for width in widths), widths
             sources = await images.evaluate_all("imgs => imgs.map(img => img.src)")
             assert sources == urls  # the full-size URLs, straight from the structured content
