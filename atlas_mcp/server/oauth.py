@@ -77,6 +77,7 @@ PENDING_SECONDS = 600  # the user has this long to fill in the consent page
 CLIENT_SECONDS = 180 * 24 * 3600  # a DCR registration is kept this long
 CIMD_MAX_BYTES = 16 * 1024
 CIMD_CACHE_SECONDS = 3600
+CIMD_CACHE_ENTRIES = 256
 
 
 def _digest(token: str) -> str:
@@ -108,7 +109,8 @@ class Pending:
 class AtlasOAuth:
     """The SDK's ``OAuthAuthorizationServerProvider`` (and token verifier), over the state store. ``running``
     gives the server's state once its lifespan has started: its store, and its Atlas client's connections (for CIMD
-    documents and for checking a pasted key). ``resource`` is the ``/mcp`` URL clients use, ``issuer`` its origin."""
+    documents and for checking a pasted key). ``resource`` is the ``/mcp`` URL clients use, ``issuer`` the URL it
+    sits under (its origin, or a proxy's path)."""
 
     running: Callable[[], AppState]
     vault: Vault
@@ -188,6 +190,8 @@ class AtlasOAuth:
             return None
         client = _client_from_document(client_id, document)
         if client is not None:
+            if len(self._cimd) >= CIMD_CACHE_ENTRIES:  # anyone may name documents: the oldest make room
+                del self._cimd[next(iter(self._cimd))]
             self._cimd[client_id] = (time.monotonic() + CIMD_CACHE_SECONDS, client)
         return client
 
