@@ -721,11 +721,13 @@ def test_base64_outputs_on_request_and_in_a_profile(emulator: Emulator, client: 
 
 def test_profiles_shape_the_status_words_and_the_warm_up(emulator: Emulator, client: httpx.Client) -> None:
     emulator.state.config.profile = "queued-starting"
-    emulator.state.plan_next(PredictionPlan(seconds=1.0))
+    # "queued" for the first 10 % of it, then "starting" until 55 %: at 4 s, a read 0.8 s in has 1.4 s to spare on a
+    # busy machine (at 1 s it had 0.35 s, and once came late, "processing").
+    emulator.state.plan_next(PredictionPlan(seconds=4.0))
     try:
         queued = submit(client)
         assert queued["status"] == "queued"
-        time.sleep(0.2)
+        time.sleep(0.8)
         assert client.get(PREDICTION + queued["id"]).json()["data"]["status"] == "starting"
         emulator.state.config.profile = "warm-up-400"
         hidden = submit(client)
