@@ -1,5 +1,4 @@
-"""Advertise only what the server has: ``prompts`` and ``resources`` when something of that kind is registered,
-and the Tasks extension only where it exists, in the 2026 era.
+"""Advertise only what the server has: ``prompts`` and ``resources`` when something of that kind is registered.
 
 ``MCPServer`` always registers its prompt and resource handlers, so the SDK derives both capabilities for every
 server, even one with neither; a client then lists them for nothing, and a user reads that the server offers
@@ -16,12 +15,9 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 
-__all__ = ["TASKS_EXTENSION", "advertise_only_what_exists"]
+__all__ = ["advertise_only_what_exists"]
 
 _ANSWERS_WITH_CAPABILITIES = frozenset({"initialize", "server/discover"})
-TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
-# Extensions of the 2026 era only: a 2025 handshake (initialize) does not advertise them.
-_MODERN_ONLY = frozenset({TASKS_EXTENSION})
 
 
 def advertise_only_what_exists(server: MCPServer[Any]) -> None:
@@ -39,13 +35,6 @@ def advertise_only_what_exists(server: MCPServer[Any]) -> None:
             trimmed.pop("prompts", None)
         if not await server.list_resources() and not await server.list_resource_templates():
             trimmed.pop("resources", None)
-        extensions = trimmed.get("extensions")
-        if ctx.method == "initialize" and isinstance(extensions, dict):
-            kept = {name: value for name, value in extensions.items() if name not in _MODERN_ONLY}
-            if kept:
-                trimmed["extensions"] = kept
-            else:
-                trimmed.pop("extensions")
         return {**result, "capabilities": trimmed}
 
     server.middleware.append(trim_capabilities)

@@ -119,5 +119,5 @@ server. What it makes is billed to the key you enter here. You will be sent back
 <button type="submit">Connect</button>
 </form>
 <p class="small">The key is checked with Atlas Cloud, then stored encrypted on this server; the app gets a token
-of this server's, never the key. To disconnect, remove the connector in your app (it revokes its token) or create a
+of this server's, never the key. To disconnect, remove the connector in your app, or create a
 new key at Atlas Cloud.</p>"""

@@ -107,7 +107,7 @@ class Pending:
 
 @dataclass
 class AtlasOAuth:
-    """The SDK's ``OAuthAuthorizationServerProvider`` (and token verifier), over the state store. ``running``
+    """The SDK's ``OAuthAuthorizationServerProvider``, over the state store. ``running``
     gives the server's state once its lifespan has started: its store, and its Atlas client's connections (for CIMD
     documents and for checking a pasted key). ``resource`` is the ``/mcp`` URL clients use, ``issuer`` the URL it
     sits under (its origin, or a proxy's path)."""
@@ -147,6 +147,10 @@ class AtlasOAuth:
     async def _once(self, key: str, ttl: float) -> bool:
         """True the first time it is asked for ``key`` (within ``ttl``), on any replica."""
         return await self.store.claim(f"oauth:once:{key}", "1", ttl=ttl, now=time.time()) is None
+
+    async def _used(self, key: str) -> bool:
+        """Whether :meth:`_once` was already asked for ``key``."""
+        return await self.store.peek(f"oauth:once:{key}", now=time.time()) is not None
 
     async def revoke_family(self, family: str) -> None:
         await self.store.claim(f"oauth:revoked:{family}", "1", ttl=REFRESH_SECONDS, now=time.time())
@@ -261,7 +265,7 @@ class AtlasOAuth:
     async def load_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: str
     ) -> AuthorizationCode | None:
-        found = await self._get(f"oauth:code:{_digest(authorization_code)}")
+        found = await self.lookup("code", authorization_code)
         if found is None or found.get("client_id") != client.client_id:
             return None
         found = dict(found)
@@ -281,7 +285,7 @@ class AtlasOAuth:
         use means it was stolen (or replayed): everything issued from that sign-in is revoked (OAuth 2.1 4.1.3, 4.3)."""
         digest = _digest(token)
         what = "authorization code" if kind == "code" else "refresh token"
-        found = await self._get(f"oauth:{kind}:{digest}")
+        found = await self.lookup(kind, token)
         if found is None:
             raise TokenError("invalid_grant", f"{what} expired")
         family = str(found["family"])
@@ -314,10 +318,10 @@ class AtlasOAuth:
     # -- refresh, access, revoke ----------------------------------------------------------------------------------
 
     async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> RefreshToken | None:
-        found = await self._get(f"oauth:refresh:{_digest(refresh_token)}")
+        found = await self.lookup("refresh", refresh_token)
         if found is None or found.get("client_id") != client.client_id or await self._revoked(str(found["family"])):
             return None
-        if await self.store.peek(f"oauth:once:refresh:{_digest(refresh_token)}", now=time.time()) is not None:
+        if await self._used(f"refresh:{_digest(refresh_token)}"):
             await self.revoke_family(str(found["family"]))  # a rotated-out refresh token came back: stolen
             return None
         return RefreshToken(
@@ -338,7 +342,7 @@ class AtlasOAuth:
         return await self._issue(client.client_id, refresh_token.subject, scopes or refresh_token.scopes, family)
 
     async def load_access_token(self, token: str) -> AccessToken | None:
-        found = await self._get(f"oauth:access:{_digest(token)}")
+        found = await self.lookup("access", token)
         if found is None or await self._revoked(str(found["family"])):
             return None
         user = str(found["subject"])
@@ -356,9 +360,6 @@ class AtlasOAuth:
             claims={KEY_CLAIM: SecretStr(key)},
         )
 
-    async def verify_token(self, token: str) -> AccessToken | None:
-        return await self.load_access_token(token)
-
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
         for kind in ("access", "refresh"):
             found = await self.lookup(kind, token.token)
@@ -366,7 +367,7 @@ class AtlasOAuth:
                 await self.revoke_family(str(found["family"]))
 
     async def lookup(self, kind: str, token: str) -> dict[str, Any] | None:
-        """An access or refresh token's record, by the token (only its hash is stored)."""
+        """An access or refresh token's (or a code's) record, by the token (only its hash is stored)."""
         return await self._get(f"oauth:{kind}:{_digest(token)}")
 
     async def exchange_identity_assertion(self, client: OAuthClientInformationFull, params: Any) -> OAuthToken:

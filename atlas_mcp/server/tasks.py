@@ -34,15 +34,16 @@ from atlas_mcp.core.outcome import Outcome
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.background import STALE_SECONDS, Finished, TaskOffer, Work, task_wire
-from atlas_mcp.server.capabilities import TASKS_EXTENSION
 from atlas_mcp.server.progress import Stopwatch
 from atlas_mcp.server.results import render
 from atlas_mcp.server.toolkit import error_result
 from atlas_mcp.server.waiting import Paid, remaining, waiting_for
 from atlas_mcp.state.tasks import TaskBook, TaskRecord
 
-__all__ = ["TASK_TOOLS", "Tasks", "declared"]
+__all__ = ["TASKS_EXTENSION", "TASK_TOOLS", "Tasks", "declared"]
 
+# Advertised in server/discover only: the 2025 initialize answer has no place for extensions (the SDK drops them).
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 TASK_TOOLS = frozenset(
     {"generate_image", "generate_video", "generate_audio", "quick_generate", "transcribe_audio", "check_prediction"}
 )
@@ -124,7 +125,7 @@ class Tasks(Extension):
 
 
 def _book(state: AppState) -> TaskBook:
-    return state.background.book if state.background is not None else TaskBook(state.spend.store)
+    return TaskBook(state.spend.store)
 
 
 async def _owned(ctx: ServerRequestContext[Any, Any], task_id: str) -> tuple[AppState, TaskRecord]:
