@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -25,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import anyio
 from anyio import to_thread
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -36,13 +35,11 @@ from atlas_mcp.emulator.account import BadQuery, key_label, parse_query, usage_p
 from atlas_mcp.emulator.catalogue import ModelType, catalogue_listing, find_model, schema_document
 from atlas_mcp.emulator.chat import chat_completion
 from atlas_mcp.emulator.control import control_routes
-from atlas_mcp.emulator.families import render_mp3, render_solid, render_solid_zip
 from atlas_mcp.emulator.fixtures import load
-from atlas_mcp.emulator.images import render_picture, render_png
-from atlas_mcp.emulator.media import render_audio, render_video
 from atlas_mcp.emulator.middleware import LoopbackOnly, RecordAndFaultMiddleware
 from atlas_mcp.emulator.predictions import THUMBNAIL, Prediction
 from atlas_mcp.emulator.profiles import with_warm_up
+from atlas_mcp.emulator.rendering import render_output, render_thumbnail, write_atomically
 from atlas_mcp.emulator.state import EmulatorState, Upload
 from atlas_mcp.emulator.uploads import UploadError, safe_filename, store_upload
 from atlas_mcp.emulator.validation import InvalidRequest, parse_submission
@@ -73,55 +70,6 @@ _STATES = {"running", "succeeded", "failed"}  # the history's newer `state` filt
 
 def _origin(request: Request) -> str:
     return str(request.base_url).rstrip("/")
-
-
-def _render_output(prediction: Prediction, index: int) -> bytes:
-    submission = prediction.submission
-    model = submission.model
-    if model.answers == "3d":
-        return render_solid(prediction.output_extension, pad_to=prediction.plan.pad_to_bytes)
-    if model.answers == "3d-zip":
-        return render_solid_zip()
-    if model.answers == "mp3":
-        return render_mp3(seed=prediction.seed, index=index)
-    if model.type == "Audio":
-        return render_audio(
-            text=submission.params["text"], speed=float(submission.params["speed"]), seed=prediction.seed
-        )
-    render = render_video if model.type == "Video" else render_png
-    return render(
-        prompt=str(submission.params.get("prompt") or model.display_name),  # an upscaler takes no prompt
-        seed=prediction.seed,
-        index=index,
-        width=submission.width,
-        height=submission.height,
-        model=model.id,
-    )
-
-
-def _render_thumbnail(prediction: Prediction) -> bytes:
-    """A video's still: its first frame's picture, small, as JPEG."""
-    submission = prediction.submission
-    scale = min(1.0, 320 / max(submission.width, submission.height))
-    picture = render_picture(
-        prompt=str(submission.params.get("prompt") or submission.model.display_name),
-        seed=prediction.seed,
-        index=0,
-        width=max(round(submission.width * scale), 16),
-        height=max(round(submission.height * scale), 16),
-        model=submission.model.id,
-    )
-    buffer = io.BytesIO()
-    picture.convert("RGB").save(buffer, format="JPEG", quality=80)
-    return buffer.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Concurrent first downloads may both render; each writes aside and renames over the other."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 class _Endpoints:
@@ -198,8 +146,8 @@ class _Endpoints:
         """The file of one output, rendered on first use and kept in storage."""
         path = self.state.storage_dir / "outputs" / prediction.id / prediction.output_name(index)
         if not path.is_file():
-            data = await to_thread.run_sync(_render_output, prediction, index)
-            await to_thread.run_sync(_write_atomically, path, data)
+            data = await to_thread.run_sync(render_output, prediction, index)
+            await to_thread.run_sync(write_atomically, path, data)
             return data
         return await to_thread.run_sync(path.read_bytes)
 
@@ -244,7 +192,7 @@ class _Endpoints:
             request_body=body,
             seed=seed,
             plan=plan,
-            seconds=self.state.config.prediction_seconds if plan.seconds is None else plan.seconds,
+            seconds=self.state.config.seconds_for(submission.model.id) if plan.seconds is None else plan.seconds,
             created_at=time.time(),
             started=time.monotonic(),
             sequence=sequence,
@@ -257,7 +205,14 @@ class _Endpoints:
         if submission.params.get("enable_sync_mode") is True or profile.synchronous:
             await anyio.sleep(min(prediction.remaining(), SYNC_WAIT_CAP_SECONDS))
             return await self._answer(prediction, _origin(request))
-        return wire.success(await self._payload(prediction, _origin(request)))
+        answer = wire.success(await self._payload(prediction, _origin(request)))
+        if self.state.config.store_outputs_at_submit and not submission.model.answers_text:
+            answer.background = BackgroundTask(self._store_outputs, prediction)
+        return answer
+
+    async def _store_outputs(self, prediction: Prediction) -> None:
+        for index in range(prediction.submission.num_outputs):
+            await self._output_bytes(prediction, index)
 
     async def calculate(self, request: Request) -> Response:
         """Atlas's quote: the generate body in, the price it would cost out (nothing is started or charged)."""
@@ -347,7 +302,11 @@ class _Endpoints:
             status = prediction.profile.not_visible_status
             answer = load(f"answers/prediction.not-visible-yet.{status}.json")
             return JSONResponse(answer["body"], status_code=answer["status"])
-        return await self._answer(prediction, _origin(request))
+        response = await self._answer(prediction, _origin(request))
+        pause = self.state.config.poll_retry_after
+        if pause is not None and prediction.running():
+            response.headers["Retry-After"] = f"{pause:g}"
+        return response
 
     async def history(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -450,7 +409,7 @@ class _Endpoints:
             and prediction is not None
             and {prediction.submission.model.type, prediction.submission.model.answers} & set(stills)
         ):
-            still = await to_thread.run_sync(_render_thumbnail, prediction)
+            still = await to_thread.run_sync(render_thumbnail, prediction)
             return Response(still, media_type="image/jpeg")
         if (
             prediction is None

@@ -43,6 +43,17 @@ class EmulatorConfig:
     # Also list the recorded live catalogue shapes (a schema-less LLM, prices only per image or per request); they
     # are listed, not run, so they are off unless a test asks: a keyword search must not pick one to run.
     catalogue_live_shapes: bool = False
+    # While a prediction runs, its reads carry ``Retry-After: N``. Not seen from Atlas (its docs name no such header);
+    # our client honours one if it ever comes, and this shows it does. None: no header, as live.
+    poll_retry_after: float | None = None
+    # Paint every output when its prediction is submitted, not on its first download: Atlas's files are stored by the
+    # time a prediction completes, so a download is only bytes (the time-to-image benchmark needs that).
+    store_outputs_at_submit: bool = False
+    # Model id -> how long its predictions take, instead of prediction_seconds (a model's length is its own).
+    model_seconds: dict[str, float] = field(default_factory=dict)
+
+    def seconds_for(self, model: str) -> float:
+        return self.model_seconds.get(model, self.prediction_seconds)
 
 
 @dataclass(frozen=True, repr=False)
