@@ -1,30 +1,24 @@
 """The poll schedule of :class:`PollPolicy`, by arithmetic: when it looks, how often, how late it sees the end.
 
-``AtlasClient.wait`` sleeps ``policy.delay(elapsed)`` before each GET, with ``elapsed`` counted from the
-start of the wait; a prediction that ends at ``T`` is seen by the first poll at or after ``T``. The lag the
-user sees adds what no policy changes: submitting, and finishing (fetch, save, preview, send).
+``AtlasClient.wait`` sleeps ``policy.delay(elapsed, earliest)`` before each GET, with ``elapsed`` counted from the
+submit and ``earliest`` what is known of the model (:class:`~atlas_mcp.atlas.Durations`: 85 % of the shortest of
+its recent runs, each taken as the last moment it was seen running; else its family's soonest end; else nothing).
+A prediction that ends at ``T`` is seen by the first poll at or after ``T``. The lag the user sees adds what no
+policy changes: submitting, and finishing (fetch, save, preview, send).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from atlas_mcp.atlas import PollPolicy
+from atlas_mcp.atlas import Durations, PollPolicy
 
-LAG_SHARE = 0.15
-LAG_FLOOR = 0.3
+LAG_SHARE = 0.10
+LAG_FLOOR = 0.25
 MAX_POLLS_AT_10 = 8
-# The lag-first pick keeps this much below the target, so that run-to-run noise does not tip it over.
-HEADROOM = 0.95
-HORIZON = 45.0  # ATLASCLOUD_WAIT_SECONDS' default: no wait polls longer
-_GRID = itertools.product(
-    (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0),
-    (0.1, 0.11, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75),
-    (1.0, 2.0, 3.0, 5.0, 10.0),
-)
-GRID = [PollPolicy(low, ratio, high) for low, ratio, high in _GRID if low <= high]
+LOW, HIGH = 1.0, 300.0  # the T the lag target covers
+SHOWN = (1.0, 2.0, 5.0, 10.0, 60.0, 300.0)
+_GRID = [LOW * (HIGH / LOW) ** (step / 599) for step in range(600)]  # log-spaced T in [LOW, HIGH]
 
 
 def lag_target(seconds: float) -> float:
@@ -39,44 +33,50 @@ class Costs:
     per_poll: float  # how much longer each real interval is than the policy's delay
 
 
-def schedule(policy: PollPolicy, per_poll: float, horizon: float = HORIZON) -> list[float]:
-    """Times of the polls from the start of the wait."""
+@dataclass(frozen=True)
+class Prior:
+    """What is known of the model when a job of length T starts."""
+
+    label: str
+    spread: float | None = None  # its recent runs took T × (1 ± spread); None: none known
+    soonest: float | None = None  # else its family's soonest end, in seconds
+    low: float = LOW  # the T this knowledge applies to
+
+    def earliest(self, policy: PollPolicy, seconds: float, per_poll: float) -> float | None:
+        if self.spread is None:
+            return self.soonest
+        durations = Durations()
+        for factor in (1 - self.spread, 1.0, 1 + self.spread):  # each seen running until its last poll before it ended
+            previous = seconds * factor
+            durations.learn("model", max(t for t in [0.0, *schedule(policy, per_poll, None, previous)] if t < previous))
+        return durations.earliest("model")
+
+
+PRIORS = (
+    Prior("the model's recent runs took T ± 10 %", spread=0.10),
+    Prior("the model's recent runs took T ± 25 %", spread=0.25),
+    Prior("first run of a video model (its family: 20 s at the soonest)", soonest=20.0, low=20.0),
+    Prior("nothing known (a first image, speech or transcript)"),
+)
+
+
+def schedule(policy: PollPolicy, per_poll: float, earliest: float | None, seconds: float) -> list[float]:
+    """Times of the polls from the submit, up to the first at or after ``seconds``."""
     times: list[float] = []
     now = 0.0
-    while now < horizon:
-        now += policy.delay(now) + per_poll
+    while not times or times[-1] < seconds:
+        now += policy.delay(now, earliest) + per_poll
         times.append(now)
     return times
 
 
-def seen(times: Sequence[float], seconds: float) -> tuple[int, float]:
-    """(polls made, poll lag) for a prediction that ends ``seconds`` after the wait starts."""
-    for count, at in enumerate(times, start=1):
-        if at >= seconds:
-            return count, at - seconds
-    raise ValueError(f"no poll within the horizon for T = {seconds}")
-
-
-def worst_lag_ratio(times: Sequence[float], fixed: float, low: float = 1.0) -> tuple[float, float]:
-    """The largest lag / target over every T from ``low`` to the horizon, and the T where it is.
-
-    The lag peaks just after a poll (the next is a whole interval away), so only those T are tried.
-    """
-    worst = (0.0, low)
-    for seconds in [low, *(at + 1e-9 for at in times[:-1] if at >= low)]:
-        _, lag = seen(times, seconds)
-        worst = max(worst, ((lag + fixed) / lag_target(seconds), seconds))
-    return worst
-
-
 @dataclass(frozen=True)
 class Outcome:
-    policy: PollPolicy
+    prior: Prior
     polls: dict[float, int]
     lags: dict[float, float]  # including the fixed costs
     worst_ratio: float
     worst_at: float
-    polls_at_horizon: int
 
     @property
     def meets_lag(self) -> bool:
@@ -84,45 +84,23 @@ class Outcome:
 
     @property
     def meets_polls(self) -> bool:
-        return self.polls[10.0] <= MAX_POLLS_AT_10
+        return self.polls.get(10.0, 0) <= MAX_POLLS_AT_10
 
 
-def evaluate(policy: PollPolicy, durations: Sequence[float], costs: Costs) -> Outcome:
-    times = schedule(policy, costs.per_poll)
-    results = {seconds: seen(times, seconds) for seconds in (*durations, 10.0)}
-    worst_ratio, worst_at = worst_lag_ratio(times, costs.fixed)
-    return Outcome(
-        policy=policy,
-        polls={seconds: polls for seconds, (polls, _) in results.items()},
-        lags={seconds: lag + costs.fixed for seconds, (_, lag) in results.items()},
-        worst_ratio=worst_ratio,
-        worst_at=worst_at,
-        polls_at_horizon=len(times),
-    )
+def evaluate(policy: PollPolicy, prior: Prior, costs: Costs) -> Outcome:
+    polls: dict[float, int] = {}
+    lags: dict[float, float] = {}
+    worst = (0.0, prior.low)
+    for seconds in sorted({*_GRID, *SHOWN}):
+        if seconds < prior.low:
+            continue
+        times = schedule(policy, costs.per_poll, prior.earliest(policy, seconds, costs.per_poll), seconds)
+        lag = times[-1] - seconds + costs.fixed
+        worst = max(worst, (lag / lag_target(seconds), seconds))
+        if seconds in SHOWN:
+            polls[seconds], lags[seconds] = len(times), lag
+    return Outcome(prior=prior, polls=polls, lags=lags, worst_ratio=worst[0], worst_at=worst[1])
 
 
-LAG_FIRST = f"lag first: fewest polls by T = 10 s with the lag ≤ {HEADROOM:.0%} of the target at every T"
-POLLS_FIRST = "polls first: least worst-case lag with ≤ 8 polls by T = 10 s"
-BOTH = "meets both targets"
-
-
-def fewest_polls_on_target(durations: Sequence[float], costs: Costs) -> int | None:
-    """The fewest polls by T = 10 s of any grid policy whose lag is within target at every T."""
-    counts = [o.polls[10.0] for o in (evaluate(p, durations, costs) for p in GRID) if o.meets_lag]
-    return min(counts, default=None)
-
-
-def candidates(durations: Sequence[float], costs: Costs) -> list[tuple[str, Outcome]]:
-    """The current policy, then the grid's best under each target (and under both, if any policy meets both)."""
-    outcomes = [evaluate(policy, durations, costs) for policy in GRID]
-    chosen = [("current", evaluate(PollPolicy(), durations, costs))]
-    lag_ok = [o for o in outcomes if o.worst_ratio <= HEADROOM]
-    polls_ok = [o for o in outcomes if o.meets_polls]
-    both = [o for o in outcomes if o.meets_lag and o.meets_polls]
-    if lag_ok:
-        chosen.append((LAG_FIRST, min(lag_ok, key=lambda o: (o.polls[10.0], o.polls_at_horizon))))
-    if polls_ok:
-        chosen.append((POLLS_FIRST, min(polls_ok, key=lambda o: (o.worst_ratio, o.polls_at_horizon))))
-    if both:
-        chosen.append((BOTH, min(both, key=lambda o: (o.polls[10.0], o.worst_ratio))))
-    return chosen
+def outcomes(costs: Costs, policy: PollPolicy | None = None) -> list[Outcome]:
+    return [evaluate(policy or PollPolicy(), prior, costs) for prior in PRIORS]

@@ -8,7 +8,6 @@ from atlas_mcp.atlas.client import (
     HistoryState,
     MediaKind,
     OnChunk,
-    PollPolicy,
     RetryPolicy,
     UsageReport,
     validate_prediction_id,
@@ -27,6 +26,7 @@ from atlas_mcp.atlas.models import (
     Transcript,
     UploadedFile,
 )
+from atlas_mcp.atlas.polling import Durations, PollPolicy
 
 __all__ = [
     "CHAT_PATH",
@@ -38,6 +38,7 @@ __all__ = [
     "ChatChunk",
     "ChatUsage",
     "CreditGrant",
+    "Durations",
     "HistoryItem",
     "HistoryPage",
     "HistoryState",

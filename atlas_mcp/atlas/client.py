@@ -15,7 +15,6 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -37,7 +36,8 @@ from atlas_mcp.atlas.models import (
     named_ids,
     unwrap,
 )
-from atlas_mcp.atlas.transport import MAX_PREDICTION_BODY, MAYBE_SENT, Answer, RetryPolicy
+from atlas_mcp.atlas.polling import Durations, PollPolicy
+from atlas_mcp.atlas.transport import MAX_PREDICTION_BODY, MAYBE_SENT, Answer, RetryPolicy, retry_after_seconds
 from atlas_mcp.errors import (
     AtlasAPIError,
     AtlasMCPError,
@@ -59,7 +59,6 @@ __all__ = [
     "HistoryState",
     "MediaKind",
     "OnChunk",
-    "PollPolicy",
     "RetryPolicy",
     "UsageReport",
     "validate_prediction_id",
@@ -88,25 +87,6 @@ _E = TypeVar("_E", bound=AtlasMCPError)
 
 OnPoll = Callable[[Prediction, int], Awaitable[None]]
 """Called after every poll of :meth:`AtlasClient.wait` with the prediction and the number of polls so far."""
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """When to look at a running prediction: quickly at first, then less often, never rarer than ``max_interval``.
-
-    The interval grows with the time already waited (``ratio``), so the lag between "done upstream" and
-    "seen here" stays a fixed fraction of the job's length while the number of polls grows only
-    logarithmically with it.
-    """
-
-    # Lag first: these keep "done upstream" to "seen here" within max(15 % of T, 0.3 s) at every T, at
-    # about 27 polls by 10 s. Fewer polls (8 by 10 s) would mean up to 3x that lag; docs/benchmarks.md.
-    min_interval: float = 0.2
-    ratio: float = 0.1
-    max_interval: float = 3.0
-
-    def delay(self, elapsed: float) -> float:
-        return max(self.min_interval, min(self.max_interval, self.ratio * elapsed))
 
 
 def validate_prediction_id(prediction_id: str) -> str:
@@ -153,6 +133,7 @@ class AtlasClient(Chat, Downloads):
             max_prediction_bytes=max_prediction_bytes,
         )
         self.poll = poll or PollPolicy()
+        self.durations = Durations()  # shared with every with_key view, as the poll policy is
         self.warmup_grace = warmup_grace
         # id -> (when it was submitted, its model): a read that cannot find it yet is not proof it does not exist
         self._submitted: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
@@ -210,6 +191,10 @@ class AtlasClient(Chat, Downloads):
         ``warmup_grace`` seconds of our own submit of that id, that reads as "not visible yet": a running
         prediction whose status is :data:`NOT_VISIBLE_YET`. Later, or for an id we did not submit, it is an error.
         """
+        return (await self._read(prediction_id))[0]
+
+    async def _read(self, prediction_id: str) -> tuple[Prediction, float | None]:
+        """The prediction and the ``Retry-After`` Atlas answered with, if any."""
         candidate = validate_prediction_id(prediction_id)
         path = f"/api/v1/model/prediction/{quote(candidate, safe='')}"
         try:
@@ -220,33 +205,47 @@ class AtlasClient(Chat, Downloads):
             when, model = self._submitted.get(candidate, (None, None))
             age = None if when is None else time.monotonic() - when
             if age is not None and age < self.warmup_grace:
-                return Prediction(id=candidate, status=NOT_VISIBLE_YET, model=model)
+                return Prediction(id=candidate, status=NOT_VISIBLE_YET, model=model), None
             since = f", {age:.0f} s after it was submitted" if age is not None else ""
             raise NotFoundError(
                 f"Atlas does not know prediction {candidate} (HTTP {exc.status}{since}).", status=exc.status
             ).about("unknown_id", prediction_id=candidate) from exc
-        return self._prediction(answer)
+        return self._prediction(answer), retry_after_seconds(answer.headers)
 
-    async def wait(self, prediction: Prediction, *, timeout: float, on_poll: OnPoll | None = None) -> Prediction:
+    async def wait(
+        self, prediction: Prediction, *, timeout: float, on_poll: OnPoll | None = None, soonest: float | None = None
+    ) -> Prediction:
         """Poll until the prediction is done (succeeded or failed) and return it.
 
+        The polls follow :attr:`poll`, from the submit when it was ours, steered by how long this model's recent
+        runs took or else by ``soonest`` (what its family never ends sooner than; :mod:`~atlas_mcp.atlas.polling`).
         Raises :class:`PredictionTimeoutError` (carrying the last state seen) when ``timeout`` seconds pass
         first. Cancelling the calling task stops the polling at once.
         """
-        started = time.monotonic()
+        submitted_at, model = self._submitted.get(prediction.id, (None, prediction.model))
+        model = prediction.model or model
+        now = time.monotonic()
+        started = submitted_at if submitted_at is not None else now
+        earliest = self.durations.earliest(model) or soonest
         polls = 0
-        last = prediction
+        last, pause, running_at = prediction, None, 0.0
         with anyio.move_on_after(timeout):
             while not last.done:
-                await anyio.sleep(self.poll.delay(time.monotonic() - started))
+                delay = self.poll.delay(time.monotonic() - started, earliest)
+                await anyio.sleep(delay if pause is None else max(delay, min(pause, self.poll.max_sparse)))
+                looked = time.monotonic() - started
                 try:
-                    last = await self.get_prediction(last.id)
+                    last, pause = await self._read(last.id)
                 except (AtlasAPIError, BadResponseError) as exc:
                     raise _about_prediction(exc, last.id) from exc
                 polls += 1
+                if not last.done:
+                    running_at = looked
                 if on_poll is not None:
                     await on_poll(last, polls)
         if last.done:
+            if last.phase == "succeeded":
+                self.durations.learn(model, running_at)
             return last
         raise PredictionTimeoutError(
             f"Prediction {last.id} is still {last.status} after {timeout:g} s; it goes on running at Atlas.",

@@ -58,6 +58,7 @@ __all__ = [
     "RetryPolicy",
     "Transport",
     "read_answer",
+    "retry_after_seconds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ class Transport:
                     continue
                 raise self.network_error(exc, idempotent) from exc
             if _retryable(answer) and attempt < attempts:
-                pause = self.retry.delay(attempt, _retry_after(answer.headers))
+                pause = self.retry.delay(attempt, retry_after_seconds(answer.headers))
                 if anyio.current_time() + pause < give_up_at:
                     logger.info("Atlas answered %s on %s; retry %d of %d", answer.status, method, attempt, attempts - 1)
                     await anyio.sleep(pause)
@@ -327,7 +328,7 @@ class Transport:
         if status == 404:
             raise NotFoundError(f"Atlas has no such resource (HTTP 404).{detail}", status=404)
         if status == 429:
-            retry_after = _retry_after(answer.headers)
+            retry_after = retry_after_seconds(answer.headers)
             when = f"in {retry_after:g} s" if retry_after is not None else "in a little while"
             raise RateLimitedError(
                 f"Atlas is rate-limiting this key (HTTP 429).{detail} Try again {when}.", retry_after=retry_after
@@ -441,7 +442,7 @@ def _no_cookies() -> http.cookiejar.CookieJar:
     return http.cookiejar.CookieJar(policy=_RefuseCookies())
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
     value = headers.get("Retry-After")
     if value is None:
         return None

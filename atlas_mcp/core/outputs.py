@@ -31,6 +31,7 @@ __all__ = [
     "identify_solid",
     "plan_for",
     "solid_label",
+    "soonest_end",
     "usual_duration",
 ]
 
@@ -92,6 +93,19 @@ def usual_duration(family: Family, model_id: str | None = None) -> str:
     if family == "text":
         return "Transcripts and lyrics usually take under a minute; long recordings take longer"
     return "Images usually take seconds; large edits and upscales up to a minute or two"
+
+
+def soonest_end(family: Family, model_id: str | None = None) -> float | None:
+    """The fewest seconds such a job takes at Atlas, for polling a model this process has not run yet: nothing is
+    worth a look before then but a fast failure. ``None`` where jobs may end within seconds."""
+    tokens = set(re.split(r"[^a-z0-9]+", (model_id or "").lower()))
+    if family == "video":
+        return 20.0
+    if family == "3d":
+        return 60.0
+    if family == "audio" and tokens & {"music", "song", "songs", "suno"}:
+        return 30.0
+    return None
 
 
 @dataclass(frozen=True)

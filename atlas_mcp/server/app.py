@@ -129,7 +129,7 @@ TEST_POLL_SECONDS = "ATLAS_MCP_TEST_POLL_SECONDS"
 
 def _test_poll_policy() -> PollPolicy | None:
     value = os.environ.get(TEST_POLL_SECONDS, "").strip()
-    return PollPolicy(min_interval=max(float(value), 0.001)) if value else None
+    return PollPolicy().quicker(max(float(value), 0.001)) if value else None
 
 
 def _install_per_request(server: MCPServer[AppState]) -> None:

@@ -19,7 +19,7 @@ import anyio
 
 from atlas_mcp.atlas import NOT_VISIBLE_YET, MediaKind, Prediction
 from atlas_mcp.core.outcome import GenerationResult, Outcome, PriceQuote
-from atlas_mcp.core.outputs import Family, family_of
+from atlas_mcp.core.outputs import Family, family_of, soonest_end
 from atlas_mcp.errors import AtlasMCPError, PaidResultError, PredictionFailedError, PredictionTimeoutError
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.background import TASK_WAIT_SECONDS, Work
@@ -257,11 +257,12 @@ async def wait_for(state: AppState, prediction: Prediction, *, limit: float, wat
 
     if prediction.done or limit <= 0:
         return prediction
+    soonest = await _soonest(state, prediction.model)
     failure: Exception | None = None
     async with anyio.create_task_group() as group:
         group.start_soon(_heartbeat, watch, prediction.id)
         try:
-            prediction = await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll)
+            prediction = await state.atlas.wait(prediction, timeout=limit, on_poll=on_poll, soonest=soonest)
         except PredictionTimeoutError as exc:
             prediction = exc.prediction
         except Exception as exc:  # raised below, as it is: not wrapped in the task group's ExceptionGroup
@@ -270,6 +271,14 @@ async def wait_for(state: AppState, prediction: Prediction, *, limit: float, wat
     if failure is not None:
         raise failure
     return prediction
+
+
+async def _soonest(state: AppState, model: str | None) -> float | None:
+    """What the model's family never ends sooner than (the catalogue is cached: the call has read it already)."""
+    if not model:
+        return None
+    entry = await state.catalog.entry(model)
+    return soonest_end(family_of(model, entry.type if entry else None, entry.tags if entry else ()), model)
 
 
 async def _heartbeat(watch: Stopwatch, prediction_id: str) -> None:
