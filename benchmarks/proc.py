@@ -37,7 +37,7 @@ def cpu_limit(pid: int, cores: float) -> Iterator[bool]:
     if (_CGROUP_V1 / "cpu.cfs_quota_us").is_file():
         group, settings = (
             _CGROUP_V1 / f"atlas-bench-{pid}",
-            {"cpu.cfs_period_us": _PERIOD_US, "cpu.cfs_quota_us": quota},
+            {"cpu.cfs_period_us": str(_PERIOD_US), "cpu.cfs_quota_us": str(quota)},
         )
     elif "cpu" in _read(_CGROUP_V2 / "cgroup.subtree_control").split():
         group, settings = _CGROUP_V2 / f"atlas-bench-{pid}", {"cpu.max": f"{quota} {_PERIOD_US}"}

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
+from pydantic import SecretStr
 
 from atlas_mcp.atlas import AtlasClient, Prediction
 from atlas_mcp.config import Settings
@@ -72,7 +73,7 @@ async def timed(step: Callable[[], Awaitable[object]], times: int) -> list[float
 
 
 async def measure(emulator: Emulator, stores: dict[str, StateStore | None], calls: int) -> dict[str, list[float]]:
-    settings = Settings(api_key=BENCH_KEY, base_url=emulator.url, budget_usd=1_000_000)
+    settings = Settings(api_key=SecretStr(BENCH_KEY), base_url=emulator.url, budget_usd=1_000_000)
     async with AtlasClient(api_key=BENCH_KEY, base_url=emulator.url) as atlas:
         for _ in range(20):  # warm the connection pool and the emulator
             await atlas.submit(MODEL, {"prompt": "warm-up"}, kind="image")
@@ -103,7 +104,7 @@ async def measure(emulator: Emulator, stores: dict[str, StateStore | None], call
                 return None
 
             purchase, _ = await guard.buy(
-                payer, repeat_key=key, price_usd=0.003, token=None, confirmed=True, submit=submit, waiting=waiting
+                payer, repeat_key=key, price_usd=0.003, once=None, confirmed=True, submit=submit, waiting=waiting
             )
             await guard.settle(purchase, done)
             await guard.report(payer)
