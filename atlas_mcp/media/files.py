@@ -23,7 +23,7 @@ from atlas_mcp.media.identify import identify
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OpenedUpload", "open_upload", "output_path", "root_paths"]
+__all__ = ["OpenedUpload", "open_upload", "output_path", "read_saved_output", "root_paths"]
 
 _HOW_TO_CONFIGURE = (
     "Set ATLASCLOUD_UPLOAD_ROOTS in the server's environment to the folders uploads may come from "
@@ -157,6 +157,27 @@ def output_path(output_dir: Path, prediction_id: str, index: int, extension: str
     if target.parent != root:  # the id is validated upstream; this keeps it true if that ever changes
         raise PathRefusedError("Refused to write outside ATLASCLOUD_OUTPUT_DIR.")
     return target
+
+
+def read_saved_output(output_dir: Path, prediction_id: str, index: int, max_bytes: int) -> tuple[Path, bytes] | None:
+    """Output ``index`` of a prediction as this server saved it before (before a restart, or by another replica
+    sharing the folder): its path and bytes, so that it is not downloaded again. Only a regular file named as
+    :func:`output_path` names them, opened without following a link, and at most ``max_bytes``; else ``None``.
+    The caller checks that the bytes are what the name's extension says."""
+    root = Path(os.path.realpath(output_dir))
+    for candidate in sorted(root.glob(f"{prediction_id}-{index}.*")):
+        if candidate.suffix in (".txt", ".json") or candidate.name.startswith("."):
+            continue  # a transcript's own files
+        try:
+            descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        with os.fdopen(descriptor, "rb") as file:
+            facts = os.fstat(file.fileno())
+            if not stat.S_ISREG(facts.st_mode) or facts.st_size > max_bytes:
+                continue
+            return candidate, file.read(max_bytes + 1)[:max_bytes]
+    return None
 
 
 _DRIVE = re.compile(r"/[A-Za-z]:/")

@@ -18,7 +18,7 @@ from atlas_mcp.core.catalog import ModelCatalog
 from atlas_mcp.media.previews import DecodeBudget
 from atlas_mcp.server.background import Background, TaskOffer
 from atlas_mcp.server.caller import Caller
-from atlas_mcp.server.results import FinishedOutputs
+from atlas_mcp.server.finished import FinishedOutputs
 from atlas_mcp.spend.policy import SpendGuard
 
 __all__ = ["REHOSTS_AT_ONCE", "AppState"]

@@ -13,8 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,11 +39,12 @@ from atlas_mcp.core.outcome import (
 from atlas_mcp.core.outputs import Family, identify_output, identify_solid, plan_for, solid_label, usual_duration
 from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
-from atlas_mcp.media.files import output_path
+from atlas_mcp.media.files import output_path, read_saved_output
 from atlas_mcp.media.previews import DecodeBudget, Preview, make_preview, probe_image
+from atlas_mcp.server.finished import FinishedOutputs
 from atlas_mcp.spend.policy import SpendReport
 
-__all__ = ["FinishedOutputs", "generation_outcome", "render", "upload_result"]
+__all__ = ["generation_outcome", "render", "upload_result"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,40 +149,6 @@ def render(
     structured = result.model_dump(mode="json")
     structured |= {name: value.model_dump(mode="json") for name, value in (extra or {}).items()}
     return CallToolResult(content=list(content), structured_content=structured, is_error=outcome.is_error)
-
-
-Fetched = tuple[list[OutputInfo], list[Preview | None]]
-
-
-class FinishedOutputs:
-    """What finished predictions' outputs were found to be (their facts, saved paths and previews), so that a
-    second look at one (check_prediction again, a task polled twice) downloads nothing: a succeeded prediction's
-    outputs never change. Least recently used first out, bounded by entries and by the previews' bytes."""
-
-    def __init__(self, entries: int = 128, max_bytes: int = 16 * 1024 * 1024) -> None:
-        self._entries = entries
-        self._max_bytes = max_bytes
-        self._held: OrderedDict[Hashable, tuple[Fetched, int]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: Hashable) -> Fetched | None:
-        found = self._held.get(key)
-        if found is None:
-            return None
-        self._held.move_to_end(key)
-        outputs, images = found[0]
-        return [info.model_copy() for info in outputs], list(images)
-
-    def put(self, key: Hashable, fetched: Fetched) -> None:
-        size = sum(len(image.jpeg) for image in fetched[1] if image is not None)
-        if size > self._max_bytes // 4:
-            return  # one huge set of previews would push out everything else
-        if key in self._held:
-            self._bytes -= self._held.pop(key)[1]
-        self._held[key] = (fetched, size)
-        self._bytes += size
-        while len(self._held) > self._entries or self._bytes > self._max_bytes:
-            self._bytes -= self._held.popitem(last=False)[1][1]
 
 
 async def _fetched_outputs(
@@ -345,25 +311,19 @@ async def _fetch_output(
         plan = plan_for(family, saving=saving, previews=preview_budget > 0, url_extension="")
     if not plan.fetch:
         return _plain_info(output), None
+    kept = None  # saved by this server before a restart, or by another replica: not downloaded again
+    if settings.output_dir is not None and output.data is None:
+        kept = await anyio.to_thread.run_sync(_saved_as_named, settings.output_dir, prediction_id, index)
     if output.data is not None:
         data = output.data
+    elif kept is not None:
+        data = kept[1]
     else:
         assert url is not None
-
-        def wanted(_content_type: str | None, head: bytes) -> bool:
-            # Saved whatever it is (its kind is judged whole, below); else read on only for a picture to show.
-            return saving or _may_be_image(head)
-
-        try:
-            data, _announced, complete = await atlas.download_head_first(url, max_bytes=MAX_OUTPUT_BYTES, wanted=wanted)
-        except AtlasMCPError as exc:
-            logger.info("output %d of %s not fetched: %s", index, prediction_id, exc)
-            return OutputInfo(url=url, note=f"not fetched: {exc}"), None
-        if not complete:
-            solid = identify_solid(data)
-            what = solid_label(solid, None) if solid is not None else "not an image"
-            note = f"not downloaded: {what}, so no preview; set ATLASCLOUD_OUTPUT_DIR to keep such files"
-            return OutputInfo(url=url, media_type=solid.mime if solid else None, note=note), None
+        downloaded = await _download(url, atlas, saving=saving, about=(index, prediction_id))
+        if isinstance(downloaded, OutputInfo):
+            return downloaded, None
+        data = downloaded
     media = await anyio.to_thread.run_sync(identify_output, data)
     notes: list[str] = []
     saved: str | None = None
@@ -372,6 +332,8 @@ async def _fetch_output(
         notes.append(
             "not saved: the file is not a recognised image, video, audio, 3D model or archive (its URL still works)"
         )
+    elif kept is not None:
+        saved = str(kept[0])
     elif settings.output_dir is not None and media is not None:
         try:
             target = output_path(settings.output_dir, prediction_id, index, media.extension)
@@ -457,6 +419,33 @@ def _text_info(output: Output) -> OutputInfo:
     text = output.url or output.text or ""
     short = text if len(text) <= 300 else text[:299] + "…"
     return OutputInfo(text=short, note="text: the whole of it is in `transcript`" if short != text else None)
+
+
+async def _download(url: str, atlas: AtlasClient, *, saving: bool, about: tuple[int, str]) -> bytes | OutputInfo:
+    """An output's bytes; or, when it is not worth reading whole or cannot be read, what to say of it instead."""
+
+    def wanted(_content_type: str | None, head: bytes) -> bool:
+        # Saved whatever it is (its kind is judged whole, later); else read on only for a picture to show.
+        return saving or _may_be_image(head)
+
+    try:
+        data, _announced, complete = await atlas.download_head_first(url, max_bytes=MAX_OUTPUT_BYTES, wanted=wanted)
+    except AtlasMCPError as exc:
+        logger.info("output %d of %s not fetched: %s", *about, exc)
+        return OutputInfo(url=url, note=f"not fetched: {exc}")
+    if not complete:
+        solid = identify_solid(data)
+        what = solid_label(solid, None) if solid is not None else "not an image"
+        note = f"not downloaded: {what}, so no preview; set ATLASCLOUD_OUTPUT_DIR to keep such files"
+        return OutputInfo(url=url, media_type=solid.mime if solid else None, note=note)
+    return data
+
+
+def _saved_as_named(output_dir: Path, prediction_id: str, index: int) -> tuple[Path, bytes] | None:
+    """An output saved before, if its bytes are what its name says (else it is fetched and saved afresh)."""
+    kept = read_saved_output(output_dir, prediction_id, index, MAX_OUTPUT_BYTES)
+    media = identify_output(kept[1]) if kept is not None else None
+    return kept if kept is not None and media is not None and media.extension == kept[0].suffix else None
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
