@@ -30,7 +30,7 @@ from atlas_mcp.server.gallery import gallery_apps
 from atlas_mcp.server.icons import SERVER as SERVER_ICONS
 from atlas_mcp.server.outgoing import OutgoingResults
 from atlas_mcp.server.tasks import Tasks
-from atlas_mcp.server.tools import INSTRUCTIONS, register_tools
+from atlas_mcp.server.tools import INSTRUCTIONS, built_tools
 from atlas_mcp.spend.policy import SpendGuard
 from atlas_mcp.state import StateStore, open_store
 
@@ -114,9 +114,9 @@ def create_server(
         request_state_security=request_state_security,
         extensions=[gallery_apps(settings), Tasks()],
         middleware=[OutgoingResults(settings, remote=remote, store_name=_store_name)],
+        tools=built_tools(settings),
     )
     _install_per_request(server)
-    register_tools(server, settings)
     advertise_only_what_exists(server)
     return server
 

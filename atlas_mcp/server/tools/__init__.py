@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.tools.account import register_get_balance, register_get_costs, register_get_usage
 from atlas_mcp.server.tools.catalogue import register_get_model_info, register_list_models
 from atlas_mcp.server.tools.chat import register_chat
@@ -20,12 +21,11 @@ from atlas_mcp.server.tools.transcribe import register_transcribe_audio
 from atlas_mcp.server.tools.upload import register_upload_media
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.tools import Tool
 
     from atlas_mcp.config import Settings
-    from atlas_mcp.server.appstate import AppState
 
-__all__ = ["INSTRUCTIONS", "REGISTRY", "register_tools"]
+__all__ = ["INSTRUCTIONS", "REGISTRY", "built_tools"]
 
 INSTRUCTIONS = """\
 This server makes images (and video and audio) with Atlas Cloud models. The default image model is
@@ -53,7 +53,7 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
 Ask the user before running many paid generations."""
 
 
-REGISTRY: tuple[Callable[[MCPServer[AppState], Settings], None], ...] = (
+REGISTRY: tuple[Callable[[ToolShelf, Settings], None], ...] = (
     register_generate_image,
     register_generate_video,
     register_generate_audio,
@@ -71,7 +71,9 @@ REGISTRY: tuple[Callable[[MCPServer[AppState], Settings], None], ...] = (
 )
 
 
-def register_tools(server: MCPServer[AppState], settings: Settings) -> None:
-    """Add every tool to ``server``; ``settings`` supplies the defaults and bounds shown in their schemas."""
+def built_tools(settings: Settings) -> list[Tool]:
+    """Every tool, in order; ``settings`` supplies the defaults and bounds shown in their schemas."""
+    shelf = ToolShelf()
     for register in REGISTRY:
-        register(server, settings)
+        register(shelf, settings)
+    return shelf.tools

@@ -9,7 +9,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
@@ -18,7 +18,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import InputError
 from atlas_mcp.server import icons
-from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import LONG_RESULT, MODEL_ID, READING, as_tool_errors, state_of
 from atlas_mcp.spend.ownership import require_shared_usage
 
@@ -346,10 +346,10 @@ async def report(
         return usage_result(kind, found, start=start, end=end, group_by=groups, secrets_=state.secrets)
 
 
-def register_get_balance(server: MCPServer[AppState], settings: Settings) -> None:
+def register_get_balance(shelf: ToolShelf, settings: Settings) -> None:
     """Register get_balance (free)."""
 
-    @server.tool(
+    @shelf.tool(
         title="Get balance",
         icons=icons.SERVER,
         description=(
@@ -363,10 +363,10 @@ def register_get_balance(server: MCPServer[AppState], settings: Settings) -> Non
             return balance_result(await state_of(ctx).atlas.balance())
 
 
-def register_get_usage(server: MCPServer[AppState], settings: Settings) -> None:
+def register_get_usage(shelf: ToolShelf, settings: Settings) -> None:
     """Register get_usage (free)."""
 
-    @server.tool(
+    @shelf.tool(
         title="Get usage",
         meta=LONG_RESULT,
         icons=icons.SERVER,
@@ -391,10 +391,10 @@ def register_get_usage(server: MCPServer[AppState], settings: Settings) -> None:
         return await report(ctx, "usage", start_date, end_date, group_by, model_types, model_ids, limit, page)
 
 
-def register_get_costs(server: MCPServer[AppState], settings: Settings) -> None:
+def register_get_costs(shelf: ToolShelf, settings: Settings) -> None:
     """Register get_costs (free)."""
 
-    @server.tool(
+    @shelf.tool(
         title="Get costs",
         meta=LONG_RESULT,
         icons=icons.SERVER,

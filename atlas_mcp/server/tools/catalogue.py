@@ -5,15 +5,15 @@ No ``from __future__ import annotations``: the SDK reads the tools' signatures a
 
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from atlas_mcp.atlas import ModelEntry
 from atlas_mcp.config import Settings
 from atlas_mcp.server import icons
-from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.listing import ModelInfoResult, ModelsResult, model_info_result, models_result
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     LONG_RESULT,
     READING,
@@ -25,10 +25,10 @@ from atlas_mcp.server.toolkit import (
 __all__ = ["register_get_model_info", "register_list_models"]
 
 
-def register_list_models(server: MCPServer[AppState], settings: Settings) -> None:
+def register_list_models(shelf: ToolShelf, settings: Settings) -> None:
     """Register list_models: the catalogue, filtered and paged (free)."""
 
-    @server.tool(
+    @shelf.tool(
         title="List models",
         meta=LONG_RESULT,
         icons=icons.SERVER,
@@ -67,10 +67,10 @@ def register_list_models(server: MCPServer[AppState], settings: Settings) -> Non
         return models_result(matching[offset : offset + limit], total=len(matching), offset=offset)
 
 
-def register_get_model_info(server: MCPServer[AppState], settings: Settings) -> None:
+def register_get_model_info(shelf: ToolShelf, settings: Settings) -> None:
     """Register get_model_info: one model's parameters and price (free)."""
 
-    @server.tool(
+    @shelf.tool(
         title="Get model info",
         meta=LONG_RESULT,
         icons=icons.SERVER,

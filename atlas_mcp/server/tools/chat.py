@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,7 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     GENERATING,
     LONG_RESULT,
@@ -147,11 +148,11 @@ def _text(result: ChatResult) -> str:
     return "\n".join(lines)
 
 
-def register_chat(server: MCPServer[AppState], settings: Settings) -> None:
+def register_chat(shelf: ToolShelf, settings: Settings) -> None:
     """Register chat; its wait bound is the generate tools' (ATLASCLOUD_WAIT_SECONDS)."""
     bound = wait_words(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Chat with an Atlas LLM",
         meta=LONG_RESULT,
         icons=icons.SERVER,

@@ -9,7 +9,7 @@ No ``from __future__ import annotations``: the SDK reads the tools' signatures a
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer, Resolve
+from mcp.server.mcpserver import Context, Resolve
 from mcp_types import CallToolResult
 from pydantic import Field
 
@@ -17,9 +17,9 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.outcome import GenerationResult
 from atlas_mcp.core.requests import ImageRequest, media_params
 from atlas_mcp.server import icons
-from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     GENERATING,
     MODEL_ID,
@@ -113,12 +113,12 @@ video_gate, video_consent = gated(video_call)
 audio_gate, audio_consent = gated(audio_call)
 
 
-def register_generate_image(server: MCPServer[AppState], settings: Settings) -> None:
+def register_generate_image(shelf: ToolShelf, settings: Settings) -> None:
     """Register generate_image: images from a prompt (or, for prompt-less models, from params.image)."""
     bound = wait_words(settings)
     bounded = max_wait(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Generate image",
         meta=TOOL_META,
         icons=icons.IMAGE,
@@ -180,12 +180,12 @@ def register_generate_image(server: MCPServer[AppState], settings: Settings) -> 
         return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds)
 
 
-def register_generate_video(server: MCPServer[AppState], settings: Settings) -> None:
+def register_generate_video(shelf: ToolShelf, settings: Settings) -> None:
     """Register generate_video: a video model, by id."""
     bound = wait_words(settings)
     bounded = max_wait(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Generate video",
         meta=TOOL_META,
         icons=icons.VIDEO,
@@ -219,12 +219,12 @@ def register_generate_video(server: MCPServer[AppState], settings: Settings) -> 
         return await generate(ctx, gate, decision, wait=wait, max_wait_seconds=max_wait_seconds)
 
 
-def register_generate_audio(server: MCPServer[AppState], settings: Settings) -> None:
+def register_generate_audio(shelf: ToolShelf, settings: Settings) -> None:
     """Register generate_audio: speech or music, by model id."""
     bound = wait_words(settings)
     bounded = max_wait(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Generate audio",
         meta=TOOL_META,
         icons=icons.AUDIO,

@@ -6,7 +6,7 @@ No ``from __future__ import annotations``: the SDK reads the tools' signatures a
 
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
@@ -14,11 +14,11 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.outcome import GenerationResult, Outcome
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server import icons
-from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.listing import HistoryResult, history_result
 from atlas_mcp.server.progress import Stopwatch
 from atlas_mcp.server.results import render
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     LONG_RESULT,
     MODEL_ID,
@@ -39,12 +39,12 @@ from atlas_mcp.spend.ownership import only_owned, require_owner
 __all__ = ["register_check_prediction", "register_list_predictions"]
 
 
-def register_check_prediction(server: MCPServer[AppState], settings: Settings) -> None:
+def register_check_prediction(shelf: ToolShelf, settings: Settings) -> None:
     """Register check_prediction: a prediction's state by id, waiting for it when asked (free)."""
     bound = wait_words(settings)
     bounded = max_wait(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Check prediction",
         meta=TOOL_META,
         icons=icons.SERVER,
@@ -96,10 +96,10 @@ def register_check_prediction(server: MCPServer[AppState], settings: Settings) -
                 return finished(outcome)
 
 
-def register_list_predictions(server: MCPServer[AppState], settings: Settings) -> None:
+def register_list_predictions(shelf: ToolShelf, settings: Settings) -> None:
     """Register list_predictions: the caller's recent generations (free)."""
 
-    @server.tool(
+    @shelf.tool(
         title="List predictions",
         meta=LONG_RESULT,
         icons=icons.SERVER,

@@ -10,7 +10,7 @@ No ``from __future__ import annotations``: the SDK reads the signatures at regis
 from typing import Annotated, Literal
 
 import anyio.to_thread
-from mcp.server.mcpserver import Context, MCPServer, Resolve
+from mcp.server.mcpserver import Context, Resolve
 from mcp_types import CallToolResult
 from pydantic import Field
 
@@ -20,8 +20,8 @@ from atlas_mcp.core.choosing import ModelChoice, choose_model, quick_params
 from atlas_mcp.core.outcome import ChosenResult
 from atlas_mcp.errors import AtlasMCPError, SchemaUnavailableError
 from atlas_mcp.server import icons
-from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     GENERATING,
     Confirm,
@@ -79,11 +79,11 @@ async def quick_call(
 quick_gate, quick_consent = gated(quick_call)
 
 
-def register_quick_generate(server: MCPServer[AppState], settings: Settings) -> None:
+def register_quick_generate(shelf: ToolShelf, settings: Settings) -> None:
     bound = wait_words(settings)
     bounded = max_wait(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Quick generate",
         icons=icons.SERVER,
         description=(

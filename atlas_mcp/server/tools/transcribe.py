@@ -11,7 +11,7 @@ No ``from __future__ import annotations``: the SDK reads the signatures at regis
 from collections.abc import Sequence
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer, Resolve
+from mcp.server.mcpserver import Context, Resolve
 from mcp_types import CallToolResult
 from pydantic import Field
 
@@ -23,6 +23,7 @@ from atlas_mcp.errors import AtlasMCPError, InputError, SchemaUnavailableError
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     GENERATING,
     MODEL_ID,
@@ -109,11 +110,11 @@ async def transcribe_call(
 transcribe_gate, transcribe_consent = gated(transcribe_call)
 
 
-def register_transcribe_audio(server: MCPServer[AppState], settings: Settings) -> None:
+def register_transcribe_audio(shelf: ToolShelf, settings: Settings) -> None:
     bound = wait_words(settings)
     bounded = max_wait(settings)
 
-    @server.tool(
+    @shelf.tool(
         title="Transcribe audio",
         icons=icons.AUDIO,
         description=(

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import anyio
 import anyio.to_thread
-from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
+from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, ToolAnnotations
@@ -26,6 +26,7 @@ from atlas_mcp.media.files import open_upload, root_paths
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
 from atlas_mcp.server.results import upload_result
+from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     as_tool_errors,
     state_of,
@@ -77,10 +78,10 @@ async def _client_roots(ctx: Context) -> ListRoots | _AnyRoots | ListRootsResult
         ) from None
 
 
-def register_upload_media(server: MCPServer[AppState], settings: Settings) -> None:
+def register_upload_media(shelf: ToolShelf, settings: Settings) -> None:
     """Register upload_media: a local file, the bytes themselves, or a public URL, as an Atlas URL for model inputs."""
 
-    @server.tool(
+    @shelf.tool(
         title="Upload media",
         icons=icons.SERVER,
         description=(
