@@ -23,4 +23,4 @@ def _without_titles(schema: dict[str, Any], model: type[Any]) -> None:
 class Shown(BaseModel):
     """A tool's structured output (see the module's note on its schema)."""
 
-    model_config = ConfigDict(json_schema_extra=_without_titles)
+    model_config = ConfigDict(json_schema_extra=_without_titles, defer_build=True)
