@@ -19,10 +19,10 @@ import base64
 import logging
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
-__all__ = ["UrlQueryFilter", "redact", "without_secrets"]
+__all__ = ["UrlQueryFilter", "redact", "secret_forms", "without_forms", "without_secrets"]
 
 REDACTED = "[redacted]"
 _MAX_LEN = 500
@@ -63,8 +63,19 @@ def without_secrets(text: str, secrets: Iterable[str]) -> str:
     of the key may sit in an output URL's query. (Pieces of a key are :func:`redact`'s business: they come from
     cut excerpts of Atlas's error text, which passes through it first.) Plain searches, no patterns: a pattern
     made of a caller's key would stay in ``re``'s cache after the request."""
+    return without_forms(text, secret_forms(secrets))
+
+
+def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The forms :func:`without_secrets` looks for, lowered, longest first: worked out once for the many texts of
+    one result (a tool result has a dozen), and kept no longer than that."""
     forms = {form.translate(_ASCII_LOWER) for secret in secrets if secret for form in _forms(secret)}
-    for form in sorted((form for form in forms if len(form) >= _FRAGMENT), key=len, reverse=True):
+    return tuple(sorted((form for form in forms if len(form) >= _FRAGMENT), key=len, reverse=True))
+
+
+def without_forms(text: str, forms: Sequence[str]) -> str:
+    """``text`` without any of ``forms`` (from :func:`secret_forms`), in any case."""
+    for form in forms:
         lowered = text.translate(_ASCII_LOWER)  # the same length as text, so its positions are text's
         start = lowered.find(form)
         if start < 0:

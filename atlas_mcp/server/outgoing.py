@@ -31,7 +31,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from pydantic import SecretStr
 
 from atlas_mcp.config import Settings
-from atlas_mcp.redaction import without_secrets
+from atlas_mcp.redaction import secret_forms, without_forms
 from atlas_mcp.server.caller import KEY_CLAIM
 
 __all__ = ["OutgoingResults", "escape_controls"]
@@ -118,8 +118,10 @@ class OutgoingResults:
                 secrets.append(key.get_secret_value())
         hidden = self._server_paths(ctx) if self.remote else []
 
+        forms = secret_forms(secrets)
+
         def clean(text: str) -> str:
-            text = escape_controls(without_secrets(text, secrets))
+            text = escape_controls(without_forms(text, forms))
             for found, shown in hidden:
                 text = text.replace(found, shown)
             return text
