@@ -184,6 +184,7 @@ def emulator(emulator_session: Emulator) -> Iterator[Emulator]:
     yield emulator_session
     emulator_session.state.reset()
     emulator_session.state.config.profile = None
+    emulator_session.state.config.balance_answer = None
     emulator_session.state.config.warm_up_seconds = None
 
 

@@ -100,8 +100,8 @@ class ModelSpec:
         """``components.schemas.Input`` of the document (shared: do not change it)."""
         return _input(self.schema_file)
 
-    def answers_as(self, override: str | None) -> Profile:
-        return profile_named(override or self.profile)
+    def answers_as(self, override: str | Profile | None) -> Profile:
+        return override if isinstance(override, Profile) else profile_named(override or self.profile)
 
 
 @functools.cache

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from atlas_mcp.emulator.profiles import PROFILES
+from atlas_mcp.emulator.replay import read_replay, replayed
 from atlas_mcp.emulator.runner import run_emulator
 from atlas_mcp.emulator.state import EmulatorConfig
 
@@ -40,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer every model in this shape of the live service (default: each model its own)",
     )
     parser.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="answer as the recording FILE (from doctor --record) shows Atlas answering: its status words, ids, "
+        "output forms, quotes and balance",
+    )
+    parser.add_argument(
         "--storage",
         type=Path,
         default=None,
@@ -60,4 +69,11 @@ def main_from_args(args: argparse.Namespace) -> None:
         storage_dir=args.storage,
         profile=args.profile,
     )
+    if args.replay is not None:
+        try:
+            replay = read_replay(args.replay)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--replay: {exc}") from None
+        config = replayed(config, replay)
+        logging.getLogger(__name__).info("replaying %s: %s", args.replay, replay.summary())
     run_emulator(args.host, args.port, config)

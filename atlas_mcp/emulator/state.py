@@ -12,10 +12,12 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from atlas_mcp.emulator.account import Charge
 from atlas_mcp.emulator.faults import Fault
 from atlas_mcp.emulator.predictions import Prediction, PredictionPlan
+from atlas_mcp.emulator.profiles import Profile
 
 REDACTED = "<redacted>"
 
@@ -28,7 +30,11 @@ class EmulatorConfig:
     api_key: str | None = None  # None: any non-empty Bearer token is accepted; else only this one
     balance: float = 1000.0  # dollars; a submit costing more than what is left gets 402
     storage_dir: Path | None = None  # uploads and outputs; None: a temporary directory
-    profile: str | None = None  # answer every model in this profile (see profiles.py); None: each its own
+    # Answer every model in this profile (a name from profiles.py, or a Profile such as a replayed recording's);
+    # None: each its own.
+    profile: str | Profile | None = None
+    # Answer GET /public/v1/balance with this body (a replayed recording's) instead of the emulator's own.
+    balance_answer: dict[str, Any] | None = None
     chat_token_seconds: float = 0.0  # pause between the pieces of a streamed chat answer
     # A warm-up profile's window (reads answer 404/400 for this long after a submit) instead of its own 0.6 s:
     # a test that polls every few milliseconds sees the window just as well in a fraction of the time. None: the
