@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from atlas_mcp._version import __version__
 
@@ -50,28 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("prompt", nargs="?", default="a lighthouse on a cliff at sunset, watercolor")
     demo.add_argument("--out", default="atlas-output", help="folder for the saved image (default: ./atlas-output)")
     demo.add_argument("--size", default="1024*1024", help="image size as W*H (default 1024*1024)")
-    doctor = commands.add_parser(
-        "doctor", help="check the settings, Atlas, the key, the default model, the quote and the folders"
-    )
-    doctor.add_argument("--emulator", action="store_true", help="run every check against the embedded emulator (free)")
-    doctor.add_argument(
-        "--generate", action="store_true", help="also make one real image end to end (FLUX.1 [schnell]: $0.003)"
-    )
-    doctor.add_argument(
-        "--client-config",
-        type=Path,
-        metavar="FILE",
-        help="take the environment from an MCP client's config file (e.g. claude_desktop_config.json)",
-    )
-    doctor.add_argument("--server", help="the server's name in that file (default: the one that runs atlascloud-mcp)")
-    doctor.add_argument(
-        "--record",
-        type=Path,
-        metavar="FILE",
-        help="write every Atlas request and answer to FILE (JSON lines), redacted before writing: attach it to a bug "
-        "report",
-    )
-    doctor.add_argument("--keep-prompts", action="store_true", help="with --record: keep prompts (else their length)")
+    _add_doctor(commands)
 
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["emulator"]:
@@ -99,6 +79,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(getattr(args, "upload_roots", []))
 
 
+def _add_doctor(commands: Any) -> None:  # argparse names its subparsers type only privately
+    """The doctor's flags."""
+    doctor = commands.add_parser(
+        "doctor", help="check the settings, Atlas, the key, the default model, the quote and the folders"
+    )
+    doctor.add_argument("--emulator", action="store_true", help="run every check against the embedded emulator (free)")
+    doctor.add_argument(
+        "--generate", action="store_true", help="also make one real image end to end (FLUX.1 [schnell]: $0.003)"
+    )
+    doctor.add_argument(
+        "--client-config",
+        type=Path,
+        metavar="FILE",
+        help="take the environment from an MCP client's config file (e.g. claude_desktop_config.json)",
+    )
+    doctor.add_argument("--server", help="the server's name in that file (default: the one that runs atlascloud-mcp)")
+    doctor.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="write every Atlas request and answer to FILE (JSON lines), redacted before writing: attach it to a bug "
+        "report",
+    )
+    doctor.add_argument("--keep-prompts", action="store_true", help="with --record: keep prompts (else their length)")
+    doctor.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="also look up this model (repeatable); with --generate, make one generation with each instead of the "
+        "default model's, each price shown first",
+    )
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from atlas_mcp.doctor import client_config_env, run_doctor
     from atlas_mcp.errors import ConfigError
@@ -112,7 +126,12 @@ def _doctor(args: argparse.Namespace) -> int:
             print(f"atlascloud-mcp doctor: {exc}", file=sys.stderr)
             return 2
     return run_doctor(
-        environ, emulator=args.emulator, generate=args.generate, record=args.record, keep_prompts=args.keep_prompts
+        environ,
+        emulator=args.emulator,
+        generate=args.generate,
+        record=args.record,
+        keep_prompts=args.keep_prompts,
+        models=args.model,
     )
 
 

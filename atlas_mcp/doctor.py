@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -38,6 +38,7 @@ from atlas_mcp.state import StateStore, open_store
 
 if TYPE_CHECKING:
     from atlas_mcp.atlas.recording import Recorder
+    from atlas_mcp.core.catalog import ModelCatalog
     from atlas_mcp.core.requests import ImageRequest, Prepared
 
 __all__ = ["client_config_env", "run_doctor"]
@@ -86,9 +87,12 @@ def run_doctor(
     out: TextIO | None = None,
     record: Path | None = None,
     keep_prompts: bool = False,
+    models: Sequence[str] = (),
 ) -> int:
     """Run the checks and print them; return the exit status (0: every step that ran passed). ``record``: write
-    every Atlas request and answer to that file, redacted (:mod:`atlas_mcp.atlas.recording`)."""
+    every Atlas request and answer to that file, redacted (:mod:`atlas_mcp.atlas.recording`). ``models``: look each
+    up (its catalogue entry and schema) and, with ``generate``, make one generation with each instead of the
+    default model's."""
     report = Report(out or sys.stdout)
     env = dict(os.environ if environ is None else environ)
     with contextlib.ExitStack() as stack:
@@ -111,7 +115,7 @@ def run_doctor(
             return _summary(report)
         report.ok(_settings_text(settings, emulator))
         recorder = _recorder(record, settings, keep_prompts) if record is not None else None
-        anyio.run(_check_all, settings, report, generate, recorder)
+        anyio.run(_check_all, settings, report, generate, recorder, tuple(models))
         if recorder is not None and record is not None:
             prompts = "" if keep_prompts else ", and prompts only by their length"
             report.note(
@@ -139,7 +143,13 @@ def _settings_text(settings: Settings, emulator: bool) -> str:
     return f"Settings are valid: Atlas at {origin}, {waits}."
 
 
-async def _check_all(settings: Settings, report: Report, generate: bool, recorder: Recorder | None = None) -> None:
+async def _check_all(
+    settings: Settings,
+    report: Report,
+    generate: bool,
+    recorder: Recorder | None = None,
+    named: tuple[str, ...] = (),
+) -> None:
     from atlas_mcp.core.catalog import ModelCatalog
     from atlas_mcp.media.previews import DecodeBudget
     from atlas_mcp.server.appstate import AppState
@@ -202,8 +212,10 @@ async def _check_all(settings: Settings, report: Report, generate: bool, recorde
             report.skip("Quote: skipped, the key was not accepted.")
 
         _check_folders(settings, report)
-
-        if not generate:
+        if named:
+            asked = [await _check_model(catalog, model, report) for model in named]
+            await _check_generations(settings, report, asked if generate else None, key_works, recorder)
+        elif not generate:
             price = prepared.catalogue_price() if prepared else None
             cost = f" (about ${price:.4g})" if price is not None else ""
             report.skip(f"Generation: add --generate to make one real image end to end{cost}.")
@@ -211,6 +223,45 @@ async def _check_all(settings: Settings, report: Report, generate: bool, recorde
             report.skip("Generation: skipped, it needs an accepted key and a default model that passes.")
         else:
             await _check_generation(settings, report, {"prompt": DOCTOR_PROMPT}, _recording(recorder))
+
+
+async def _check_generations(
+    settings: Settings,
+    report: Report,
+    calls: list[tuple[str, dict[str, Any]] | None] | None,
+    key_works: bool,
+    recorder: Recorder | None,
+) -> None:
+    """One generation with each model named (``calls``; ``None`` without --generate)."""
+    if calls is None:
+        report.skip("Generations: add --generate to make one with each model named, each price shown first.")
+    elif not key_works:
+        report.skip("Generations: skipped, they need an accepted key.")
+    else:
+        for call in calls:
+            if call is not None:
+                await _check_generation(settings, report, call[1], _recording(recorder), tool=call[0])
+
+
+async def _check_model(catalog: ModelCatalog, model: str, report: Report) -> tuple[str, dict[str, Any]] | None:
+    """A model named with --model: its entry and schema, and the call that would make one generation with it (None
+    when doctor cannot make one up: a model that takes an image or a sound needs the user's own input)."""
+    try:
+        details = await catalog.details(model)
+    except AtlasMCPError as exc:
+        report.fail(f"Model {model}: {exc}", "check the id with list_models (ids are case-sensitive).")
+        return None
+    kind = (details.entry.type or "").lower()
+    schema = details.schema
+    report.ok(f"Model {model} ({details.entry.type or 'no type'}): its schema reads, {len(schema.offered)} parameters.")
+    if kind in ("image", "video") and schema.takes("prompt"):
+        return f"generate_{kind}", {"model": model, "prompt": DOCTOR_PROMPT}
+    if kind == "audio" and schema.takes("text"):
+        return "generate_audio", {"model": model, "text": DOCTOR_PROMPT}
+    if kind == "audio" and schema.takes("prompt"):
+        return "generate_audio", {"model": model, "params": {"prompt": DOCTOR_PROMPT}}
+    report.skip(f"Model {model}: no generation, it takes an input doctor cannot make up; run it from your client.")
+    return None
 
 
 async def _check_quote(atlas: AtlasClient, prepared: Prepared, report: Report) -> None:
@@ -326,7 +377,12 @@ def _recording(recorder: Recorder | None) -> Any:
 
 
 async def _check_generation(
-    settings: Settings, report: Report, arguments: dict[str, Any], transport: Any = None
+    settings: Settings,
+    report: Report,
+    arguments: dict[str, Any],
+    transport: Any = None,
+    *,
+    tool: str = "generate_image",
 ) -> None:
     """One real generation through the server itself, as a client would make it: quote, submit, wait, save."""
     from mcp import Client
@@ -335,11 +391,12 @@ async def _check_generation(
     from atlas_mcp.server import create_server
 
     async with Client(create_server(settings, transport=transport)) as client:
-        dry = await client.call_tool("generate_image", {**arguments, "dry_run": True})
+        dry = await client.call_tool(tool, {**arguments, "dry_run": True})
         quote = (dry.structured_content or {}).get("quote") or {}
         price = f"${quote['price_usd']:.4g}" if "price_usd" in quote else "an unknown price"
-        report.note(f"Generating one image with {settings.default_model}; this costs {price}...")
-        result = await client.call_tool("generate_image", arguments)
+        model = arguments.get("model", settings.default_model)
+        report.note(f"Generating one {tool.removeprefix('generate_')} with {model}; this costs {price}...")
+        result = await client.call_tool(tool, arguments)
     structured: dict[str, Any] = result.structured_content or {}
     if result.is_error or structured.get("phase") != "succeeded":
         text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
@@ -356,12 +413,14 @@ async def _check_generation(
     facts.append(f"paid ${paid:.4g}" if isinstance(paid, (int, float)) else "price not reported")
     facts.append(f"saved to {saved}" if saved else "not saved (ATLASCLOUD_OUTPUT_DIR is not set)")
     facts.append(f"{previews} inline preview{'s' if previews != 1 else ''}")
-    if settings.output_dir is not None and not saved:
+    text_only = structured.get("transcript") is not None  # speech-to-text and lyrics: their text is the result
+    picture = str(outputs[0].get("media_type") or "").startswith("image/")
+    if settings.output_dir is not None and not saved and not text_only:
         report.fail(f"Generation finished, but the file was not saved: {outputs[0].get('note')}", "check the folder.")
-    elif previews == 0:
+    elif previews == 0 and picture:
         report.fail(f"Generation finished without a preview: {outputs[0].get('note')}", "see the note.")
     else:
-        report.ok(f"Generated one image end to end: {', '.join(facts)}.")
+        report.ok(f"Generated one {tool.removeprefix('generate_')} end to end: {', '.join(facts)}.")
 
 
 def _key_hint(settings: Settings) -> str:

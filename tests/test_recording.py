@@ -65,3 +65,22 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item)]
     return []
+
+
+def test_named_models_are_looked_up_and_each_generated_once_with_its_price_shown_first(tmp_path: Path) -> None:
+    recording = tmp_path / "atlas.jsonl"
+    out = io.StringIO()
+    music, hunyuan = "minimax/music-2.6", "tencent/hunyuan3d-v2.1/image-to-3d"
+    status = run_doctor({}, emulator=True, generate=True, out=out, record=recording, models=[music, hunyuan])
+    said = out.getvalue()
+    assert status == 0, said
+    assert f"Model {music} (Audio): its schema reads" in said
+    assert said.index("Generating one audio with minimax/music-2.6; this costs $") < said.index(
+        "Generated one audio end to end"
+    )
+    assert f"Model {hunyuan}: no generation, it takes an input doctor cannot make up" in said
+    entries = [json.loads(line) for line in recording.read_text(encoding="utf-8").splitlines()]
+    submits = [entry for entry in entries if entry["endpoint"].startswith("POST /api/v1/model/generate")]
+    assert [(entry["endpoint"], entry["model"]) for entry in submits] == [("POST /api/v1/model/generateAudio", music)]
+    assert "Generating one image" not in said  # the named models instead of the default one
+    assert recording.stat().st_size < 200_000
