@@ -37,6 +37,7 @@ TARGET_RATIO = 1.5  # our own code's share of a call may grow by half over HTTP 
 # three of them then fit beside the callers, HAProxy and the emulator on a 2-core machine, so the replicas are
 # the bottleneck and what each one adds can show.
 REPLICA_CORES = 0.25
+TARGET_PER_CORE = 1.3  # the SDK floor server may carry at most 1.3x our calls per core over HTTP (issue 26)
 TARGET_SCALE = 2.5  # 3 replicas under the same limit carry at least 2.5× the calls/s of one
 _HAPROXY = """\
 defaults
@@ -107,15 +108,20 @@ def haproxy_over(ws: Workspace, ports: list[int], name: str) -> Iterator[int]:
 
 
 @contextmanager
-def floor_over_http(ws: Workspace) -> Iterator[str]:
-    """The bare MCPServer with its one ``ping`` tool, stateless over HTTP, behind HAProxy: the SDK's own cost."""
+def floor_over_http(ws: Workspace, origin: str = "", *, cores: float | None = None) -> Iterator[tuple[str, int]]:
+    """The bare MCPServer (``ping``, and ``get_prediction`` making one GET to ``origin``), stateless over HTTP,
+    behind HAProxy, held to ``cores`` when given: the SDK's own cost. Yields its /mcp URL and its pid."""
     port = _free_port()
+    env = ws.python_env() | {"ATLAS_BENCH_ORIGIN": origin, "ATLAS_BENCH_KEY": BENCH_KEY}
     with ws.log("http-floor").open("ab") as log:
-        process = subprocess.Popen([*FLOOR_SERVER, "http", str(port)], env=ws.python_env(), stdout=log, stderr=log)
+        process = subprocess.Popen([*FLOOR_SERVER, "http", str(port)], env=env, stdout=log, stderr=log)
     try:
-        _wait_listening(port)
-        with haproxy_over(ws, [port], "floor") as front:
-            yield f"http://127.0.0.1:{front}/mcp"
+        with ExitStack() as stack:
+            if cores is not None:
+                stack.enter_context(cpu_limit(process.pid, cores))
+            _wait_listening(port)
+            with haproxy_over(ws, [port], "floor") as front:
+                yield f"http://127.0.0.1:{front}/mcp", process.pid
     finally:
         _stop(process)
 
@@ -167,10 +173,6 @@ def _result(body: bytes) -> dict[str, Any]:
     raise RuntimeError(body[:200])
 
 
-def _phase(body: bytes) -> str:
-    return str(_result(body)["structuredContent"]["phase"])
-
-
 def _timed_posts(url: str, body: Callable[[int], bytes], calls: int) -> list[float]:
     times = []
     with httpx.Client(headers=HEADERS, timeout=30) as http:
@@ -195,7 +197,9 @@ def _timed_stdio(peer: StdioPeer, name: str, arguments: dict[str, str], calls: i
     return times
 
 
-async def _callers(url: str, prediction_id: str, callers: int, seconds: float) -> tuple[list[float], float]:
+async def _callers(
+    url: str, prediction_id: str, callers: int, seconds: float, tool: str = "check_prediction"
+) -> tuple[list[float], float]:
     """``callers`` loops calling as fast as answers come back, starting calls for ``seconds``; every call's
     latency, and the time until the last answer came back (the window the calls and the CPU are counted over).
 
@@ -218,8 +222,11 @@ async def _callers(url: str, prediction_id: str, callers: int, seconds: float) -
             while time.monotonic() < deadline:
                 number += 1
                 began = time.monotonic()
-                answer = await clients[caller].post(url, content=_call(prediction_id, number))
-                assert _phase(answer.content) == "running"
+                body = _tool_call(tool, {"prediction_id": prediction_id}, number)
+                answer = await clients[caller].post(url, content=body)
+                result = _result(answer.content)
+                assert not result.get("isError"), answer.content[:300]
+                assert tool != "check_prediction" or result["structuredContent"]["phase"] == "running"
                 latencies.append(time.monotonic() - began)
 
         async with anyio.create_task_group() as group:
@@ -245,12 +252,13 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
             floor_stdio = _timed_stdio(floor, "ping", {}, calls)
         with replicas(ws, emulator, redis_url, 1) as (url, _pids, _limited):
             http_times = _timed_posts(url, lambda number: _call(prediction_id, number), calls)
-        with floor_over_http(ws) as url:
+        with floor_over_http(ws) as (url, _pid):
             floor_http = _timed_posts(url, lambda number: _tool_call("ping", {}, number), calls)
 
         # Many callers: throughput and latency at 1, 2 and 3 replicas.
         scale_rows = []
         throughput: dict[int, float] = {}
+        per_core: dict[int, float] = {}
         rss: list[float] = []
         limited = True
         for count in (1, 2, 3):
@@ -263,6 +271,7 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
                 upstream = cpu_seconds(emulator.pid) - before[1]
                 callers = time.process_time() - before[2]
                 throughput[count] = len(latencies) / window
+                per_core[count] = throughput[count] / max(servers / window, 1e-9)
                 if count == 3:
                     rss = [memory_mib(pid, "VmHWM") for pid in pids]
             scale_rows.append(
@@ -275,6 +284,24 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
                     f"{servers / window:.2f} / {upstream / window:.2f} / {callers / window:.2f}",
                 )
             )
+        # The floor under the same load and the same limit: the bare SDK server making the same one GET per call.
+        with floor_over_http(ws, emulator.url, cores=REPLICA_CORES) as (url, pid):
+            anyio.run(_callers, url, prediction_id, 10, 1.0, "get_prediction")
+            before_floor = cpu_seconds(pid)
+            floor_latencies, floor_window = anyio.run(_callers, url, prediction_id, crowd, seconds, "get_prediction")
+            floor_cores = (cpu_seconds(pid) - before_floor) / floor_window
+            floor_rate = len(floor_latencies) / floor_window
+    floor_per_core = floor_rate / max(floor_cores, 1e-9)
+    scale_rows.append(
+        (
+            "floor: the bare SDK server, 1 replica, `get_prediction` (one GET)",
+            f"{floor_rate:.0f}",
+            f"{floor_rate / throughput[1]:.2f}×",
+            ms(percentile(floor_latencies, 50), 1),
+            ms(percentile(floor_latencies, 95), 1),
+            f"{floor_cores:.2f} / – / –",
+        )
+    )
     ratio = median(http_times) / median(stdio_times)
     floor_ratio = median(floor_http) / median(floor_stdio)
     ours_http = median(http_times) - median(floor_http)
@@ -346,6 +373,12 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
                 f"{ours_http / ours_stdio:.2f}× ({ms(ours_http, 2)} against {ms(ours_stdio, 2)})",
                 f"≤ {TARGET_RATIO:g}×",
                 ours_http / ours_stdio <= TARGET_RATIO,
+            ),
+            Target(
+                "calls/s per replica-core over HTTP, the SDK floor's / ours (1 replica each, same load and limit)",
+                f"{floor_per_core / per_core[1]:.2f}× ({floor_per_core:.0f} against {per_core[1]:.0f} calls/s per core)",
+                f"≤ {TARGET_PER_CORE:g}×",
+                floor_per_core / per_core[1] <= TARGET_PER_CORE,
             ),
             *(
                 [
