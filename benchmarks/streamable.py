@@ -376,7 +376,7 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
             ),
             Target(
                 "calls/s per replica-core over HTTP, the SDK floor's / ours (1 replica each, same load and limit)",
-                f"{floor_per_core / per_core[1]:.2f}× ({floor_per_core:.0f} against {per_core[1]:.0f} calls/s per core)",
+                f"{floor_per_core / per_core[1]:.2f}× ({floor_per_core:.0f} against {per_core[1]:.0f} per core)",
                 f"≤ {TARGET_PER_CORE:g}×",
                 floor_per_core / per_core[1] <= TARGET_PER_CORE,
             ),
