@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -99,7 +98,7 @@ def machine() -> Machine:
         cpu=_cpu_model(),
         cores=os.cpu_count() or 0,
         ram_gib=_mem_total_kib() / 1024 / 1024,
-        python=f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
+        python=f"{platform.python_version()} ({platform.python_implementation()}, the project's uv environment)",
         os=_os_name(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )

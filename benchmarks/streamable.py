@@ -363,6 +363,11 @@ def run(ws: Workspace, *, calls: int = 300, seconds: float = 6.0, crowd: int = 1
         notes=[
             "Over HTTP a call also pays TCP through the proxy, the HTTP parse, the bearer check and an SSE frame; "
             "stdio pays a pipe. Both are small next to Atlas's own round trip over the internet.",
+            f"Per core, the SDK floor server carries {floor_per_core / per_core[1]:.2f}× our calls: under a CPU "
+            "limit calls/s is cores over CPU per call, and what a call of ours costs beyond the floor's is the "
+            f"'ours minus the floor' row above ({ms(ours_http, 2)} over HTTP: the result middleware, rendering, the "
+            "per-caller key view). The figure swings from run to run as the "
+            "quota's 100 ms periods meet bursts of 100 callers.",
             "Calls/s per replica-core (calls/s over the replicas' cores busy) can rise with replicas: one replica "
             "holding all the callers at once keeps more requests, tasks and Atlas connections in one event loop, "
             "and pays a little more per call for it. More than 1× per replica is that, not free capacity.",
