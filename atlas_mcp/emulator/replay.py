@@ -82,7 +82,8 @@ def replayed(config: EmulatorConfig, replay: Replay) -> EmulatorConfig:
 def derive_profile(entries: list[dict[str, Any]]) -> Profile:
     submits = [e for e in entries if e["endpoint"].startswith("POST /api/v1/model/generate") and _ok(e)]
     reads = [e for e in entries if e["endpoint"] == "GET /api/v1/model/prediction/{id}"]
-    predictions = [_data(e) for e in submits + reads if isinstance(_data(e), dict)]
+    seen = [e for e in entries if e in submits or e in reads]  # in the order they were recorded
+    predictions = [_data(e) for e in seen if isinstance(_data(e), dict)]
     words: list[str] = []
     for prediction in predictions:
         status = str(prediction.get("status") or "")
