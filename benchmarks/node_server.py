@@ -18,7 +18,7 @@ SKIPPED = "skipped: install Node 20 and npm"
 TOOL = "atlas_get_prediction"  # its tool that reads a prediction: {"prediction_id": ...}
 _CACHE = Path.home() / ".cache" / "atlas-mcp-bench" / f"node-{VERSION}"
 _ORIGIN = "https://api.atlascloud.ai"
-_PATCHED = 'const ORIGIN = process.env.ATLAS_BENCH_ORIGIN ?? "https://api.atlascloud.ai";\n'
+_PATCHED = f'const ORIGIN = process.env.ATLAS_BENCH_ORIGIN ?? "{_ORIGIN}";\n'
 
 
 @dataclass(frozen=True)

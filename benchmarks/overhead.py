@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import httpx
 
@@ -73,14 +74,12 @@ def run(ws: Workspace, *, calls: int = 400) -> Section:
             peers["node"] = StdioPeer(node.command(), node_env, ws.log("overhead-node"))
         tools = {"ours": "check_prediction", "no previews": "check_prediction", "floor": "get_prediction"}
         tools["node"] = node_server.TOOL
-        try:
+        with ExitStack() as stack:
             calls_of = {}
             for who, peer in peers.items():
-                peer.__enter__()
-                peer.initialize()
+                stack.enter_context(peer).initialize()
                 calls_of[who] = tool_call(peer, tools[who], arguments)
-                structured_first = calls_of[who]()  # ours: the one call that fetches and previews the output
-                assert structured_first > 0
+                calls_of[who]()  # ours: the one call that fetches and previews the output
             differences: dict[str, list[float]] = {who: [] for who in peers}
             gets: list[float] = []
             for call in range(_WARMUP + calls):
@@ -91,12 +90,8 @@ def run(ws: Workspace, *, calls: int = 400) -> Section:
                     if call >= _WARMUP:
                         differences[who].append(took - get)
                         gets.append(get)
-            ours_answer = peers["ours"]
-            last = ours_answer.call_tool("check_prediction", arguments)
-            assert structured(ours_answer.collect([last])[last][0])["outputs"][0]["preview"]
-        finally:
-            for peer in peers.values():
-                peer.__exit__(None, None, None)
+            last = peers["ours"].call_tool("check_prediction", arguments)
+            assert structured(peers["ours"].collect([last])[last][0])["outputs"][0]["preview"]
     return _section(differences, gets, calls, node is not None)
 
 

@@ -32,6 +32,7 @@ __all__ = ["Replay", "derive_profile", "read_replay", "replayed"]
 
 _FINAL = frozenset({"completed", "succeeded", "success", "failed", "timeout", "canceled", "cancelled"})
 _SIGNED = frozenset({"Expires", "OSSAccessKeyId", "Signature", "X-Tos-Signature", "X-Amz-Signature"})
+_READ = "GET /api/v1/model/prediction/{id}"
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{2,5}$")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")  # an inline file, not a sentence
 
@@ -80,9 +81,9 @@ def replayed(config: EmulatorConfig, replay: Replay) -> EmulatorConfig:
 
 
 def derive_profile(entries: list[dict[str, Any]]) -> Profile:
-    submits = [e for e in entries if e["endpoint"].startswith("POST /api/v1/model/generate") and _ok(e)]
-    reads = [e for e in entries if e["endpoint"] == "GET /api/v1/model/prediction/{id}"]
-    seen = [e for e in entries if e in submits or e in reads]  # in the order they were recorded
+    submits = [e for e in entries if _submitted(e)]
+    reads = [e for e in entries if e["endpoint"] == _READ]
+    seen = [e for e in entries if _submitted(e) or e["endpoint"] == _READ]  # in the order they were recorded
     predictions = [_data(e) for e in seen if isinstance(_data(e), dict)]
     words: list[str] = []
     for prediction in predictions:
@@ -141,6 +142,10 @@ def _describe(profile: Profile) -> str:
     facts += ["errors as objects"] if profile.error_object else []
     facts += ["estimated quotes"] if profile.quote_estimated else []
     return "; ".join(facts)
+
+
+def _submitted(entry: dict[str, Any]) -> bool:
+    return bool(entry["endpoint"].startswith("POST /api/v1/model/generate") and _ok(entry))
 
 
 def _ok(entry: dict[str, Any]) -> bool:
