@@ -75,8 +75,10 @@ def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
 
 def without_forms(text: str, forms: Sequence[str]) -> str:
     """``text`` without any of ``forms`` (from :func:`secret_forms`), in any case."""
+    if not forms or len(text) < len(forms[-1]):  # longest first: a text shorter than the last holds none
+        return text
+    lowered = _ascii_lowered(text)  # the same length as text, so its positions are text's
     for form in forms:
-        lowered = text.translate(_ASCII_LOWER)  # the same length as text, so its positions are text's
         start = lowered.find(form)
         if start < 0:
             continue
@@ -86,7 +88,13 @@ def without_forms(text: str, forms: Sequence[str]) -> str:
             last = start + len(form)
             start = lowered.find(form, last)
         text = "".join([*pieces, text[last:]])
+        lowered = _ascii_lowered(text)
     return text
+
+
+def _ascii_lowered(text: str) -> str:
+    """``text`` with A-Z lowered and nothing else changed (``str.lower`` does just that to ASCII, much faster)."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from atlas_mcp.core.outcome import Outcome
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.redaction import without_secrets
 from atlas_mcp.server.progress import Stopwatch
@@ -32,6 +31,8 @@ from atlas_mcp.state.tasks import TaskBook, TaskRecord
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
+
+    from atlas_mcp.core.outcome import Outcome
 
 __all__ = [
     "FOLLOWERS_AT_ONCE",
@@ -54,10 +55,10 @@ BEAT_SECONDS = 2.0  # progress is written to the store at most this often (the h
 LET_GO_SECONDS = 3.0  # a stopping server spends at most this long handing its tasks over
 FOLLOWERS_AT_ONCE = 64  # predictions followed after their call returned, per process
 
-Work = Callable[[Stopwatch, float], Awaitable[Outcome]]
+Work = Callable[[Stopwatch, float], Awaitable["Outcome"]]
 """What is left of a paid call once Atlas has its prediction: wait (within the given seconds), settle, build."""
 
-Finished = Callable[[Outcome | AtlasMCPError], "CallToolResult"]
+Finished = Callable[["Outcome | AtlasMCPError"], "CallToolResult"]
 """How the tool that made the task renders what its work ended with, a result or the error it would have raised."""
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from atlas_mcp.config import Settings
 
-__all__ = ["CLIENTS", "SAFE_WAIT_SECONDS", "KnownClient", "identify", "wait_bound"]
+__all__ = ["CLIENTS", "SAFE_WAIT_SECONDS", "KnownClient", "identify", "wait_bound", "wait_words"]
 
 SAFE_WAIT_SECONDS = 45.0
 
@@ -87,3 +87,11 @@ def wait_bound(settings: Settings, client: KnownClient | None) -> float:
     if settings.wait_is_set or client is None:
         return settings.wait_seconds
     return client.wait_seconds
+
+
+def wait_words(settings: Settings) -> str:
+    """How long a call waits, as the tools' descriptions say it: the same for every client when
+    ATLASCLOUD_WAIT_SECONDS is set, else the safe bound and that known clients get longer."""
+    if settings.wait_is_set:
+        return f"{settings.wait_seconds:g} s"
+    return f"{settings.wait_seconds:g} s, or longer for clients known to allow it"

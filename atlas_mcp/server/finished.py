@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
-from atlas_mcp.core.outcome import OutputInfo
-from atlas_mcp.media.previews import Preview
+if TYPE_CHECKING:
+    from atlas_mcp.core.outcome import OutputInfo
+    from atlas_mcp.media.previews import Preview
 
 __all__ = ["Fetched", "FinishedOutputs"]
 
-Fetched = tuple[list[OutputInfo], list[Preview | None]]
+Fetched = tuple[list["OutputInfo"], list["Preview | None"]]
 
 
 class FinishedOutputs:

@@ -20,22 +20,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
-from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
-from mcp.server.mcpserver import Context
+from mcp.server.apps import Apps, ResourceCsp
 
 from atlas_mcp.addresses import is_loopback_host, origin_of
 from atlas_mcp.config import Settings
-from atlas_mcp.core.outcome import GalleryView
-from atlas_mcp.core.requests import Prepared
-from atlas_mcp.server.pipeline import GenerationCall
 
-__all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins", "view_for"]
+__all__ = ["GALLERY_URI", "TOOL_META", "gallery_apps", "gallery_html", "media_origins"]
 
 GALLERY_URI = "ui://atlascloud/gallery"
 TOOL_META: dict[str, Any] = {"ui": {"resourceUri": GALLERY_URI}}
@@ -110,29 +105,3 @@ def gallery_apps(settings: Settings) -> Apps:
         prefers_border=True,
     )
     return apps
-
-
-def view_for(ctx: Context, call: GenerationCall, prepared: Prepared | None) -> GalleryView | None:
-    """The ``view`` block, for a client that renders the gallery or cannot say whether it does; None for any
-    other, and for a call without arguments to show (quick_generate's has no buttons to serve)."""
-    if not call.arguments or not _may_render(ctx):
-        return None
-    seed = prepared.params.get("seed") if prepared is not None else None
-    return GalleryView(
-        tool=call.tool,
-        arguments=_plain(call.arguments),
-        seed=seed if isinstance(seed, int) and seed >= 0 else None,
-        kind=call.kind,
-    )
-
-
-def _may_render(ctx: Context) -> bool:
-    """Whether the client may render the gallery. A 2025-era request over stateless HTTP carries no capabilities
-    at all (they went with an ``initialize`` that was another request), so a host that renders MCP Apps there
-    could not say so; it still needs the block for Vary and Use as input. Every client that declared its
-    capabilities gets it only if it declared Apps."""
-    return ctx.client_capabilities is None or client_supports_apps(ctx)
-
-
-def _plain(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in arguments.items() if value is not None}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,6 @@ def _walk(value: Any, clean: Callable[[str], str]) -> Any:
         return clean(value)
     if isinstance(value, dict):
         return {key: _walk(item, clean) for key, item in value.items()}
-    if isinstance(value, Sequence):
+    if isinstance(value, list | tuple):  # a wire-form answer: JSON's types only
         return [_walk(item, clean) for item in value]
     return value

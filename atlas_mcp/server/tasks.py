@@ -25,19 +25,14 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.shared.exceptions import MCPError
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CallToolRequestParams, CallToolResult, RequestParams
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CallToolRequestParams, RequestParams
 from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from atlas_mcp.core.outcome import Outcome
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.appstate import AppState
-from atlas_mcp.server.background import STALE_SECONDS, Finished, TaskOffer, Work, task_wire
-from atlas_mcp.server.progress import Stopwatch
-from atlas_mcp.server.results import render
-from atlas_mcp.server.toolkit import error_result
-from atlas_mcp.server.waiting import Paid, remaining, waiting_for
+from atlas_mcp.server.background import STALE_SECONDS, TaskOffer, task_wire
 from atlas_mcp.state.tasks import TaskBook, TaskRecord
 
 __all__ = ["TASKS_EXTENSION", "TASK_TOOLS", "Tasks", "declared"]
@@ -51,6 +46,8 @@ _NOT_FOUND = "Failed to retrieve task: Task not found (an unknown id, an expired
 
 
 class TaskParams(RequestParams):
+    model_config = ConfigDict(defer_build=True)  # validated with the first tasks/* request, not built at start
+
     task_id: str = Field(alias="taskId", min_length=1, max_length=200)
 
 
@@ -95,7 +92,9 @@ class Tasks(Extension):
     async def get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
         state, record = await _owned(ctx, params.task_id)
         if record.status == "working" and time.time() - record.beat > STALE_SECONDS:
-            record = await _take_over(state, record)
+            from atlas_mcp.server.takeover import take_over  # it renders results: loaded by the first, not at start
+
+            record = await take_over(state, record)
         return task_wire(record)
 
     async def update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> HandlerResult:
@@ -146,53 +145,3 @@ async def _owned(ctx: ServerRequestContext[Any, Any], task_id: str) -> tuple[App
     if record is None or record.payer != payer:
         raise MCPError(code=INVALID_PARAMS, message=_NOT_FOUND)
     return state, record
-
-
-async def _take_over(state: AppState, record: TaskRecord) -> TaskRecord:
-    """A working task whose waiter stopped writing: this process waits for it from now on (at most one process
-    wins the swap), with the asking caller's key, which is its payer's."""
-    background = state.background
-    if background is None:
-        return record
-    now = time.time()
-
-    def edit(current: TaskRecord) -> TaskRecord | None:
-        if current.status != "working" or now - current.beat <= STALE_SECONDS:
-            return None
-        message = f"Prediction {current.prediction_id}: waiting for it again (the process that waited stopped)."
-        return dataclasses.replace(current, waiter=background.name, beat=now, message=message)
-
-    try:
-        taken, changed = await background.book.change(record.task_id, edit)
-    except AtlasMCPError:
-        return record
-    if not changed or taken is None:
-        return taken or record
-    background.wait_on(taken, _resumed(state, taken), _rendered(taken), state.secrets)
-    return taken
-
-
-def _resumed(state: AppState, record: TaskRecord) -> Work:
-    """The rest of a task's work, from its record: as the call that made it would have done it."""
-    paid = record.facts.get("paid")
-
-    async def work(watch: Stopwatch, limit: float) -> Outcome:
-        if paid:  # submitted when the task was made: Atlas may not show it for its first seconds
-            state.atlas.submitted(record.prediction_id, model=None, seconds_ago=time.time() - record.created)
-        prediction = await state.atlas.get_prediction(record.prediction_id)
-        rest = remaining(state, prediction, Paid.from_facts(paid)) if paid else waiting_for(state, prediction)
-        return await rest(watch, limit)
-
-    return work
-
-
-def _rendered(record: TaskRecord) -> Finished:
-    lead = record.facts.get("lead")
-    lead = lead if isinstance(lead, str) else None
-
-    def finished(outcome: Outcome | AtlasMCPError) -> CallToolResult:
-        if isinstance(outcome, AtlasMCPError):
-            return error_result(outcome, lead)
-        return render(outcome, lead=lead)
-
-    return finished

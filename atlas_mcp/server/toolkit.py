@@ -5,10 +5,11 @@ No ``from __future__ import annotations`` here: the SDK reads the resolvers' sig
 ``describe`` function in :func:`gated`) at registration.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -16,13 +17,13 @@ from pydantic import Field
 
 from atlas_mcp.config import Settings
 from atlas_mcp.core.choosing import ModelChoice
-from atlas_mcp.core.outcome import Outcome
+from atlas_mcp.core.outcome import GalleryView, Outcome
+from atlas_mcp.core.requests import Prepared
 from atlas_mcp.core.shown import Shown
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server.advice import worded
 from atlas_mcp.server.appstate import AppState
-from atlas_mcp.server.clients import identify, wait_bound
-from atlas_mcp.server.gallery import view_for
+from atlas_mcp.server.clients import identify, wait_bound, wait_words
 from atlas_mcp.server.pipeline import Consent, Decision, Gate, GenerationCall, Verdict, confirmation, open_gate, run
 from atlas_mcp.server.results import render
 
@@ -47,9 +48,9 @@ __all__ = [
     "generate",
     "max_wait",
     "state_of",
+    "view_for",
     "wait_bound_for",
     "wait_limit",
-    "wait_words",
 ]
 
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)+$"
@@ -219,9 +220,27 @@ def max_wait(settings: Settings) -> Any:
     return Field(ge=0, le=600, description=f"Wait at most this long (capped at {wait_words(settings)}).")
 
 
-def wait_words(settings: Settings) -> str:
-    """How long a call waits, as the tools' descriptions say it: the same for every client when
-    ATLASCLOUD_WAIT_SECONDS is set, else the safe bound and that known clients get longer."""
-    if settings.wait_is_set:
-        return f"{settings.wait_seconds:g} s"
-    return f"{settings.wait_seconds:g} s, or longer for clients known to allow it"
+def view_for(ctx: Context, call: GenerationCall, prepared: Prepared | None) -> GalleryView | None:
+    """The ``view`` block, for a client that renders the gallery or cannot say whether it does; None for any
+    other, and for a call without arguments to show (quick_generate's has no buttons to serve)."""
+    if not call.arguments or not _may_render(ctx):
+        return None
+    seed = prepared.params.get("seed") if prepared is not None else None
+    return GalleryView(
+        tool=call.tool,
+        arguments=_plain(call.arguments),
+        seed=seed if isinstance(seed, int) and seed >= 0 else None,
+        kind=call.kind,
+    )
+
+
+def _may_render(ctx: Context) -> bool:
+    """Whether the client may render the gallery. A 2025-era request over stateless HTTP carries no capabilities
+    at all (they went with an ``initialize`` that was another request), so a host that renders MCP Apps there
+    could not say so; it still needs the block for Vary and Use as input. Every client that declared its
+    capabilities gets it only if it declared Apps."""
+    return ctx.client_capabilities is None or client_supports_apps(ctx)
+
+
+def _plain(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in arguments.items() if value is not None}

@@ -1,31 +1,27 @@
-"""The tools, one module per family, and the one table that registers them in the order clients list them.
+"""The tools, one module per family, and the one table that names them in the order clients list them.
 
-Each module's ``register_*`` functions add one tool each (title, icons, annotations, a description that may
+Each module's ``register_<tool>`` function adds one tool (title, icons, annotations, a description that may
 name the settings' bounds); the bodies and the shared kit live at module level (:mod:`atlas_mcp.server.toolkit`).
-The order below is the order of ``tools/list``, which tests/snapshots pins.
+The order of :data:`REGISTRY` is the order of ``tools/list``, which tests/snapshots pins.
+
+The server starts with each tool as its card shows it (:mod:`atlas_mcp.server.shelf`): a tool's module is
+imported, and the tool built, on its first call.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from atlas_mcp.server.shelf import ToolShelf
-from atlas_mcp.server.tools.account import register_get_balance, register_get_costs, register_get_usage
-from atlas_mcp.server.tools.catalogue import register_get_model_info, register_list_models
-from atlas_mcp.server.tools.chat import register_chat
-from atlas_mcp.server.tools.generate import register_generate_audio, register_generate_image, register_generate_video
-from atlas_mcp.server.tools.predictions import register_check_prediction, register_list_predictions
-from atlas_mcp.server.tools.quick import register_quick_generate
-from atlas_mcp.server.tools.transcribe import register_transcribe_audio
-from atlas_mcp.server.tools.upload import register_upload_media
+from atlas_mcp.server.shelf import ToolShelf, shelved_tools
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver.tools import Tool
 
     from atlas_mcp.config import Settings
 
-__all__ = ["INSTRUCTIONS", "REGISTRY", "built_tools"]
+__all__ = ["INSTRUCTIONS", "REGISTRY", "build_tool", "built_tools", "register_of"]
 
 INSTRUCTIONS = """\
 This server makes images (and video and audio) with Atlas Cloud models. The default image model is
@@ -53,27 +49,40 @@ FLUX.1 [schnell], about $0.003 an image. Generations cost money; everything else
 Ask the user before running many paid generations."""
 
 
-REGISTRY: tuple[Callable[[ToolShelf, Settings], None], ...] = (
-    register_generate_image,
-    register_generate_video,
-    register_generate_audio,
-    register_check_prediction,
-    register_upload_media,
-    register_list_models,
-    register_get_model_info,
-    register_list_predictions,
-    register_quick_generate,
-    register_transcribe_audio,
-    register_chat,
-    register_get_balance,
-    register_get_usage,
-    register_get_costs,
+# Each tool and the module (in this package) whose register_<tool> adds it, in the order of tools/list.
+REGISTRY: tuple[tuple[str, str], ...] = (
+    ("generate_image", "generate"),
+    ("generate_video", "generate"),
+    ("generate_audio", "generate"),
+    ("check_prediction", "predictions"),
+    ("upload_media", "upload"),
+    ("list_models", "catalogue"),
+    ("get_model_info", "catalogue"),
+    ("list_predictions", "predictions"),
+    ("quick_generate", "quick"),
+    ("transcribe_audio", "transcribe"),
+    ("chat", "chat"),
+    ("get_balance", "account"),
+    ("get_usage", "account"),
+    ("get_costs", "account"),
 )
 
 
 def built_tools(settings: Settings) -> list[Tool]:
-    """Every tool, in order; ``settings`` supplies the defaults and bounds shown in their schemas."""
-    shelf = ToolShelf()
-    for register in REGISTRY:
-        register(shelf, settings)
-    return shelf.tools
+    """Every tool, in order, as its card shows it with ``settings``' defaults and bounds; each is built on its
+    first call."""
+    return shelved_tools(settings, lambda name: build_tool(name, settings))
+
+
+def build_tool(name: str, settings: Settings, shelf: ToolShelf | None = None) -> Tool:
+    """One tool, built for real (its module imported); ``shelf`` to build it with another output schema source."""
+    shelf = shelf if shelf is not None else ToolShelf()
+    register_of(name)(shelf, settings)
+    return shelf.tools[-1]
+
+
+def register_of(name: str) -> Callable[[ToolShelf, Settings], None]:
+    """The function that adds the tool ``name`` to a shelf."""
+    module = importlib.import_module(f"{__name__}.{dict(REGISTRY)[name]}")
+    register: Callable[[ToolShelf, Settings], None] = getattr(module, f"register_{name}")
+    return register

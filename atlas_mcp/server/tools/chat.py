@@ -28,6 +28,7 @@ from atlas_mcp.errors import (
 )
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.clients import wait_words
 from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
     GENERATING,
@@ -36,7 +37,6 @@ from atlas_mcp.server.toolkit import (
     as_tool_errors,
     state_of,
     wait_bound_for,
-    wait_words,
 )
 from atlas_mcp.spend.policy import SpendReport, dollars
 

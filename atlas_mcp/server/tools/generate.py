@@ -17,6 +17,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.outcome import GenerationResult
 from atlas_mcp.core.requests import ImageRequest, media_params
 from atlas_mcp.server import icons
+from atlas_mcp.server.clients import wait_words
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
 from atlas_mcp.server.shelf import ToolShelf
@@ -34,7 +35,6 @@ from atlas_mcp.server.toolkit import (
     gated,
     generate,
     max_wait,
-    wait_words,
 )
 
 __all__ = ["register_generate_audio", "register_generate_image", "register_generate_video"]

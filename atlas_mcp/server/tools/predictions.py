@@ -14,6 +14,7 @@ from atlas_mcp.config import Settings
 from atlas_mcp.core.outcome import GenerationResult, Outcome
 from atlas_mcp.errors import AtlasMCPError
 from atlas_mcp.server import icons
+from atlas_mcp.server.clients import wait_words
 from atlas_mcp.server.gallery import TOOL_META
 from atlas_mcp.server.listing import HistoryResult, history_result
 from atlas_mcp.server.progress import Stopwatch
@@ -31,7 +32,6 @@ from atlas_mcp.server.toolkit import (
     state_of,
     wait_bound_for,
     wait_limit,
-    wait_words,
 )
 from atlas_mcp.server.waiting import can_hand_off, finish, hand_off, naming_the_prediction, waiting_for
 from atlas_mcp.spend.ownership import only_owned, require_owner

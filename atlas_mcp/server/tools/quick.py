@@ -20,6 +20,7 @@ from atlas_mcp.core.choosing import ModelChoice, choose_model, quick_params
 from atlas_mcp.core.outcome import ChosenResult
 from atlas_mcp.errors import AtlasMCPError, SchemaUnavailableError
 from atlas_mcp.server import icons
+from atlas_mcp.server.clients import wait_words
 from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
 from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
@@ -33,7 +34,6 @@ from atlas_mcp.server.toolkit import (
     generate,
     max_wait,
     state_of,
-    wait_words,
 )
 
 __all__ = ["register_quick_generate"]

@@ -22,6 +22,7 @@ from atlas_mcp.core.outcome import ChosenResult
 from atlas_mcp.errors import AtlasMCPError, InputError, SchemaUnavailableError
 from atlas_mcp.server import icons
 from atlas_mcp.server.appstate import AppState
+from atlas_mcp.server.clients import wait_words
 from atlas_mcp.server.pipeline import Decision, Gate, GenerationCall
 from atlas_mcp.server.shelf import ToolShelf
 from atlas_mcp.server.toolkit import (
@@ -36,7 +37,6 @@ from atlas_mcp.server.toolkit import (
     generate,
     max_wait,
     state_of,
-    wait_words,
 )
 
 __all__ = ["register_transcribe_audio"]
