@@ -22,7 +22,7 @@ import string
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
-__all__ = ["UrlQueryFilter", "redact", "secret_forms", "without_forms", "without_secrets"]
+__all__ = ["UrlQueryFilter", "holds_forms", "redact", "secret_forms", "without_forms", "without_secrets"]
 
 REDACTED = "[redacted]"
 _MAX_LEN = 500
@@ -90,6 +90,16 @@ def without_forms(text: str, forms: Sequence[str]) -> str:
         text = "".join([*pieces, text[last:]])
         lowered = _ascii_lowered(text)
     return text
+
+
+def holds_forms(text: str, forms: Sequence[str]) -> bool:
+    """Whether ``text`` may hold any of ``forms`` (from :func:`secret_forms`), in any case: never a wrong no, and
+    a yes only where ``str.lower`` makes a non-ASCII letter ASCII (the Kelvin sign's k)."""
+    # An ASCII form is matched by ASCII characters only, which str.lower lowers as _ascii_lowered does (and much
+    # faster than str.translate, on text that is not all ASCII); a key of other letters needs the exact lowering.
+    ascii_forms = all(form.isascii() for form in forms)
+    lowered = text.lower() if ascii_forms else _ascii_lowered(text)
+    return any(form in lowered for form in forms)
 
 
 def _ascii_lowered(text: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlas_mcp.redaction import redact
+from atlas_mcp.redaction import holds_forms, redact, secret_forms, without_forms
 
 from .conftest import TEST_KEY
 
@@ -163,3 +163,19 @@ def test_a_secret_broken_anywhere_leaves_no_eight_characters_together(
     cut = 8 + round(split * (len(secret) - 16))
     redacted = redact(f"{before} {secret[:cut]}{breaker}{secret[cut:]} {after}", [secret])
     assert not any(window in redacted.lower() for window in _windows(secret)), redacted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(max_size=200),
+    after=st.text(max_size=200),
+    secret=st.text(secret_alphabet, min_size=8, max_size=40) | st.text(min_size=8, max_size=20),
+    upper=st.booleans(),
+)
+def test_the_quick_look_for_a_key_never_misses_one(before: str, after: str, secret: str, upper: bool) -> None:
+    """The result middleware skips an answer that holds_forms finds nothing in (issue 26): that no must be right,
+    on text of any letters, whatever the key's case and its letters."""
+    forms = secret_forms([secret])
+    for text in (f"{before}{secret.upper() if upper else secret}{after}", f"{before}×{after}"):
+        if without_forms(text, forms) != text:
+            assert holds_forms(text, forms)

@@ -173,12 +173,13 @@ class ChosenResult(GenerationResult):
 @dataclass(frozen=True)
 class Outcome:
     """What a generating call ends with, as data: the structured result, the text for the model, and the inline
-    previews (JPEG bytes). Every path of the paid pipeline ends in one (a dry run, a decline, a request for the
-    user's confirmation, a prediction running or finished), and it is rendered once, by the tool that asked
-    (``atlas_mcp.server.results.render``), with whatever that tool adds: a model choice, a note, the gallery's view.
+    previews (JPEGs in base64, as a result carries them). Every path of the paid pipeline ends in one (a dry run, a
+    decline, a request for the user's confirmation, a prediction running or finished), and it is rendered once, by
+    the tool that asked (``atlas_mcp.server.results.render``), with whatever that tool adds: a model choice, a note,
+    the gallery's view.
     """
 
     result: GenerationResult
     text: str
-    previews: tuple[bytes, ...] = ()
+    previews: tuple[str, ...] = ()
     is_error: bool = False  # the call did not do what was asked (a confirmation is needed): the model must act

@@ -18,6 +18,7 @@ import struct
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from atlas_mcp.media.identify import Media, identify_bytes
@@ -60,6 +61,11 @@ def _words(model_id: str | None, tags: Iterable[str]) -> str:
 
 def family_of(model_id: str | None, model_type: str | None, tags: Iterable[str] = ()) -> Family:
     """The family a model's outputs belong to: its catalogue type, refined by the task its id and tags name."""
+    return _family(model_id, model_type, tuple(tags))
+
+
+@lru_cache(maxsize=1024)  # asked on every look at a prediction, of the few models a server sees
+def _family(model_id: str | None, model_type: str | None, tags: tuple[str, ...]) -> Family:
     words = _words(model_id, tags)
     kind = (model_type or "").strip().lower()
     if kind in ("text", "llm"):

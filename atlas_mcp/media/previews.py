@@ -11,11 +11,13 @@ Pillow is imported where the work is: start-up stays light.
 
 from __future__ import annotations
 
+import base64
 import io
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import anyio
 
@@ -35,6 +37,11 @@ class Preview:
     height: int
     full_width: int
     full_height: int
+
+    @cached_property
+    def encoded(self) -> str:
+        """The JPEG in base64, as a result carries it: encoded once, however often the preview is shown."""
+        return base64.b64encode(self.jpeg).decode("ascii")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,8 @@ class AppState:
         """This state as one request sees it. An HTTP request's bearer decides who pays (see
         :meth:`Caller.over_http`), or in OAuth mode the signed-in ``caller``: its key is used for that request's
         calls only."""
+        if bearer is None and caller is None and sealed_state == self.sealed_state:
+            return self  # a stdio request: nothing of its own (no field is ever set on a state, so sharing is safe)
         state = dataclasses.replace(self, sealed_state=sealed_state)
         if bearer is None and caller is None:
             return state

@@ -36,7 +36,7 @@ class FinishedOutputs:
         return [info.model_copy() for info in outputs], list(images)
 
     def put(self, key: Hashable, fetched: Fetched) -> None:
-        size = sum(len(image.jpeg) for image in fetched[1] if image is not None)
+        size = sum(len(image.jpeg) * 7 // 3 for image in fetched[1] if image is not None)  # the JPEG and its base64
         if size > self._max_bytes // 4:
             return  # one huge set of previews would push out everything else
         if key in self._held:

@@ -31,7 +31,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from pydantic import SecretStr
 
 from atlas_mcp.config import Settings
-from atlas_mcp.redaction import secret_forms, without_forms
+from atlas_mcp.redaction import holds_forms, secret_forms, without_forms
 from atlas_mcp.server.caller import KEY_CLAIM
 
 __all__ = ["OutgoingResults", "escape_controls"]
@@ -78,6 +78,9 @@ class OutgoingResults:
         self.settings = settings
         self.remote = remote
         self.store_name = store_name  # the state store's name, from the lifespan's state (known once it runs)
+        # The server's own key, in every form: the same for every answer (a caller's token is worked out per request
+        # and not kept)
+        self.own_forms = secret_forms([settings.api_key.get_secret_value()] if settings.api_key is not None else [])
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         result = await call_next(ctx)  # already in its wire form: a dict
@@ -93,13 +96,15 @@ class OutgoingResults:
             cleaned["result"] = self._cleaned(result["result"], clean)
         return cleaned
 
-    def _cleaned(self, result: dict[str, Any], clean: Callable[[str], str]) -> dict[str, Any]:
+    def _cleaned(self, result: dict[str, Any], clean: _Cleaner) -> dict[str, Any]:
+        if self._spared(result, clean):
+            return result  # nearly every answer: nothing in it to change, so nothing to rebuild
         cleaned = dict(result)
         if isinstance(result.get("content"), list):
             content = []
             for block in result["content"]:
                 if isinstance(block, dict) and block.get("type") in ("text", "resource_link"):
-                    if self.remote and str(block.get("uri", "")).lower().startswith("file:"):
+                    if self._server_file(block):
                         continue  # a file on the server's disk: no use to a caller elsewhere
                     block = _walk(block, clean)
                 content.append(block)  # images and audio: our own encoding of bytes, no text of anyone's
@@ -108,25 +113,31 @@ class OutgoingResults:
             cleaned["structuredContent"] = _walk(result["structuredContent"], clean)
         return cleaned
 
-    def _cleaner(self, ctx: ServerRequestContext[Any, Any]) -> Callable[[str], str]:
-        secrets = [self.settings.api_key.get_secret_value()] if self.settings.api_key is not None else []
-        access = get_access_token()
-        if access is not None:
-            secrets.append(access.token)
-            key = (access.claims or {}).get(KEY_CLAIM)  # OAuth mode: the user's key, behind our token
-            if isinstance(key, SecretStr):
-                secrets.append(key.get_secret_value())
+    def _spared(self, result: dict[str, Any], clean: _Cleaner) -> bool:
+        """Whether cleaning would leave ``result`` as it is: every text it would visit, looked at all at once."""
+        texts: list[str] = []
+        for block in result.get("content") or ():
+            if isinstance(block, dict) and block.get("type") in ("text", "resource_link"):
+                if self._server_file(block):
+                    return False
+                _gather(block, texts)
+        _gather(result.get("structuredContent"), texts)
+        return not clean.would_change(" ".join(texts))
+
+    def _server_file(self, block: dict[str, Any]) -> bool:
+        return self.remote and str(block.get("uri", "")).lower().startswith("file:")
+
+    def _cleaner(self, ctx: ServerRequestContext[Any, Any]) -> _Cleaner:
         hidden = self._server_paths(ctx) if self.remote else []
-
-        forms = secret_forms(secrets)
-
-        def clean(text: str) -> str:
-            text = escape_controls(without_forms(text, forms))
-            for found, shown in hidden:
-                text = text.replace(found, shown)
-            return text
-
-        return clean
+        access = get_access_token()
+        if access is None:
+            return _Cleaner(self.own_forms, hidden)
+        secrets = [access.token]
+        key = (access.claims or {}).get(KEY_CLAIM)  # OAuth mode: the user's key, behind our token
+        if isinstance(key, SecretStr):
+            secrets.append(key.get_secret_value())
+        forms = sorted({*self.own_forms, *secret_forms(secrets)}, key=len, reverse=True)  # longest first
+        return _Cleaner(tuple(forms), hidden)
 
     def _server_paths(self, ctx: ServerRequestContext[Any, Any]) -> list[tuple[str, str]]:
         """What over HTTP stands for a place on the server: the output folder (its files by their names) and the
@@ -144,6 +155,29 @@ class OutgoingResults:
         return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)  # /a/out/ before /a/out, /p/a before /a
 
 
+class _Cleaner:
+    """One answer's cleaning: the forms of the keys it must not carry and, over HTTP, the server's paths (each with
+    what stands for it)."""
+
+    def __init__(self, forms: tuple[str, ...], hidden: list[tuple[str, str]]) -> None:
+        self.forms = forms
+        self.hidden = hidden
+
+    def __call__(self, text: str) -> str:
+        text = escape_controls(without_forms(text, self.forms))
+        for found, shown in self.hidden:
+            text = text.replace(found, shown)
+        return text
+
+    def would_change(self, text: str) -> bool:
+        """Whether cleaning could change ``text`` (a yes may be wrong, a no never is: several texts joined by spaces
+        may show a key's form across a join, which only costs the full walk). Every character
+        :func:`escape_controls` rewrites is unprintable, and a line break is one it keeps (never inside a URL)."""
+        if not all(line.isprintable() for line in text.split("\n")):
+            return True
+        return holds_forms(text, self.forms) or any(found in text for found, _ in self.hidden)
+
+
 def _walk(value: Any, clean: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return clean(value)
@@ -152,3 +186,15 @@ def _walk(value: Any, clean: Callable[[str], str]) -> Any:
     if isinstance(value, list | tuple):  # a wire-form answer: JSON's types only
         return [_walk(item, clean) for item in value]
     return value
+
+
+def _gather(value: Any, texts: list[str]) -> None:
+    """Every string :func:`_walk` would clean in ``value``, into ``texts``."""
+    if isinstance(value, str):
+        texts.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _gather(item, texts)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _gather(item, texts)

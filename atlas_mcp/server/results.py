@@ -8,7 +8,6 @@ when ``ATLASCLOUD_OUTPUT_DIR`` is set, to disk. Pillow is imported here, lazily,
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -126,7 +125,7 @@ async def generation_outcome(
             "this is that prediction and nothing was paid twice. To pay for a new one anyway, call again with "
             f"repeat=true.\n{text}"
         )
-    shown = tuple(preview.jpeg for preview in images if preview is not None)
+    shown = tuple(preview.encoded for preview in images if preview is not None)
     return Outcome(result=result, text=text, previews=shown)
 
 
@@ -140,9 +139,7 @@ def render(
     content: list[TextContent | ImageContent | ResourceLink] = [
         TextContent(text=f"{lead}\n{outcome.text}" if lead else outcome.text)
     ]
-    content += [
-        ImageContent(data=base64.b64encode(jpeg).decode("ascii"), mime_type="image/jpeg") for jpeg in outcome.previews
-    ]
+    content += [ImageContent(data=encoded, mime_type="image/jpeg") for encoded in outcome.previews]
     if result.prediction_id is not None:
         content += _links(result.prediction_id, result.outputs)
     content += [TextContent(text=note) for note in notes]

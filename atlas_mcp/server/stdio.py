@@ -45,6 +45,8 @@ def answer_for(line: str) -> types.JSONRPCError | None:
     """None when the SDK will take ``line``; else the error that answers it."""
     if not line.strip():
         return None  # blank lines are skipped by everyone
+    if _plainly_taken(line):
+        return None
     try:
         message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValueError:
@@ -63,6 +65,25 @@ def answer_for(line: str) -> types.JSONRPCError | None:
         return _error(_INVALID_REQUEST, "Invalid Request: batches are not supported; send one message a line", None)
     return _error(_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message (jsonrpc, method, params)", request_id)
 
+
+def _plainly_taken(line: str) -> bool:
+    """Whether ``line`` is, at a glance, a message the SDK takes as it is: a request or notification with the usual
+    members (nearly every line). Read once by the fast parser, without trying it against every message model;
+    anything less plain is judged by the SDK's own adapter, below."""
+    try:
+        parsed = pydantic_core.from_json(line)
+    except ValueError:
+        return False
+    if not isinstance(parsed, dict) or parsed.get("jsonrpc") != "2.0" or not isinstance(parsed.get("method"), str):
+        return False
+    if not isinstance(parsed.get("params"), dict | None) or not set(parsed) <= _PLAIN_MEMBERS:
+        return False
+    if "id" not in parsed:
+        return True  # a notification
+    return isinstance(parsed["id"], str) or type(parsed["id"]) is int  # not a bool
+
+
+_PLAIN_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 
 _BAD_ID = "Invalid Request: an id must be a string or an integer (not null, a fraction, a boolean, an object or a list)"
 
