@@ -5,7 +5,6 @@ stdout belongs to JSON-RPC when serving, so everything human goes to stderr thro
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -13,12 +12,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_mcp._version import __version__
 
+if TYPE_CHECKING:
+    import argparse
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if not arguments:  # how MCP clients start us: serve at once (argparse is loaded for the other commands)
+        return _serve()
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="atlascloud-mcp",
         description="MCP server for Atlas Cloud image generation. With no command, serves MCP over stdio.",
@@ -53,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--size", default="1024*1024", help="image size as W*H (default 1024*1024)")
     _add_doctor(commands)
 
-    arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["emulator"]:
         # Loaded only for this command: serving stdio never imports the emulator.
         from atlas_mcp.emulator.cli import add_arguments
