@@ -165,15 +165,25 @@ def derived_output_schema(model: type[Any]) -> dict[str, Any]:
     return schema
 
 
-@cache
 def _cards(default_model: str, wait: str) -> dict[str, Any]:
-    text = CARDS_FILE.read_text(encoding="utf-8")
+    """The cards with these values where the marks are, parsed afresh: each server's tools own their schemas."""
+    text = _cards_text()
     for mark, value in ((MARKS.default_model, default_model), (wait_words(MARKS), wait)):
         text = text.replace(mark, json.dumps(value)[1:-1])  # as it is written inside a JSON string
     cards: dict[str, Any] = json.loads(text)
     return cards
 
 
+@cache
+def _cards_text() -> str:
+    return CARDS_FILE.read_text(encoding="utf-8")
+
+
+@cache
+def _outputs() -> dict[str, dict[str, Any]]:
+    outputs: dict[str, dict[str, Any]] = json.loads(_cards_text())["outputs"]
+    return outputs
+
+
 def _card_output_schema(model: type[Any]) -> dict[str, Any]:
-    schema: dict[str, Any] = _cards(MARKS.default_model, wait_words(MARKS))["outputs"][model.__name__]
-    return schema
+    return _outputs()[model.__name__]
