@@ -3,8 +3,7 @@
 Prints one JSON object of seconds. ``serve-path``: the floor's imports, ours on top, building our server,
 building the floor's, and the Atlas client our lifespan creates before the first answer. ``httpx``:
 importing httpx on top of the floor and making a first client (``--no-pygments`` as in a clean install,
-where the dev-only pygments is absent and httpx's CLI import gives up sooner). ``httpx2``: the same for
-the httpx fork the MCP SDK already imports.
+where the dev-only pygments is absent and httpx's CLI import gives up sooner).
 """
 
 from __future__ import annotations
@@ -74,23 +73,7 @@ def _httpx(hide_pygments: bool) -> dict[str, float]:
     return {"import": imported - started, "client": time.perf_counter() - imported}
 
 
-def _httpx2() -> dict[str, float]:
-    """The same for httpx2, the fork the MCP SDK itself loads (so its import costs nothing more)."""
-    _floor_imports()
-    started = time.perf_counter()
-    import httpx2
-
-    imported = time.perf_counter()
-    httpx2.AsyncClient(trust_env=False)
-    return {"import": imported - started, "client": time.perf_counter() - imported}
-
-
 if __name__ == "__main__":
-    mode = sys.argv[1]
-    if mode == "serve-path":
-        result = _serve_path()
-    elif mode == "httpx2":
-        result = _httpx2()
-    else:
-        result = _httpx(hide_pygments="--no-pygments" in sys.argv)
+    serve_path = sys.argv[1] == "serve-path"
+    result = _serve_path() if serve_path else _httpx(hide_pygments="--no-pygments" in sys.argv)
     print(json.dumps(result))
