@@ -103,7 +103,9 @@ class ShelvedTool(Tool):
     _output_schema: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_card(cls, card: dict[str, Any], output_schema: dict[str, Any] | None, build: Callable[[], Tool]) -> Any:
+    def from_card(
+        cls, card: dict[str, Any], output_schema: dict[str, Any] | None, build: Callable[[], Tool]
+    ) -> ShelvedTool:
         annotations, icons = card.get("annotations"), card.get("icons")
         tool = cls.model_construct(
             fn=build,  # never called as the tool: run() hands each call to the built tool
