@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client
 from mcp_types import CallToolResult, ResourceLink
 from pydantic import SecretStr
@@ -239,6 +241,21 @@ def test_escaping_leaves_languages_alone_and_survives_any_string() -> None:
     assert escape_controls(prose) == prose
     shown = escape_controls("Output: http://x/a\u202eb\ud800c\u00a0d.png\n  note \u2066x\u2069 \x1b[31m")
     assert shown == "Output: http://x/a%E2%80%AEb%ED%A0%80c%C2%A0d.png\n  note \\u2066x\\u2069 \\u001b[31m"
+
+
+_printable = st.text(st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"]) | st.just(" "))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(_printable | st.builds("http://x/{}".format, _printable), max_size=4))
+def test_the_quick_look_at_printable_text_agrees_with_the_full_one(lines: list[str]) -> None:
+    """Text whose every line is printable (any script, URLs among it) is handed back as it is without the full
+    look (issue 26); a tab after it sends the same text down the full look, which must leave it alone too."""
+    from atlas_mcp.server.outgoing import escape_controls
+
+    text = "\n".join(lines)
+    assert escape_controls(text) == text
+    assert escape_controls(text + "\t") == text + "\t"
 
 
 # -- 16: every stdio line gets an answer --------------------------------------------------------------------

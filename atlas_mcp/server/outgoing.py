@@ -59,7 +59,7 @@ def _encode_url(match: re.Match[str]) -> str:
 def escape_controls(text: str) -> str:
     """``text`` with every invisible character of its URLs percent-encoded, and the bidi and C0 controls of the
     rest written out as ``\\uXXXX``."""
-    if text.isascii() and text.isprintable():
+    if _untouched(text):
         return text
     parts: list[str] = []
     last = 0
@@ -69,6 +69,13 @@ def escape_controls(text: str) -> str:
         last = match.end()
     parts.append(_HIDDEN.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text[last:]))
     return "".join(parts)
+
+
+def _untouched(text: str) -> bool:
+    """Whether :func:`escape_controls` leaves ``text`` as it is. Every character it rewrites is unprintable; the
+    one unprintable character it always keeps, the line break, never sits inside a URL. (A yes is never wrong; a
+    tab or a carriage return gets a no, and the full look, which keeps them too.)"""
+    return all(line.isprintable() for line in text.split("\n"))
 
 
 class OutgoingResults:
@@ -171,9 +178,8 @@ class _Cleaner:
 
     def would_change(self, text: str) -> bool:
         """Whether cleaning could change ``text`` (a yes may be wrong, a no never is: several texts joined by spaces
-        may show a key's form across a join, which only costs the full walk). Every character
-        :func:`escape_controls` rewrites is unprintable, and a line break is one it keeps (never inside a URL)."""
-        if not all(line.isprintable() for line in text.split("\n")):
+        may show a key's form across a join, which only costs the full walk)."""
+        if not _untouched(text):
             return True
         return holds_forms(text, self.forms) or any(found in text for found, _ in self.hidden)
 
