@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -137,6 +141,137 @@ def _converse(process: subprocess.Popen[bytes]) -> tuple[list[bytes], int, float
     shutdown_seconds = time.monotonic() - started
     lines += process.stdout.read().splitlines(keepends=True)
     return lines, returncode, shutdown_seconds
+
+
+_STRAY_THEN_SERVE = """\
+import os, sys, threading, time
+from atlas_mcp.__main__ import main
+
+wire = os.fstat(1)
+
+
+def stray():  # once serving has pointed fd 1 away from the wire, write to it as a careless library would
+    while (os.fstat(1).st_dev, os.fstat(1).st_ino) == (wire.st_dev, wire.st_ino):
+        time.sleep(0.005)
+    print("stray print", flush=True)
+    os.write(1, b"stray write\\n")
+
+
+threading.Thread(target=stray, daemon=True).start()
+sys.exit(main([]))
+"""
+
+
+class _Stdio:
+    """The client's ends of the server's stdin and stdout, made as each kind of client makes them."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self._closers: list[Any] = []
+        if kind == "pipes":  # Python clients
+            self.child_in, self.send_fd = os.pipe()
+            self.receive_fd, self.child_out = os.pipe()
+        elif kind == "socket pairs":  # Node clients: Claude Desktop, Claude Code, Cursor, VS Code, the Inspector
+            ours_in, theirs_in = socket.socketpair()
+            ours_out, theirs_out = socket.socketpair()
+            self.send_fd, self.child_in = ours_in.detach(), theirs_in.detach()
+            self.receive_fd, self.child_out = ours_out.detach(), theirs_out.detach()
+        else:  # a terminal for stdin, a file for stdout: served through the SDK's worker threads
+            self.send_fd, self.child_in = os.openpty()
+            modes = termios.tcgetattr(self.child_in)
+            modes[3] &= ~termios.ECHO  # lines as typed, not echoed back; ^D at a line's start is the end
+            termios.tcsetattr(self.child_in, termios.TCSANOW, modes)
+            self.child_out = os.open(tmp_path / "stdout.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            self.receive_fd = os.open(tmp_path / "stdout.jsonl", os.O_RDONLY)
+        self._pending = b""
+
+    def send(self, data: bytes) -> None:
+        os.write(self.send_fd, data)
+
+    def close_stdin(self) -> None:
+        if self.kind == "socket pairs":
+            with socket.socket(fileno=os.dup(self.send_fd)) as sock:
+                sock.shutdown(socket.SHUT_WR)
+        elif self.kind == "pipes":
+            os.close(self.send_fd)
+            self.send_fd = -1
+        else:
+            os.write(self.send_fd, b"\x04")
+
+    def lines(self, until_id: int, timeout: float = 30) -> list[bytes]:
+        """stdout's lines, up to the answer to ``until_id``."""
+        deadline = time.monotonic() + timeout
+        lines: list[bytes] = []
+        while time.monotonic() < deadline:
+            if b"\n" not in self._pending:
+                chunk = os.read(self.receive_fd, 1 << 16) if self._readable(deadline) else b""
+                if not chunk and self.kind != "a terminal and a file":
+                    break
+                self._pending += chunk
+                continue
+            line, self._pending = self._pending.split(b"\n", 1)
+            lines.append(line)
+            if json.loads(line).get("id") == until_id:
+                return lines
+        raise AssertionError(f"no answer to {until_id}; read {lines!r}")
+
+    def _readable(self, deadline: float) -> bool:
+        if self.kind == "a terminal and a file":
+            time.sleep(0.01)  # a file is always readable: poll it
+            return True
+        ready, _, _ = select.select([self.receive_fd], [], [], max(deadline - time.monotonic(), 0))
+        return bool(ready)
+
+    def close(self) -> None:
+        for fd in (self.send_fd, self.receive_fd, self.child_in, self.child_out):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["pipes", "socket pairs", "a terminal and a file"])
+def test_every_kind_of_stdio_is_served_and_stray_output_misses_the_wire(
+    kind: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    """Pipes and socket pairs are read and written on the event loop (atlas_mcp.server.wire), anything else by the
+    SDK's worker threads; either way a stray print or write to fd 1 while serving goes to stderr."""
+    emulator.state.config.prediction_seconds = 0.3
+    log = tmp_path / "stderr.log"
+    stdio = _Stdio(kind, tmp_path)
+    try:
+        with log.open("wb") as errors:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _STRAY_THEN_SERVE],
+                stdin=stdio.child_in,
+                stdout=stdio.child_out,
+                stderr=errors,
+                env=server_env(emulator, tmp_path),
+            )
+            initialize = {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            }
+            stdio.send(_rpc("initialize", initialize, 1) + _rpc("notifications/initialized", None, None))
+            stdio.send(_rpc("tools/list", {}, 2))
+            call = {"name": "generate_image", "arguments": {"prompt": "raw"}, "_meta": {"progressToken": "p1"}}
+            stdio.send(_rpc("tools/call", call, 3))
+            lines = stdio.lines(until_id=3)
+            stdio.close_stdin()
+            assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stdio.close()
+    messages = [json.loads(line) for line in lines]  # every line parses: nothing stray is on stdout
+    assert [m["id"] for m in messages if "id" in m] == [1, 2, 3]
+    assert {tool["name"] for tool in messages[1]["result"]["tools"]} == ALL_TOOLS
+    assert any(m.get("method") == "notifications/progress" for m in messages)
+    assert messages[-1]["result"]["isError"] is False
+    stderr = log.read_text()
+    assert "stray print" in stderr and "stray write" in stderr
+    assert "Traceback" not in stderr
 
 
 # Modules a start has no use for before its first tool call; each is imported where it is used (the first request

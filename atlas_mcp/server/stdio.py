@@ -11,8 +11,9 @@ The SDK also takes a request whose id is ``null``, an object, a list, a boolean 
 ``-32600`` here, with id ``null``. A line nested too deep for any parser still has its top-level id read, by
 :func:`_top_level_id`, so that its caller's request is the one answered.
 
-The SDK still owns stdout (diverting fd 1 to stderr while serving, so that nothing stray reaches the wire);
-answers go out through its writer, never beside it.
+Answers go out through the SDK's writer, never beside it. Lines are read and answers written on the event loop
+where the descriptors allow it (:mod:`atlas_mcp.server.wire`, which then points fd 1 at stderr while serving, as the
+SDK does), else through the SDK's worker threads.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from anyio.abc import ObjectSendStream
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+
+from atlas_mcp.server import wire
 
 __all__ = ["ScreenedLines", "answer_for", "serve_stdio"]
 
@@ -211,13 +214,15 @@ class _Unowned(TextIOWrapper):
 
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
-    """Serve ``server`` over this process's stdin and stdout until stdin closes."""
+    """Serve ``server`` over this process's stdin and stdout until stdin closes: on the event loop where the
+    descriptors allow it (:mod:`atlas_mcp.server.wire`), else through the SDK's worker threads."""
     lowlevel = getattr(server, "_lowlevel_server", None)
     if lowlevel is None:  # pragma: no cover - an SDK without the seam: serve as it does, unanswered lines and all
         await server.run_stdio_async()
         return
-    text = _Unowned(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    lines = ScreenedLines(cast(AsyncIterator[str], anyio.wrap_file(text)))
-    async with stdio_server(stdin=cast(Any, lines)) as (read_stream, write_stream):
-        lines.answer_through(write_stream)
-        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+    with wire.opened_stdin() as wire_lines, wire.claimed_stdout() as wire_writer:
+        source = wire_lines or anyio.wrap_file(_Unowned(sys.stdin.buffer, encoding="utf-8", errors="replace"))
+        lines = ScreenedLines(cast(AsyncIterator[str], source))
+        async with stdio_server(stdin=cast(Any, lines), stdout=cast(Any, wire_writer)) as (read_stream, write_stream):
+            lines.answer_through(write_stream)
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
