@@ -1,5 +1,8 @@
 """The floor: a bare MCPServer in the same environment as ours, with a trivial tool and one that makes the one GET
-a ``check_prediction`` makes (to ``ATLAS_BENCH_ORIGIN`` with ``ATLAS_BENCH_KEY``), and hands back its JSON as is."""
+a ``check_prediction`` makes (to ``ATLAS_BENCH_ORIGIN`` with ``ATLAS_BENCH_KEY``), and hands back its JSON as is.
+
+Over stdio it runs on the SDK's own transport; ``wire`` runs it on ours (:mod:`atlas_mcp.server.stdio`), for the
+one comparison that must leave the transport out; ``http PORT`` serves it over stateless Streamable HTTP."""
 
 import os
 from typing import Any
@@ -38,5 +41,11 @@ if __name__ == "__main__":
 
         app = server.streamable_http_app(stateless_http=True)
         uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    elif sys.argv[1:2] == ["wire"]:  # section 9's stdio row: this server over our stdio transport, as ours runs
+        import anyio
+
+        from atlas_mcp.server.stdio import serve_stdio
+
+        anyio.run(serve_stdio, server)
     else:
         server.run("stdio")
