@@ -136,13 +136,17 @@ class ShelvedTool(Tool):
         return await self.built.run(arguments, context, convert_result=convert_result)
 
 
-def shelved_tools(settings: Settings, build: Callable[[str], Tool]) -> list[Tool]:
-    """Every tool in the cards' order, with ``settings``' values where the marks are; ``build(name)`` makes one
-    for real."""
+def shelved_tools(settings: Settings, build: Callable[[str, ToolShelf], Tool]) -> list[Tool]:
+    """Every tool in the cards' order, with ``settings``' values where the marks are; ``build(name, shelf)`` makes
+    one for real on ``shelf``, which gives it its output schema from the same cards."""
     cards = _cards(settings.default_model, wait_words(settings))
-    outputs = cards["outputs"]
+    outputs: dict[str, dict[str, Any]] = cards["outputs"]
+
+    def built(name: str) -> Tool:
+        return build(name, ToolShelf(lambda model: outputs[model.__name__]))
+
     return [
-        ShelvedTool.from_card(card, outputs.get(card.get("outputModel")), partial(build, card["name"]))
+        ShelvedTool.from_card(card, outputs.get(card.get("outputModel")), partial(built, card["name"]))
         for card in cards["tools"]
     ]
 

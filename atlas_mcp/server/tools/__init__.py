@@ -71,7 +71,7 @@ REGISTRY: tuple[tuple[str, str], ...] = (
 def built_tools(settings: Settings) -> list[Tool]:
     """Every tool, in order, as its card shows it with ``settings``' defaults and bounds; each is built on its
     first call."""
-    return shelved_tools(settings, lambda name: build_tool(name, settings))
+    return shelved_tools(settings, lambda name, shelf: build_tool(name, settings, shelf))
 
 
 def build_tool(name: str, settings: Settings, shelf: ToolShelf | None = None) -> Tool:
