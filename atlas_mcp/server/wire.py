@@ -214,28 +214,11 @@ def claimed_stdout() -> Iterator[WireWriter | None]:
     """stdout's wire, written on the event loop, with fd 1 pointed at stderr while serving (so that a stray print
     or a library's output misses the wire) and put back after. None where the SDK's own writer must serve it (it
     claims fd 1 the same way)."""
-    if not _backed_by_fd(sys.stdout, 1):
+    claimed = _claim_stdout()
+    if claimed is None:
         yield None
         return
-    end = open_end(1, writing=True)
-    if end is None:
-        yield None
-        return
-    with suppress(OSError, ValueError):
-        sys.stdout.flush()
-    try:
-        wire = _duplicate(1)  # to put fd 1 back
-    except OSError:
-        end.close()
-        yield None
-        return
-    try:
-        _divert(1)
-    except OSError:
-        os.close(wire)
-        end.close()
-        yield None
-        return
+    end, wire = claimed
     try:
         yield WireWriter(end)
     finally:
@@ -245,6 +228,28 @@ def claimed_stdout() -> Iterator[WireWriter | None]:
         with suppress(OSError):
             os.dup2(wire, 1)
         os.close(wire)
+
+
+def _claim_stdout() -> tuple[End, int] | None:
+    """A non-blocking end on stdout's wire and a copy of fd 1 to put back, fd 1 now pointed at stderr; None, with
+    nothing changed, where that cannot be done."""
+    end = open_end(1, writing=True) if _backed_by_fd(sys.stdout, 1) else None
+    if end is None:
+        return None
+    with suppress(OSError, ValueError):
+        sys.stdout.flush()
+    try:
+        wire = _duplicate(1)
+    except OSError:
+        end.close()
+        return None
+    try:
+        _divert(1)
+    except OSError:
+        os.close(wire)
+        end.close()
+        return None
+    return end, wire
 
 
 def _divert(fd: int) -> None:
